@@ -1,0 +1,137 @@
+"""The ``mfollow`` command line (Typer). Thin: parse, call one library function, render.
+
+Heavy libraries (av, torch, diffusers, transformers) are imported inside command bodies so that
+``mfollow --help`` starts instantly and imports none of them.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mfollow import __version__
+from mfollow.cli_common import DebugOpt, JsonOpt, ProjectOpt, QuietOpt, emit_json, guard
+from mfollow.errors import EXIT_INTERRUPTED, EXIT_USAGE
+
+app = typer.Typer(
+    name="mfollow",
+    help="Video motion editing: re-render a source video's person performing a target video's motion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mfollow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """mfollow: MotionFollower video motion editing.
+
+    Exit codes: 0 ok, 1 internal error, 2 usage, 3 weights, 4 input media, 5 project/cache,
+    130 interrupted.
+    """
+
+
+@app.command()
+def info(
+    video: Annotated[Path, typer.Argument(help="A video file.", metavar="VIDEO", show_default=False)],
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Describe a video: frames, timestamps, frame rate, size, rotation, audio."""
+    with guard(debug):
+        from mfollow.video import probe
+
+        report = probe(video).to_json()
+        if json_out:
+            emit_json(report)
+            return
+        _print_info(report)
+
+
+def _print_info(r: dict) -> None:
+    rate = "constant" if r["constant_rate"] else "variable"
+    lines = [
+        f"file       {r['path']}",
+        f"video      {r['codec']} {r['pix_fmt']} {r['width']}x{r['height']}"
+        + (f" (rotation {r['rotation']}, shown {r['display_width']}x{r['display_height']})" if r["rotation"] else ""),
+        f"frames     {r['frame_count']} ({rate} frame rate, average {r['average_fps_float']:.6g} fps)",
+        f"time base  {r['time_base']}",
+        f"duration   {r['duration']:.6g} s",
+    ]
+    for a in r["audio"] or [None]:
+        lines.append(
+            "audio      none"
+            if a is None
+            else f"audio      #{a['index']} {a['codec']} {a['sample_rate']} Hz {a['channels']} ch"
+        )
+    print("\n".join(lines))
+
+
+@app.command()
+def status(
+    project: ProjectOpt,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show each stage of a project: fresh, stale or missing, with its outputs."""
+    with guard(debug):
+        from mfollow.project import Project
+
+        stages = Project.read(project).status()
+        if json_out:
+            emit_json({"project": str(project.resolve()), "stages": [s.to_json() for s in stages]})
+            return
+        if not stages:
+            print(f"{project}: no stages yet")
+        for s in stages:
+            print(f"{s.name:<8} {s.state:<8} {s.reason}")
+            for p in s.outputs:
+                print(f"         {p}")
+
+
+def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
+    """Console-script entry point: run the app and return its exit code.
+
+    Usage errors are reported in one line (``mfollow: usage: ...``) with exit code 2.
+    """
+    command = typer.main.get_command(app)
+    try:
+        result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors: bad options, missing arguments
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)
+            return EXIT_USAGE
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see '{ctx.command_path} --help')"
+        print(f"mfollow: usage: {exc.format_message()}{hint}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
+    except typer.Abort:
+        print("mfollow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("mfollow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    return result if isinstance(result, int) else 0
+
+
+def run() -> None:
+    """The ``mfollow`` console script."""
+    raise SystemExit(main())
