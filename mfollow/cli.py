@@ -13,7 +13,7 @@ from typing import Annotated
 import typer
 
 from mfollow import __version__
-from mfollow.cli_common import DebugOpt, JsonOpt, ProjectOpt, QuietOpt, emit_json, guard
+from mfollow.cli_common import DebugOpt, JsonOpt, ProjectOpt, QuietOpt, emit_json, guard, stderr_line
 from mfollow.errors import EXIT_INTERRUPTED, EXIT_USAGE
 
 app = typer.Typer(
@@ -103,6 +103,34 @@ def status(
             print(f"{s.name:<8} {s.state:<8} {s.reason}")
             for p in s.outputs:
                 print(f"         {p}")
+
+
+@app.command()
+def clean(
+    project: ProjectOpt,
+    stages: Annotated[
+        list[str] | None, typer.Argument(help="Stages to remove (outputs and records).", metavar="[STAGE]...")
+    ] = None,
+    all_stages: Annotated[bool, typer.Option("--all", help="Remove every stage.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Free disk space: remove stages' outputs, and leftovers of interrupted or superseded runs."""
+    with guard(debug):
+        from mfollow.project import Project
+
+        with Project.open(project, create=False) as proj:
+            names = sorted(proj.manifest["stages"]) if all_stages else list(stages or [])
+            report = proj.clean(names)
+        if json_out:
+            emit_json({"project": str(project.resolve()), **report})
+            return
+        stderr_line(
+            f"{project}: removed {len(report['removed'])} item(s), {report['bytes_freed']} bytes"
+            + (f"; stages {', '.join(report['stages'])}" if report["stages"] else ""),
+            quiet=quiet,
+        )
 
 
 def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:

@@ -13,7 +13,7 @@ import os
 import sys
 import traceback
 from collections.abc import Iterator
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +22,7 @@ import typer
 from mfollow.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, MfollowError
 
 
-class ProgressChoice(str, Enum):
+class ProgressChoice(StrEnum):
     auto = "auto"
     rich = "rich"
     plain = "plain"
@@ -40,9 +40,7 @@ ProgressOpt = Annotated[
     typer.Option("--progress", help="Progress display on stderr: auto (rich on a terminal), rich, plain, none."),
 ]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
-ProjectOpt = Annotated[
-    Path, typer.Option("--project", "-p", help="Project directory (cache of intermediate results).")
-]
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project directory (cache of intermediate results).")]
 
 
 def stderr_line(message: str, *, quiet: bool = False) -> None:

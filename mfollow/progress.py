@@ -54,7 +54,9 @@ class Reporter:
             if decile > last_decile:
                 last_decile = decile
                 elapsed = time.monotonic() - started
-                print(f"{description}: {done}/{total_now} ({10 * decile}%) {elapsed:.1f}s", file=self.stream, flush=True)
+                print(
+                    f"{description}: {done}/{total_now} ({10 * decile}%) {elapsed:.1f}s", file=self.stream, flush=True
+                )
 
         yield callback
 

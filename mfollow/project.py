@@ -28,6 +28,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -38,14 +39,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from mfollow import __version__
-from mfollow.atomic import atomic_write_json
-from mfollow.errors import ProjectError, ProjectLockedError
+from mfollow.atomic import PARTIAL_MARK, atomic_write_json
+from mfollow.errors import ProjectError, ProjectLockedError, UsageError
 
 MANIFEST = "mfollow.json"
 LOCK = ".lock"
 FORMAT = 1  # manifest format version; bump on incompatible changes
 
 StageState = Literal["fresh", "stale", "missing"]
+_KEY_DIR = re.compile(r"[0-9a-f]{16}")
 
 
 # ------------------------------------------------------------------------------ fingerprints
@@ -126,6 +128,10 @@ class StageSpec:
     inputs: Mapping[str, str | Path | StageRef] = field(default_factory=dict)
     params: Mapping[str, Any] = field(default_factory=dict)
     weights: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z][a-z0-9_-]*", self.name):
+            raise ValueError(f"stage name {self.name!r} must be lower-case letters, digits, '-' or '_'")
 
 
 @dataclass(frozen=True)
@@ -337,7 +343,9 @@ class Project:
             if isinstance(value, StageRef):
                 rec = self.manifest["stages"].get(value.name)
                 if rec is None:
-                    raise ProjectError(f"{self.root}: stage {spec.name!r} needs stage {value.name!r}, which has not run")
+                    raise ProjectError(
+                        f"{self.root}: stage {spec.name!r} needs stage {value.name!r}, which has not run"
+                    )
                 inputs[name] = {"stage": value.name, "key": rec["key"]}
             else:
                 fp = self._input_fingerprint(value)
@@ -423,9 +431,7 @@ class Project:
             if final.exists():  # same key re-run with --force: replace the old copy
                 shutil.rmtree(final)
             os.rename(staging, final)
-            outputs = {
-                str(p.relative_to(self.root)): p.stat().st_size for p in sorted(final.rglob("*")) if p.is_file()
-            }
+            outputs = {str(p.relative_to(self.root)): p.stat().st_size for p in sorted(final.rglob("*")) if p.is_file()}
             self.manifest["stages"][spec.name] = {
                 "key": key,
                 "dir": str(final.relative_to(self.root)),
@@ -440,16 +446,53 @@ class Project:
             shutil.rmtree(staging, ignore_errors=True)
             raise ProjectError(f"{stage_dir}: cannot commit stage outputs ({exc.strerror or exc})") from exc
         for old in stage_dir.iterdir():  # older key folders and abandoned staging folders
-            if old != final and old.is_dir():
+            if old != final and old.is_dir() and (_KEY_DIR.fullmatch(old.name) or old.name.startswith(".staging-")):
                 shutil.rmtree(old, ignore_errors=True)
 
-    def forget(self, stage: str) -> None:
-        """Drop a stage's record and outputs (``--force`` re-runs do not need this)."""
+    def clean(self, stages: list[str]) -> dict[str, Any]:
+        """Remove the named stages (record and outputs) and any leftovers: folders of older keys,
+        abandoned staging folders and partial files. Returns what was removed and bytes freed.
+
+        Raises:
+            UsageError: a named stage is not recorded in this project.
+        """
         self._require_lock()
-        rec = self.manifest["stages"].pop(stage, None)
-        self._save()
-        if rec is not None:
-            shutil.rmtree(self.root / rec["dir"], ignore_errors=True)
+        unknown = [s for s in stages if s not in self.manifest["stages"]]
+        if unknown:
+            recorded = ", ".join(sorted(self.manifest["stages"])) or "none"
+            raise UsageError(f"{self.root}: no stage {unknown[0]!r} in this project (recorded: {recorded})")
+        for stage in stages:
+            del self.manifest["stages"][stage]
+        if stages:
+            self._save()
+        keep = {self.root / rec["dir"] for rec in self.manifest["stages"].values()}
+        removed: list[str] = []
+        freed = 0
+        for candidate in self._cleanable(keep, stages):
+            freed += _tree_size(candidate)
+            removed.append(str(candidate.relative_to(self.root)))
+            if candidate.is_dir():
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                candidate.unlink(missing_ok=True)
+        return {"stages": list(stages), "removed": sorted(removed), "bytes_freed": freed}
+
+    def _cleanable(self, keep: set[Path], removed_stages: list[str]) -> list[Path]:
+        """mfollow's own leftovers only: a user's files in the project folder are never touched."""
+        found = [e for e in sorted(self.root.iterdir()) if PARTIAL_MARK in e.name and e.is_file()]
+        ours = set(self.manifest["stages"]) | set(STAGE_CODE_VERSIONS) | set(removed_stages)
+        for name in sorted(ours):
+            folder = self.root / name
+            if not folder.is_dir():
+                continue
+            found += [
+                sub
+                for sub in sorted(folder.iterdir())
+                if sub.is_dir()
+                and sub not in keep
+                and (_KEY_DIR.fullmatch(sub.name) or sub.name.startswith(".staging-"))
+            ]
+        return found
 
     def save(self) -> None:
         """Persist the manifest (fingerprint cache included)."""
@@ -514,9 +557,7 @@ class Project:
 def _key_of(document: Mapping[str, Any]) -> str:
     # Paths are recorded for humans but excluded from the key: content decides.
     hashed = dict(document)
-    hashed["inputs"] = {
-        k: ({"sha256": v["sha256"]} if "sha256" in v else v) for k, v in document["inputs"].items()
-    }
+    hashed["inputs"] = {k: ({"sha256": v["sha256"]} if "sha256" in v else v) for k, v in document["inputs"].items()}
     return hash_key(hashed)
 
 
@@ -540,6 +581,12 @@ def _topological(names: list[str], stages: Mapping[str, Any]) -> list[str]:
     return done
 
 
+def _tree_size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+
+
 def _new_manifest() -> dict[str, Any]:
     return {"format": FORMAT, "mfollow_version": __version__, "files": {}, "stages": {}}
 
@@ -561,7 +608,11 @@ def _read_manifest(root: Path) -> dict[str, Any]:
         data = json.loads(text)
     except ValueError as exc:
         raise ProjectError(f"{path}: corrupt manifest (not JSON: {exc})", hint=hint) from exc
-    if not isinstance(data, dict) or not isinstance(data.get("stages"), dict) or not isinstance(data.get("files"), dict):
+    if (
+        not isinstance(data, dict)
+        or not isinstance(data.get("stages"), dict)
+        or not isinstance(data.get("files"), dict)
+    ):
         raise ProjectError(f"{path}: corrupt manifest (missing 'stages' or 'files')", hint=hint)
     fmt = data.get("format")
     if fmt != FORMAT:

@@ -127,7 +127,7 @@ def _open_input(path: Path | str) -> av.container.InputContainer:
     try:
         return av.open(str(path), mode="r")
     except av.error.FFmpegError as exc:
-        raise MediaError(f"{path}: not a readable video file ({_ffmpeg_reason(exc)})") from exc
+        raise MediaError(f"{path}: not a video file ({_ffmpeg_reason(exc)})") from exc
     except OSError as exc:
         raise MediaError(f"{path}: cannot open ({exc.strerror or exc})") from exc
 
@@ -149,7 +149,7 @@ def _video_stream(container: av.container.InputContainer, path: Path) -> av.vide
 
 def _normalise_rotation(degrees: float) -> int:
     """Display-matrix rotation (counter-clockwise, -180..180) → one of 0, 90, 180, 270."""
-    return int(round(degrees / 90.0)) % 4 * 90
+    return round(degrees / 90.0) % 4 * 90
 
 
 def _packet_timestamps(container: av.container.InputContainer, stream: Any) -> list[int]:
@@ -212,7 +212,7 @@ def probe(path: Path | str) -> VideoInfo:
             rotation = _normalise_rotation(first.rotation)
             width, height, pix_fmt = first.width, first.height, first.format.name
             if not raw:
-                raw = [int(first.pts or 0)] + _decoded_timestamps(container, stream)
+                raw = [int(first.pts or 0), *_decoded_timestamps(container, stream)]
         except av.error.FFmpegError as exc:
             raise MediaError(f"{path}: cannot decode video ({_ffmpeg_reason(exc)})") from exc
     if not raw:
@@ -310,17 +310,13 @@ def working_geometry(src_w: int, src_h: int, policy: FramePolicy) -> Geometry:
         scaled_w, scaled_h = max(scaled_w, width), max(scaled_h, height)
     else:
         scaled_w, scaled_h = min(scaled_w, width), min(scaled_h, height)
-    return Geometry(
-        src_w, src_h, scaled_w, scaled_h, (scaled_w - width) // 2, (scaled_h - height) // 2, width, height
-    )
+    return Geometry(src_w, src_h, scaled_w, scaled_h, (scaled_w - width) // 2, (scaled_h - height) // 2, width, height)
 
 
 def _place(scaled: np.ndarray, geo: Geometry) -> np.ndarray:
     """Crop or pad a (scaled_h, scaled_w, 3) array to the working (height, width, 3)."""
     if geo.crop_x >= 0 and geo.crop_y >= 0:
-        return np.ascontiguousarray(
-            scaled[geo.crop_y : geo.crop_y + geo.height, geo.crop_x : geo.crop_x + geo.width]
-        )
+        return np.ascontiguousarray(scaled[geo.crop_y : geo.crop_y + geo.height, geo.crop_x : geo.crop_x + geo.width])
     out = np.zeros((geo.height, geo.width, 3), dtype=np.uint8)
     y0, x0 = -geo.crop_y, -geo.crop_x
     out[y0 : y0 + geo.scaled_h, x0 : x0 + geo.scaled_w] = scaled
@@ -351,9 +347,7 @@ def iter_frames(
     info = probe(path)
     stop = info.frame_count if stop is None else stop
     if not 0 <= start <= stop <= info.frame_count:
-        raise MediaError(
-            f"{path}: frame range {start}..{stop} is outside the video's {info.frame_count} frames"
-        )
+        raise MediaError(f"{path}: frame range {start}..{stop} is outside the video's {info.frame_count} frames")
     if start == stop:
         return
     wanted = [info.start_pts + t for t in info.timestamps[start:stop]]
@@ -524,7 +518,9 @@ class VideoWriter:
             raise MediaError(f"{self.path}: timestamps must increase ({pts} after {self._last_pts})")
         if (self.width, self.height) != self.src_size:
             # Pad odd sides by repeating the edge: (H, W, 3) -> (H + H%2, W + W%2, 3).
-            frame = np.pad(frame, ((0, self.height - frame.shape[0]), (0, self.width - frame.shape[1]), (0, 0)), mode="edge")
+            frame = np.pad(
+                frame, ((0, self.height - frame.shape[0]), (0, self.width - frame.shape[1]), (0, 0)), mode="edge"
+            )
         vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
         vf.pts = int(pts)
         vf.time_base = self.time_base
@@ -585,9 +581,7 @@ class _AudioPlan:
     window: tuple[float, float] | None
 
 
-def _plan_audio(
-    out: Any, source: Path, mode: AudioMode, window: tuple[float, float] | None
-) -> _AudioPlan | None:
+def _plan_audio(out: Any, source: Path, mode: AudioMode, window: tuple[float, float] | None) -> _AudioPlan | None:
     with _open_input(source) as src:
         if not src.streams.audio:
             return None

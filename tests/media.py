@@ -66,8 +66,10 @@ def make_video(
     return path
 
 
-def _encode_tone(out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float, rate: int) -> None:
-    total = int(round(seconds * rate))
+def _encode_tone(
+    out: av.container.OutputContainer, stream: av.audio.stream.AudioStream, seconds: float, rate: int
+) -> None:
+    total = round(seconds * rate)
     t = np.arange(total) / rate
     tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
     fmt = stream.codec_context.format.name

@@ -1,0 +1,172 @@
+"""The real CLI, in subprocesses: version, help, lazy imports, info, status, clean, exit codes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from media import make_audio_only, make_empty_video, make_video
+
+from mfollow import __version__
+from mfollow import project as P
+
+
+def mfollow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "MFOLLOW_DEBUG"}
+    return subprocess.run(
+        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+    )
+
+
+def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
+    assert result.returncode == code, result.stderr
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in lines[0], lines[0]
+
+
+def test_version_and_help() -> None:
+    r = mfollow("--version")
+    assert r.returncode == 0 and r.stdout.strip() == f"mfollow {__version__}"
+    r = mfollow("--help")
+    assert r.returncode == 0 and "info" in r.stdout and "status" in r.stdout
+    for command in ("info", "status", "clean"):
+        r = mfollow(command, "--help")
+        assert r.returncode == 0 and "Usage" in r.stdout
+
+
+def test_console_script_is_installed() -> None:
+    exe = Path(sys.executable).with_name("mfollow")
+    r = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
+    assert r.returncode == 0 and __version__ in r.stdout
+
+
+@pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["status", "--help"], ["--version"]])
+def test_help_does_not_import_heavy_libraries(argv: list[str]) -> None:
+    code = (
+        "import sys\nfrom mfollow.cli import main\n"
+        f"rc = main({argv!r})\n"
+        "heavy = [m for m in ('torch', 'av', 'diffusers', 'transformers', 'numpy') if m in sys.modules]\n"
+        "print('HEAVY', heavy, rc)\n"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip().splitlines()[-1] == "HEAVY [] 0"
+
+
+def test_info_json_and_text(tmp_path: Path) -> None:
+    video = make_video(tmp_path / "clip.mp4", n=10, audio="aac", rotation=90)
+    r = mfollow("info", str(video), "--json")
+    assert r.returncode == 0, r.stderr
+    report = json.loads(r.stdout)  # stdout holds exactly one JSON document
+    assert report["frame_count"] == 10 and report["rotation"] == 90
+    assert (report["display_width"], report["display_height"]) == (48, 64)
+    assert report["timestamps"] == list(range(10)) and report["time_base"] == "1/25"
+    assert report["audio"][0]["codec"] == "aac"
+    r = mfollow("info", str(video))
+    assert r.returncode == 0 and "frames     10 (constant frame rate, average 25 fps)" in r.stdout
+
+
+def test_bad_media_inputs_exit_4(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("not a video")
+    cases = {
+        str(tmp_path / "missing.mp4"): "no such file",
+        str(tmp_path): "is a directory",
+        str(tmp_path / "notes.txt"): "not a video file",
+        str(make_audio_only(tmp_path / "a.m4a")): "no video stream",
+        str(make_empty_video(tmp_path / "empty.mp4")): "no streams",
+    }
+    for path, needle in cases.items():
+        one_line_error(mfollow("info", path), 4, path, needle)
+
+
+def test_usage_errors_exit_2() -> None:
+    one_line_error(mfollow("info"), 2, "Missing argument 'VIDEO'")
+    one_line_error(mfollow("info", "x.mp4", "--bogus"), 2, "No such option: --bogus")
+    one_line_error(mfollow("frobnicate"), 2, "No such command")
+    one_line_error(mfollow("status"), 2, "--project")
+
+
+def test_debug_shows_the_traceback(tmp_path: Path) -> None:
+    r = mfollow("info", str(tmp_path / "missing.mp4"), "--debug")
+    assert r.returncode == 4 and "Traceback" in r.stderr and "no such file" in r.stderr
+
+
+def _project_with_stage(tmp_path: Path) -> tuple[Path, Path]:
+    src = make_video(tmp_path / "src.mp4", n=4)
+    root = tmp_path / "proj"
+    with P.Project.open(root) as proj:
+        spec = P.StageSpec("pose", "1", inputs={"video": src}, params={"backend": "file"})
+        with proj.stage_writer(spec) as out:
+            (out / "poses.json").write_text("[]")
+    return root, src
+
+
+def test_status_json(tmp_path: Path) -> None:
+    root, src = _project_with_stage(tmp_path)
+    r = mfollow("status", "-p", str(root), "--json")
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    (stage,) = doc["stages"]
+    assert stage["name"] == "pose" and stage["state"] == "fresh"
+    assert stage["outputs"][0].endswith("poses.json")
+    src.write_bytes(src.read_bytes() + b"\0")
+    doc = json.loads(mfollow("status", "-p", str(root), "--json").stdout)
+    assert doc["stages"][0]["state"] == "stale"
+    r = mfollow("status", "-p", str(root))
+    assert r.returncode == 0 and r.stdout.startswith("pose     stale    input video")
+
+
+def test_project_errors_exit_5(tmp_path: Path) -> None:
+    one_line_error(mfollow("status", "-p", str(tmp_path / "nope")), 5, "no such project directory")
+    root, _ = _project_with_stage(tmp_path)
+    manifest = root / "mfollow.json"
+    manifest.write_text('{"format": 1, "stages": ')
+    for argv in (["status", "-p", str(root)], ["clean", "-p", str(root), "--all"]):
+        one_line_error(mfollow(*argv), 5, str(manifest), "corrupt manifest")
+    assert manifest.read_text() == '{"format": 1, "stages": '
+
+
+def test_locked_project_exits_5(tmp_path: Path) -> None:
+    root, _ = _project_with_stage(tmp_path)
+    code = (
+        "import time; from mfollow.project import Project\n"
+        f"p = Project.open({str(root)!r}); print('locked', flush=True); time.sleep(60)"
+    )
+    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        assert owner.stdout is not None and owner.stdout.readline().strip() == "locked"
+        one_line_error(mfollow("clean", "-p", str(root), "--all"), 5, str(root), f"locked by process {owner.pid}")
+    finally:
+        owner.send_signal(signal.SIGKILL)
+        owner.wait()
+    r = mfollow("clean", "-p", str(root), "--all", "--json")  # stale lock recovered
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["stages"] == ["pose"]
+    one_line_error(mfollow("clean", "-p", str(root), "mask"), 2, "no stage 'mask'")
+
+
+def test_internal_error_and_interrupt_mapping(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:
+    from mfollow import cli, video
+
+    def boom(path: object) -> None:
+        raise RuntimeError("something unexpected\nsecond line")
+
+    monkeypatch.setattr(video, "probe", boom)
+    assert cli.main(["info", "x.mp4"]) == 1
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "internal error: RuntimeError: something unexpected" in err
+
+    def interrupted(path: object) -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(video, "probe", interrupted)
+    assert cli.main(["info", "x.mp4"]) == 130
+    assert capsys.readouterr().err == "mfollow: interrupted\n"
