@@ -7,14 +7,26 @@ Heavy libraries (av, torch, diffusers, transformers) are imported inside command
 from __future__ import annotations
 
 import sys
+from enum import Enum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from mfollow import __version__
-from mfollow.cli_common import DebugOpt, JsonOpt, ProjectOpt, QuietOpt, emit_json, guard, stderr_line
-from mfollow.errors import EXIT_INTERRUPTED, EXIT_USAGE
+from mfollow.cli_common import (
+    DebugOpt,
+    JsonOpt,
+    ProgressChoice,
+    ProgressOpt,
+    ProjectOpt,
+    QuietOpt,
+    SeedOpt,
+    emit_json,
+    guard,
+    stderr_line,
+)
+from mfollow.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 app = typer.Typer(
     name="mfollow",
@@ -131,6 +143,108 @@ def clean(
             + (f"; stages {', '.join(report['stages'])}" if report["stages"] else ""),
             quiet=quiet,
         )
+
+
+class Camera(str, Enum):
+    pan = "pan"
+    zoom = "zoom"
+    shake = "shake"
+    none = "none"
+
+
+class MotionKind(str, Enum):
+    walk = "walk"
+    wave = "wave"
+    squat = "squat"
+    jump = "jump"
+    arm_circles = "arm_circles"
+    dance = "dance"
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the pair into.", metavar="OUT_DIR")],
+    seed: SeedOpt = 0,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 48,
+    size: Annotated[int, typer.Option("--size", min=16, help="Frame width and height in pixels.")] = 256,
+    fps: Annotated[str, typer.Option("--fps", help="Frame rate, e.g. 24 or 30000/1001.")] = "24",
+    camera: Annotated[
+        Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
+    ] = None,
+    source_motion: Annotated[MotionKind | None, typer.Option("--source-motion", help="Default: from the seed.")] = None,
+    target_motion: Annotated[MotionKind | None, typer.Option("--target-motion", help="Default: from the seed.")] = None,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Make a synthetic puppet pair with exact ground truth: source, target and edited videos,
+    poses and person masks."""
+    with guard(debug):
+        from fractions import Fraction
+
+        from mfollow.progress import Reporter
+        from mfollow.synth.files import write_pair
+        from mfollow.synth.world import make_pair
+
+        try:
+            rate = Fraction(fps)
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"--fps {fps!r} is not a number or fraction") from None
+        if rate <= 0:
+            raise UsageError(f"--fps {fps} must be positive")
+        pair = make_pair(
+            seed,
+            frames=frames,
+            size=size,
+            fps=rate,
+            camera=None if camera is None else camera.value,
+            source_motion=None if source_motion is None else source_motion.value,
+            target_motion=None if target_motion is None else target_motion.value,
+        )
+        with Reporter(progress.value, quiet=quiet).task("synth", 3 * frames) as callback:
+            report = write_pair(pair, out_dir, progress=callback)
+        if json_out:
+            emit_json(report)
+        else:
+            stderr_line(
+                f"{out_dir}: {report['source_motion']} -> {report['target_motion']}, camera {report['camera']}, "
+                f"{frames} frames at {size}x{size}",
+                quiet=quiet,
+            )
+
+
+@app.command("eval")
+def eval_(
+    result: Annotated[Path, typer.Argument(help="The video to score.", metavar="RESULT")],
+    reference: Annotated[Path, typer.Argument(help="The ground truth.", metavar="REFERENCE")],
+    fg_masks: Annotated[
+        Path | None, typer.Option("--fg-masks", help="Folder of person masks (one PNG per frame) for fg/bg scores.")
+    ] = None,
+    per_frame: Annotated[Path | None, typer.Option("--per-frame", help="Write a per-frame CSV table here.")] = None,
+    trim: Annotated[bool, typer.Option("--trim", help="Different lengths: score the frames both have.")] = False,
+    resize: Annotated[bool, typer.Option("--resize", help="Different sizes: resize the result.")] = False,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score a result against a reference: L1, PSNR, SSIM (full frame, and inside/outside masks)."""
+    with guard(debug):
+        from mfollow.evaluation import EvalSettings, evaluate_videos, json_number, write_per_frame_csv
+        from mfollow.progress import Reporter
+
+        settings = EvalSettings(length="trim" if trim else "error", size="resize" if resize else "error")
+        with Reporter(progress.value, quiet=quiet).task("eval", 0) as callback:
+            report, header = evaluate_videos(result, reference, fg_masks, settings, callback)
+        if per_frame is not None:
+            write_per_frame_csv(report, per_frame)
+        summary = {k: json_number(v) for k, v in report.summary.items() if not k.startswith("frames")}
+        if json_out:
+            emit_json({**header, "per_frame_csv": None if per_frame is None else str(per_frame), "summary": summary})
+            return
+        for key, value in summary.items():
+            print(f"{key:<8} {value if isinstance(value, str) or value is None else f'{value:.6g}'}")
 
 
 def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:

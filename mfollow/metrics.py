@@ -1,0 +1,143 @@
+"""Image-quality metrics between a result and a reference video: L1, PSNR, SSIM, and the same
+restricted to a mask (foreground) or its complement (background). Pure numpy, offline.
+
+Conventions (frames are (H, W, 3) uint8 RGB, converted to float64 in [0, 1]):
+
+- **L1**: mean absolute difference over the region's pixels and the 3 channels.
+- **PSNR**: 10 log10(1 / MSE), MSE over the region's pixels and channels; ``inf`` when equal.
+- **SSIM**: Wang et al. (2004) with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
+  data range 1, computed per RGB channel over the *valid* window positions (no padding: the map is
+  (H - 10, W - 10)) and averaged over channels and positions. The masked variant averages the SSIM
+  map over the positions whose window centre lies in the mask.
+
+A region with no pixels gives NaN for that frame, and summaries average only the frames where the
+region exists (``frames_fg`` / ``frames_bg`` count them).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+SSIM_VARIANT = "gaussian-11x11-sigma1.5, K1=0.01, K2=0.03, RGB in [0,1], valid window, mean over channels"
+WINDOW, SIGMA, K1, K2 = 11, 1.5, 0.01, 0.03
+REGIONS = ("", "_fg", "_bg")
+NAMES = ("l1", "psnr", "ssim")
+
+
+def _gaussian() -> np.ndarray:
+    x = np.arange(WINDOW) - (WINDOW - 1) / 2
+    g = np.exp(-(x**2) / (2 * SIGMA**2))
+    return g / g.sum()
+
+
+_G = _gaussian()
+
+
+def _blur(img: np.ndarray) -> np.ndarray:
+    """Separable Gaussian filtering with valid positions only: (H, W, C) -> (H-10, W-10, C)."""
+    h, w = img.shape[:2]
+    rows = sum(_G[k] * img[k : h - WINDOW + 1 + k] for k in range(WINDOW))
+    return sum(_G[k] * rows[:, k : w - WINDOW + 1 + k] for k in range(WINDOW))
+
+
+def ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per-position SSIM (H-10, W-10), averaged over channels, of float images in [0, 1]."""
+    c1, c2 = K1**2, K2**2
+    mx, my = _blur(x), _blur(y)
+    sxx = _blur(x * x) - mx * mx
+    syy = _blur(y * y) - my * my
+    sxy = _blur(x * y) - mx * my
+    s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
+    return s.mean(axis=-1)
+
+
+def psnr_from_mse(mse: float) -> float:
+    return math.inf if mse == 0 else 10 * math.log10(1.0 / mse)
+
+
+def _to_float(frame: np.ndarray) -> np.ndarray:
+    if frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"expected an (H, W, 3) uint8 frame, got {frame.shape} {frame.dtype}")
+    return frame.astype(np.float64) / 255.0
+
+
+def frame_metrics(result: np.ndarray, reference: np.ndarray, mask: np.ndarray | None = None) -> dict[str, float]:
+    """Metrics of one frame pair; with a (H, W) bool ``mask`` also ``*_fg`` (inside) and
+    ``*_bg`` (outside). Frames smaller than the 11x11 SSIM window get SSIM NaN."""
+    if result.shape != reference.shape:
+        raise ValueError(f"frame shapes differ: {result.shape} vs {reference.shape}")
+    x, y = _to_float(result), _to_float(reference)
+    diff = x - y
+    small = min(x.shape[:2]) < WINDOW
+    smap = None if small else ssim_map(x, y)
+    regions: dict[str, np.ndarray | None] = {"": None}
+    if mask is not None:
+        if mask.shape != x.shape[:2]:
+            raise ValueError(f"mask shape {mask.shape} differs from frame {x.shape[:2]}")
+        regions.update({"_fg": mask.astype(bool), "_bg": ~mask.astype(bool)})
+    out: dict[str, float] = {}
+    half = WINDOW // 2
+    for suffix, region in regions.items():
+        d = diff if region is None else diff[region]
+        if d.size == 0:
+            out.update({f"{n}{suffix}": math.nan for n in NAMES})
+            continue
+        out[f"l1{suffix}"] = float(np.abs(d).mean())
+        out[f"psnr{suffix}"] = psnr_from_mse(float((d * d).mean()))
+        if smap is None:
+            out[f"ssim{suffix}"] = math.nan
+        else:
+            inner = smap if region is None else smap[region[half:-half, half:-half]]
+            out[f"ssim{suffix}"] = float(inner.mean()) if inner.size else math.nan
+    return out
+
+
+@dataclass(frozen=True)
+class Report:
+    """Per-frame rows (each a dict of metrics plus ``frame``) and their summary."""
+
+    rows: list[dict[str, float]]
+    summary: dict[str, float]
+
+
+def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over the frames where it is defined (NaN-free); PSNR means are of the
+    per-frame PSNRs (``inf`` if any frame is identical in that region)."""
+    summary: dict[str, float] = {"frames": float(len(rows))}
+    for suffix in REGIONS:
+        for name in NAMES:
+            key = f"{name}{suffix}"
+            values = [r[key] for r in rows if key in r and not math.isnan(r[key])]
+            if key in (rows[0] if rows else {}):
+                summary[key] = float(np.mean(values)) if values else math.nan
+        if suffix and f"l1{suffix}" in (rows[0] if rows else {}):
+            summary[f"frames{suffix}"] = float(sum(not math.isnan(r[f"l1{suffix}"]) for r in rows))
+    return summary
+
+
+def evaluate(
+    results: Iterable[np.ndarray],
+    references: Iterable[np.ndarray],
+    masks: Iterable[np.ndarray] | None = None,
+    *,
+    callback: Callable[[int], None] | None = None,
+) -> Report:
+    """Stream frame pairs (and optional masks) through :func:`frame_metrics`; the iterables must
+    have equal lengths."""
+    mask_iter: Iterator[np.ndarray | None] = iter(masks) if masks is not None else _nones()
+    rows = []
+    for i, (res, ref) in enumerate(zip(results, references, strict=True)):
+        row = {"frame": float(i), **frame_metrics(res, ref, next(mask_iter))}
+        rows.append(row)
+        if callback is not None:
+            callback(i + 1)
+    return Report(rows, summarise(rows))
+
+
+def _nones() -> Iterator[None]:
+    while True:
+        yield None

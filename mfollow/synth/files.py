@@ -1,0 +1,129 @@
+"""Writing a synthetic pair to a folder (what ``mfollow synth`` makes).
+
+Layout of ``OUT_DIR``::
+
+    source.mp4  target.mp4  edit_gt.mp4          H.264, the pair's fps, frame i at pts i
+    source_poses.json  target_poses.json  edit_poses.json     mfollow-poses v1 (docs/pose-format.md)
+    source_masks/  target_masks/  edit_masks/    frame_00000.png ...: 8-bit 0/255 person masks
+                                                 (source = M_r, edit = M_e)
+    pair.json                                    what was generated (seed, motions, camera, ...)
+
+Everything is first written to a staging folder inside ``OUT_DIR`` and moved into place only when
+complete, so an interrupted run never leaves a half-written pair behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import shutil
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mfollow import __version__
+from mfollow.errors import MediaError
+from mfollow.synth.world import Pair, Role, mask_box
+from mfollow.video import VideoWriter
+
+VIDEO_NAMES: dict[Role, str] = {"source": "source.mp4", "target": "target.mp4", "edit": "edit_gt.mp4"}
+POSE_NAMES: dict[Role, str] = {"source": "source_poses.json", "target": "target_poses.json", "edit": "edit_poses.json"}
+MASK_DIRS: dict[Role, str] = {"source": "source_masks", "target": "target_masks", "edit": "edit_masks"}
+
+
+def mask_name(index: int) -> str:
+    return f"frame_{index:05d}.png"
+
+
+def write_pair(pair: Pair, out_dir: Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
+    """Render every frame of the pair's three videos and write the folder layout above.
+
+    Existing files of the same names in ``out_dir`` are replaced; other files are left alone.
+    Returns a JSON-ready report (paths and the pair's description).
+
+    Raises:
+        MediaError: ``out_dir`` cannot be created or written.
+    """
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        staging = out_dir / f".synth-staging-{secrets.token_hex(4)}"
+        staging.mkdir()
+    except OSError as exc:
+        raise MediaError(f"{out_dir}: cannot write here ({exc.strerror or exc})") from exc
+    total, done = 3 * pair.frames, 0
+    time_base = 1 / Fraction(pair.fps)
+    try:
+        for role in ("source", "target", "edit"):
+            video = pair.video(role)
+            masks = staging / MASK_DIRS[role]
+            masks.mkdir()
+            boxes = np.empty((pair.frames, 4))
+            with VideoWriter(
+                staging / VIDEO_NAMES[role], pair.size, pair.size, time_base, rate_hint=pair.fps
+            ) as writer:
+                for f in range(pair.frames):
+                    frame = video.render(f)
+                    writer.write(frame.rgb, f)
+                    Image.fromarray(frame.mask.astype(np.uint8) * 255).save(masks / mask_name(f))
+                    boxes[f] = mask_box(frame.mask)
+                    done += 1
+                    if progress is not None:
+                        progress(done, total)
+            video.poses(boxes).save(staging / POSE_NAMES[role])
+        report = {"mfollow_version": __version__, **pair.describe()}
+        (staging / "pair.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
+        _move_into_place(staging, out_dir)
+    except OSError as exc:
+        raise MediaError(f"{out_dir}: writing the pair failed ({exc.strerror or exc})") from exc
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    files = {name: str(out_dir / name) for name in (*VIDEO_NAMES.values(), *POSE_NAMES.values(), "pair.json")}
+    files.update({name: str(out_dir / name) for name in MASK_DIRS.values()})
+    return {"out_dir": str(out_dir), "files": files, **report}
+
+
+def _move_into_place(staging: Path, out_dir: Path) -> None:
+    for entry in sorted(staging.iterdir()):
+        target = out_dir / entry.name
+        if entry.is_dir():
+            if target.exists():
+                old = out_dir / f".{entry.name}.old-{secrets.token_hex(4)}"
+                os.rename(target, old)
+                os.rename(entry, target)
+                with contextlib.suppress(OSError):
+                    shutil.rmtree(old)
+            else:
+                os.rename(entry, target)
+        else:
+            os.replace(entry, target)
+
+
+def read_masks(folder: Path, frames: int | None = None) -> np.ndarray:
+    """Load a folder of 8-bit mask PNGs (sorted by name) as an (F, H, W) bool array.
+
+    Raises:
+        MediaError: the folder is missing or empty, a file is not an image, sizes differ, or the
+            count differs from ``frames``.
+    """
+    if not folder.is_dir():
+        raise MediaError(f"{folder}: no such mask folder")
+    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if not files:
+        raise MediaError(f"{folder}: holds no mask images")
+    if frames is not None and len(files) != frames:
+        raise MediaError(f"{folder}: {len(files)} masks for {frames} frames")
+    out = []
+    for p in files:
+        try:
+            with Image.open(p) as im:
+                out.append(np.asarray(im.convert("L")) >= 128)
+        except OSError as exc:
+            raise MediaError(f"{p}: not a readable mask image") from exc
+        if out[-1].shape != out[0].shape:
+            raise MediaError(f"{p}: size {out[-1].shape[::-1]} differs from {out[0].shape[::-1]}")
+    return np.stack(out)
