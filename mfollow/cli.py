@@ -7,7 +7,7 @@ Heavy libraries (av, torch, diffusers, transformers) are imported inside command
 from __future__ import annotations
 
 import sys
-from enum import Enum
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -145,14 +145,14 @@ def clean(
         )
 
 
-class Camera(str, Enum):
+class Camera(StrEnum):
     pan = "pan"
     zoom = "zoom"
     shake = "shake"
     none = "none"
 
 
-class MotionKind(str, Enum):
+class MotionKind(StrEnum):
     walk = "walk"
     wave = "wave"
     squat = "squat"
@@ -231,9 +231,11 @@ def eval_(
 ) -> None:
     """Score a result against a reference: L1, PSNR, SSIM (full frame, and inside/outside masks)."""
     with guard(debug):
-        from mfollow.evaluation import EvalSettings, evaluate_videos, json_number, write_per_frame_csv
+        from mfollow.evaluation import EvalSettings, check_writable, evaluate_videos, json_number, write_per_frame_csv
         from mfollow.progress import Reporter
 
+        if per_frame is not None:
+            check_writable(per_frame)
         settings = EvalSettings(length="trim" if trim else "error", size="resize" if resize else "error")
         with Reporter(progress.value, quiet=quiet).task("eval", 0) as callback:
             report, header = evaluate_videos(result, reference, fg_masks, settings, callback)

@@ -97,6 +97,14 @@ def json_number(v: float) -> float | str | None:
     return v
 
 
+def check_writable(path: Path) -> None:
+    """Fail before any work when ``path``'s folder cannot be created (raises :class:`MediaError`)."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise MediaError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+
+
 def write_per_frame_csv(report: Report, path: Path) -> None:
     """One row per frame (``frame`` then each metric), written atomically."""
     keys = ["frame"] + [f"{n}{s}" for s in REGIONS for n in NAMES if f"{n}{s}" in report.rows[0]]

@@ -7,8 +7,11 @@ Conventions (frames are (H, W, 3) uint8 RGB, converted to float64 in [0, 1]):
 - **PSNR**: 10 log10(1 / MSE), MSE over the region's pixels and channels; ``inf`` when equal.
 - **SSIM**: Wang et al. (2004) with an 11x11 Gaussian window (sigma 1.5), K1 = 0.01, K2 = 0.03,
   data range 1, computed per RGB channel over the *valid* window positions (no padding: the map is
-  (H - 10, W - 10)) and averaged over channels and positions. The masked variant averages the SSIM
-  map over the positions whose window centre lies in the mask.
+  (H - 10, W - 10)) and averaged over channels and positions (equal to scikit-image's
+  ``structural_similarity(gaussian_weights=True, sigma=1.5, use_sample_covariance=False)``).
+  The masked variant computes each window's means, variances and covariance from the mask's pixels
+  only (Gaussian weights renormalised over the mask) and averages over the window centres inside
+  the mask, so pixels outside the mask have no influence at all.
 
 A region with no pixels gives NaN for that frame, and summaries average only the frames where the
 region exists (``frames_fg`` / ``frames_bg`` count them).
@@ -44,13 +47,23 @@ def _blur(img: np.ndarray) -> np.ndarray:
     return sum(_G[k] * rows[:, k : w - WINDOW + 1 + k] for k in range(WINDOW))
 
 
-def ssim_map(x: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Per-position SSIM (H-10, W-10), averaged over channels, of float images in [0, 1]."""
+def ssim_map(x: np.ndarray, y: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+    """Per-position SSIM (H-10, W-10), averaged over channels, of float images in [0, 1].
+
+    With a (H, W) bool ``mask`` the local statistics use only the mask's pixels; positions whose
+    window holds none of them are NaN.
+    """
     c1, c2 = K1**2, K2**2
-    mx, my = _blur(x), _blur(y)
-    sxx = _blur(x * x) - mx * mx
-    syy = _blur(y * y) - my * my
-    sxy = _blur(x * y) - mx * my
+    if mask is None:
+        mx, my = _blur(x), _blur(y)
+        exx, eyy, exy = _blur(x * x), _blur(y * y), _blur(x * y)
+    else:
+        m = mask.astype(np.float64)[..., None]  # (H, W, 1): weights broadcast over channels
+        with np.errstate(invalid="ignore", divide="ignore"):
+            norm = 1.0 / _blur(m)  # (H-10, W-10, 1); inf where the window misses the mask
+            mx, my = _blur(m * x) * norm, _blur(m * y) * norm
+            exx, eyy, exy = _blur(m * x * x) * norm, _blur(m * y * y) * norm, _blur(m * x * y) * norm
+    sxx, syy, sxy = exx - mx * mx, eyy - my * my, exy - mx * my
     s = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx * mx + my * my + c1) * (sxx + syy + c2))
     return s.mean(axis=-1)
 
@@ -90,8 +103,10 @@ def frame_metrics(result: np.ndarray, reference: np.ndarray, mask: np.ndarray | 
         out[f"psnr{suffix}"] = psnr_from_mse(float((d * d).mean()))
         if smap is None:
             out[f"ssim{suffix}"] = math.nan
+        elif region is None:
+            out[f"ssim{suffix}"] = float(smap.mean())
         else:
-            inner = smap if region is None else smap[region[half:-half, half:-half]]
+            inner = ssim_map(x, y, region)[region[half:-half, half:-half]]  # window centres in the region
             out[f"ssim{suffix}"] = float(inner.mean()) if inner.size else math.nan
     return out
 

@@ -238,3 +238,14 @@ def test_interrupted_write_keeps_the_previous_file(tmp_path: Path) -> None:
         video.write_video(out, frames_then_crash(), range(5), Fraction(1, 25))
     assert out.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]  # no partial file left
+
+
+def test_encoding_is_deterministic(tmp_path: Path) -> None:
+    # Small frames used to come out different between runs (PyAV's implicit RGB -> YUV step).
+    rng = np.random.default_rng(3)
+    frames = [rng.integers(0, 256, (64, 64, 3), dtype=np.uint8) for _ in range(6)]
+    digests = set()
+    for k in range(8):
+        video.write_video(tmp_path / f"{k}.mp4", frames, range(6), Fraction(1, 24))
+        digests.add((tmp_path / f"{k}.mp4").read_bytes())
+    assert len(digests) == 1

@@ -81,10 +81,11 @@ def puppet_parts(sk: Skeleton, f: int) -> list[Part]:
         parts.append(Part("capsule", group, i, j, r, angle=float(np.arctan2(d[1], d[0]))))
 
     # legs (hip → knee → ankle) and feet (heel → big toe)
-    for hip, knee, ankle, heel, toe in ((8, 9, 10, 5, 3), (11, 12, 13, 2, 0)):
+    for hip, knee, ankle, heel, toe, small in ((8, 9, 10, 5, 3, 4), (11, 12, 13, 2, 0, 1)):
         cap("trousers", b[hip], b[knee], leg)
         cap("trousers", b[knee], b[ankle], leg * 0.9)
         cap("shoes", ft[heel], ft[toe], leg * 0.55)
+        cap("shoes", ft[heel], ft[small], leg * 0.5)
     # torso: a convex quadrilateral from the shoulders to the hips, plus the neck
     across = b[5] - b[2]
     across = across / max(np.linalg.norm(across), 1e-9)
@@ -135,7 +136,8 @@ def _coverage(part: Part, px: np.ndarray, py: np.ndarray) -> np.ndarray:
         return (px - part.a[0]) ** 2 + (py - part.a[1]) ** 2 <= part.radius**2
     assert part.points is not None
     pts = part.points
-    sign = np.sign(np.cross(pts[1] - pts[0], pts[2] - pts[1]))  # orientation of the polygon
+    e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
+    sign = np.sign(e1[0] * e2[1] - e1[1] * e2[0])  # orientation of the polygon
     inside = np.ones(px.shape, dtype=bool)
     for k in range(len(pts)):
         a, b = pts[k], pts[(k + 1) % len(pts)]

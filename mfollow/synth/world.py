@@ -15,6 +15,7 @@ equals the source frame for frame.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import cached_property
@@ -219,3 +220,64 @@ def make_pair(
         target=PuppetVideo(puppet_d, motion2, scene_d, frames, fps, size),
         edit=PuppetVideo(puppet_a, motion2, scene_a, frames, fps, size),
     )
+
+
+class PuppetPairs:
+    """Training data rendered on the fly (no files): pair ``index`` is :func:`make_pair` of a
+    seed derived from (``seed``, ``index``), so any item can be regenerated on its own.
+
+    - :meth:`clip` gives frames, masks and poses of one role over a frame range;
+    - :meth:`image_pair` gives one source frame and one ground-truth edit frame (the target's
+      motion on the source puppet) with their poses and masks: a supervised motion-edit example;
+    - :meth:`clip_pair` gives the same for aligned clips.
+    """
+
+    def __init__(self, seed: int, length: int, *, frames: int = 48, size: int = 256, fps: Fraction | int = 24) -> None:
+        self.seed, self.length, self.frames, self.size, self.fps = seed, length, frames, size, Fraction(fps)
+
+    def __len__(self) -> int:
+        return self.length
+
+    def pair(self, index: int) -> Pair:
+        if not 0 <= index < self.length:
+            raise IndexError(index)
+        derived = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
+        return make_pair(derived, frames=self.frames, size=self.size, fps=self.fps)
+
+    @staticmethod
+    def clip(pair: Pair, role: Role, start: int, stop: int) -> dict[str, object]:
+        """Frames (F, H, W, 3) uint8, masks (F, H, W) bool and a PoseSequence for [start, stop)."""
+        video = pair.video(role)
+        rendered = [video.render(f) for f in range(start, stop)]
+        masks = np.stack([r.mask for r in rendered])
+        boxes = np.stack([mask_box(m) for m in masks])
+        poses = video.poses()[start:stop]
+        poses = PoseSequence(poses.width, poses.height, poses.body, poses.feet, poses.hands, boxes)
+        return {"frames": np.stack([r.rgb for r in rendered]), "masks": masks, "poses": poses}
+
+    def image_pair(self, index: int) -> dict[str, object]:
+        """Source frame i and edit frame j (i, j drawn from the index) with poses and masks."""
+        pair = self.pair(index)
+        rng = np.random.default_rng([self.seed, index, 1])
+        i, j = (int(v) for v in rng.integers(0, self.frames, size=2))
+        return {
+            "source": self.clip(pair, "source", i, i + 1),
+            "edit": self.clip(pair, "edit", j, j + 1),
+            "frames": (i, j),
+        }
+
+    def clip_pair(self, index: int, length: int) -> dict[str, object]:
+        """Aligned source and edit clips of ``length`` frames starting at a frame drawn from the index."""
+        if not 1 <= length <= self.frames:
+            raise ValueError(f"clip length {length} must be within 1..{self.frames}")
+        pair = self.pair(index)
+        start = int(np.random.default_rng([self.seed, index, 2]).integers(0, self.frames - length + 1))
+        return {
+            "source": self.clip(pair, "source", start, start + length),
+            "edit": self.clip(pair, "edit", start, start + length),
+            "start": start,
+        }
+
+    def __iter__(self) -> Iterator[dict[str, object]]:
+        for index in range(self.length):
+            yield self.image_pair(index)
