@@ -1,6 +1,6 @@
 """Synthesis speed: render and write one pair (three videos, poses, masks). Prints JSON.
 
-    python benchmarks/synth.py --frames 600 --size 256
+python benchmarks/synth.py --frames 600 --size 256
 """
 
 from __future__ import annotations
