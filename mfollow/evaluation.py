@@ -42,7 +42,7 @@ def evaluate_videos(
     Raises:
         MediaError: unreadable inputs, or a size/length mismatch the settings do not allow.
     """
-    from mfollow.synth.files import read_masks
+    from mfollow.masks.files import read_masks
     from mfollow.video import iter_frames, probe
 
     a, b = probe(result), probe(reference)
@@ -68,13 +68,13 @@ def evaluate_videos(
         masks = masks[:n]
 
     def results() -> Iterator[np.ndarray]:
-        for frame in iter_frames(result, 0, n):
+        for frame in iter_frames(result, 0, n, info=a):
             if frame.shape[:2] != (size_b[1], size_b[0]):
                 frame = np.asarray(Image.fromarray(frame).resize(size_b, Image.Resampling.BICUBIC))
             yield frame
 
     callback = None if progress is None else (lambda done: progress(done, n))
-    report = evaluate(results(), iter_frames(reference, 0, n), masks, callback=callback)
+    report = evaluate(results(), iter_frames(reference, 0, n, info=b), masks, callback=callback)
     header = {
         "result": str(result),
         "reference": str(reference),

@@ -329,6 +329,7 @@ def iter_frames(
     start: int = 0,
     stop: int | None = None,
     policy: FramePolicy | None = None,
+    info: VideoInfo | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode frames ``start`` (inclusive) to ``stop`` (exclusive) in presentation order.
 
@@ -336,6 +337,7 @@ def iter_frames(
         path: the video file.
         start, stop: frame indices; ``stop=None`` reads to the end.
         policy: map frames to a working size; ``None`` keeps the (upright) native size.
+        info: ``probe(path)`` when the caller already has it (saves reading the file twice).
 
     Yields:
         (H, W, 3) uint8 RGB arrays, rotated upright according to the display matrix.
@@ -344,7 +346,7 @@ def iter_frames(
         MediaError: unreadable file, or a range outside the video.
     """
     path = Path(path)
-    info = probe(path)
+    info = info or probe(path)
     stop = info.frame_count if stop is None else stop
     if not 0 <= start <= stop <= info.frame_count:
         raise MediaError(f"{path}: frame range {start}..{stop} is outside the video's {info.frame_count} frames")
@@ -370,10 +372,10 @@ def _decode_range(
     """Decode the frames whose pts are ``wanted`` (sorted), seeking to the keyframe before the
     first when ``seek`` is set; fall back to decoding from the start if the seek overshoots."""
     first, last = wanted[0], wanted[-1]
-    frames = container.decode(stream)
     if seek:
         container.seek(first, stream=stream, backward=True, any_frame=False)
-        frames = container.decode(stream)
+    frames = container.decode(stream)
+    if seek:
         head = next(frames, None)
         if head is None or head.pts is None or head.pts > first:
             container.seek(0, stream=stream, backward=True, any_frame=False)
@@ -694,15 +696,16 @@ def write_video(
     """Write ``frames`` (each (H, W, 3) uint8) at ``timestamps`` into ``path``; see
     :class:`VideoWriter` for ``options``. Returns the path written."""
     ts = list(timestamps)
-    writer: VideoWriter | None = None
     options.setdefault("rate_hint", _rate_hint(ts, Fraction(time_base)))
+    writer: VideoWriter | None = None
     try:
         count = 0
-        for frame, pts in zip(frames, ts, strict=False):
+        for count, frame in enumerate(frames, start=1):
+            if count > len(ts):
+                raise MediaError(f"{path}: more frames than the {len(ts)} timestamps")
             if writer is None:
                 writer = VideoWriter(path, frame.shape[1], frame.shape[0], time_base, **options)
-            writer.write(frame, pts)
-            count += 1
+            writer.write(frame, ts[count - 1])
         if writer is None:
             raise MediaError(f"{path}: no frames to write")
         if count != len(ts):

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 from media import make_audio_only, make_empty_video, make_video
+from procs import project_locked_by_child
 
 from mfollow import __version__
 from mfollow import project as P
@@ -136,17 +136,8 @@ def test_project_errors_exit_5(tmp_path: Path) -> None:
 
 def test_locked_project_exits_5(tmp_path: Path) -> None:
     root, _ = _project_with_stage(tmp_path)
-    code = (
-        "import time; from mfollow.project import Project\n"
-        f"p = Project.open({str(root)!r}); print('locked', flush=True); time.sleep(60)"
-    )
-    owner = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert owner.stdout is not None and owner.stdout.readline().strip() == "locked"
+    with project_locked_by_child(root) as owner:
         one_line_error(mfollow("clean", "-p", str(root), "--all"), 5, str(root), f"locked by process {owner.pid}")
-    finally:
-        owner.send_signal(signal.SIGKILL)
-        owner.wait()
     r = mfollow("clean", "-p", str(root), "--all", "--json")  # stale lock recovered
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["stages"] == ["pose"]

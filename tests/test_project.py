@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 
 import pytest
+from procs import project_locked_by_child
 
 from mfollow import project as P
 from mfollow.atomic import atomic_write_text
@@ -206,18 +207,8 @@ def test_lock_excludes_a_second_writer_and_is_released(tmp_path: Path) -> None:
 
 def test_lock_held_by_another_live_process(tmp_path: Path) -> None:
     root = tmp_path / "proj"
-    code = (
-        "import sys, time; from mfollow.project import Project\n"
-        f"p = Project.open({str(root)!r}); print('locked', flush=True); time.sleep(60)"
-    )
-    child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-    try:
-        assert child.stdout is not None and child.stdout.readline().strip() == "locked"
-        with pytest.raises(ProjectLockedError, match=f"process {child.pid}"):
-            P.Project.open(root)
-    finally:
-        child.send_signal(signal.SIGKILL)
-        child.wait()
+    with project_locked_by_child(root) as child, pytest.raises(ProjectLockedError, match=f"process {child.pid}"):
+        P.Project.open(root)
     # the owner died without releasing: the lock is stale and is taken over
     with P.Project.open(root):
         assert json.loads((root / ".lock").read_text())["pid"] == os.getpid()

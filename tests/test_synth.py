@@ -8,9 +8,10 @@ import numpy as np
 import pytest
 
 from mfollow import video
+from mfollow.masks.files import read_masks
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.synth import PuppetPairs, make_pair
-from mfollow.synth.files import MASK_DIRS, POSE_NAMES, VIDEO_NAMES, read_masks, write_pair
+from mfollow.synth.files import MASK_DIRS, POSE_NAMES, VIDEO_NAMES, write_pair
 from mfollow.synth.render import draw_puppet, puppet_parts, view_background
 from mfollow.synth.skeleton import ANGLES
 

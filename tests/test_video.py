@@ -221,6 +221,11 @@ def test_writer_refuses_wrong_frames_and_timestamps(tmp_path: Path) -> None:
         w.write(smooth_frame(1, 64, 48), 1)
     with pytest.raises(MediaError, match="shape"), video.VideoWriter(tmp_path / "o.mp4", 64, 48, Fraction(1, 25)) as w:
         w.write(np.zeros((10, 10, 3), np.uint8), 0)
+    frames = [smooth_frame(i, 64, 48) for i in range(3)]
+    with pytest.raises(MediaError, match="more frames than the 2 timestamps"):
+        video.write_video(tmp_path / "o.mp4", frames, [0, 1], Fraction(1, 25))
+    with pytest.raises(MediaError, match="3 frames but 4 timestamps"):
+        video.write_video(tmp_path / "o.mp4", frames, [0, 1, 2, 3], Fraction(1, 25))
     assert list(tmp_path.iterdir()) == []
 
 

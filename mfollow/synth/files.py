@@ -24,20 +24,16 @@ from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
 from mfollow import __version__
 from mfollow.errors import MediaError
+from mfollow.masks.files import mask_name, write_mask
 from mfollow.synth.world import Pair, Role, mask_box
 from mfollow.video import VideoWriter
 
 VIDEO_NAMES: dict[Role, str] = {"source": "source.mp4", "target": "target.mp4", "edit": "edit_gt.mp4"}
 POSE_NAMES: dict[Role, str] = {"source": "source_poses.json", "target": "target_poses.json", "edit": "edit_poses.json"}
 MASK_DIRS: dict[Role, str] = {"source": "source_masks", "target": "target_masks", "edit": "edit_masks"}
-
-
-def mask_name(index: int) -> str:
-    return f"frame_{index:05d}.png"
 
 
 def write_pair(pair: Pair, out_dir: Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
@@ -69,7 +65,7 @@ def write_pair(pair: Pair, out_dir: Path, *, progress: Callable[[int, int], None
                 for f in range(pair.frames):
                     frame = video.render(f)
                     writer.write(frame.rgb, f)
-                    Image.fromarray(frame.mask.astype(np.uint8) * 255).save(masks / mask_name(f))
+                    write_mask(masks / mask_name(f), frame.mask)
                     boxes[f] = mask_box(frame.mask)
                     done += 1
                     if progress is not None:
@@ -101,29 +97,3 @@ def _move_into_place(staging: Path, out_dir: Path) -> None:
                 os.rename(entry, target)
         else:
             os.replace(entry, target)
-
-
-def read_masks(folder: Path, frames: int | None = None) -> np.ndarray:
-    """Load a folder of 8-bit mask PNGs (sorted by name) as an (F, H, W) bool array.
-
-    Raises:
-        MediaError: the folder is missing or empty, a file is not an image, sizes differ, or the
-            count differs from ``frames``.
-    """
-    if not folder.is_dir():
-        raise MediaError(f"{folder}: no such mask folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
-    if not files:
-        raise MediaError(f"{folder}: holds no mask images")
-    if frames is not None and len(files) != frames:
-        raise MediaError(f"{folder}: {len(files)} masks for {frames} frames")
-    out = []
-    for p in files:
-        try:
-            with Image.open(p) as im:
-                out.append(np.asarray(im.convert("L")) >= 128)
-        except OSError as exc:
-            raise MediaError(f"{p}: not a readable mask image") from exc
-        if out[-1].shape != out[0].shape:
-            raise MediaError(f"{p}: size {out[-1].shape[::-1]} differs from {out[0].shape[::-1]}")
-    return np.stack(out)
