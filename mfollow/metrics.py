@@ -121,15 +121,15 @@ class Report:
 
 def summarise(rows: list[dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over the frames where it is defined (NaN-free); PSNR means are of the
-    per-frame PSNRs (``inf`` if any frame is identical in that region)."""
+    per-frame PSNRs (``inf`` if any frame is identical in that region). ``frames_fg`` /
+    ``frames_bg`` count the frames where the region exists."""
     summary: dict[str, float] = {"frames": float(len(rows))}
-    for suffix in REGIONS:
-        for name in NAMES:
-            key = f"{name}{suffix}"
-            values = [r[key] for r in rows if key in r and not math.isnan(r[key])]
-            if key in (rows[0] if rows else {}):
-                summary[key] = float(np.mean(values)) if values else math.nan
-        if suffix and f"l1{suffix}" in (rows[0] if rows else {}):
+    keys = [k for k in (rows[0] if rows else {}) if k != "frame"]
+    for key in keys:
+        values = [r[key] for r in rows if not math.isnan(r[key])]
+        summary[key] = float(np.mean(values)) if values else math.nan
+    for suffix in REGIONS[1:]:
+        if f"l1{suffix}" in keys:
             summary[f"frames{suffix}"] = float(sum(not math.isnan(r[f"l1{suffix}"]) for r in rows))
     return summary
 

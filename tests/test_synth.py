@@ -169,3 +169,13 @@ def test_dataset_interface_is_deterministic_and_consistent() -> None:
     assert len(list(data)) == 4
     with pytest.raises(IndexError):
         data.pair(4)
+
+
+def test_an_option_changes_only_itself() -> None:
+    base = make_pair(21, frames=4, size=64)
+    forced = make_pair(21, frames=4, size=64, source_motion=base.source.motion.kind)
+    assert forced.describe() == base.describe()
+    other = next(k for k in ("walk", "wave") if k != base.target.motion.kind)
+    changed = make_pair(21, frames=4, size=64, target_motion=other)
+    assert changed.source.scene.camera_kind == base.source.scene.camera_kind
+    assert changed.source.motion == base.source.motion and changed.target.motion.kind == other

@@ -89,10 +89,9 @@ def puppet_parts(sk: Skeleton, f: int) -> list[Part]:
     # torso: a convex quadrilateral from the shoulders to the hips, plus the neck
     across = b[5] - b[2]
     across = across / max(np.linalg.norm(across), 1e-9)
-    tw = h * p.torso_width
     quad = np.stack([b[2] - across * arm, b[5] + across * arm, b[11] + across * leg, b[8] - across * leg])
     torso_angle = float(np.arctan2(across[1], across[0]))
-    parts.append(Part("poly", "shirt", quad.mean(0), points=quad, radius=tw, angle=torso_angle))
+    parts.append(Part("poly", "shirt", quad.mean(0), points=quad, angle=torso_angle))
     cap("skin", b[1], sk.head[f], arm * 0.9)
     # head: a disc with hair on top drawn as the head's own texture group
     up = sk.up[f]

@@ -40,7 +40,6 @@ class Proportions:
     foot: float = 0.07
     arm_width: float = 0.032  # half-widths (capsule radii)
     leg_width: float = 0.042
-    torso_width: float = 0.10
 
     @classmethod
     def sample(cls, rng: np.random.Generator, spread: float = 0.15) -> Proportions:

@@ -196,9 +196,15 @@ def make_pair(
         raise ValueError("fps must be positive")
     streams = np.random.SeedSequence(seed).spawn(8)
     pick, pa, pd, m1, m2, bg_a, bg_d, cam = (np.random.default_rng(s) for s in streams)
-    kind1 = source_motion or str(pick.choice(KINDS))
-    kind2 = target_motion or str(pick.choice([k for k in KINDS if k != kind1]))
-    camera = camera or CAMERAS[int(pick.integers(len(CAMERAS)))]
+    # Always make the same draws, so an option given on the command line changes only itself.
+    drawn_kind, offset = KINDS[int(pick.integers(len(KINDS)))], int(pick.integers(1, len(KINDS)))
+    drawn_camera = CAMERAS[int(pick.integers(len(CAMERAS)))]
+    for asked in (source_motion, target_motion):
+        if asked is not None and asked not in KINDS:
+            raise ValueError(f"unknown motion {asked!r}; choose from {', '.join(KINDS)}")
+    kind1 = source_motion or drawn_kind
+    kind2 = target_motion or KINDS[(KINDS.index(kind1) + offset) % len(KINDS)]  # never kind1
+    camera = camera or drawn_camera
     puppet_a = Puppet.sample(pa, size, scale=(0.55, 0.72), x_range=0.12)
     puppet_d = Puppet.sample(pd, size, scale=(0.42, 0.62), x_range=0.2)
     motion1 = Motion.sample(kind1, m1)
