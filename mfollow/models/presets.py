@@ -1,0 +1,84 @@
+"""Model presets. ``sd15`` is exactly the released MotionFollower topology (base config of
+``lambdalabs/sd-image-variations-diffusers`` + AnimateDiff-v2 motion modules + PoCtr + ReCtr);
+``tiny`` has the same topology with small widths, for tests and the bundled demo model."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from mfollow.errors import UsageError
+
+
+@dataclass(frozen=True)
+class Preset:
+    name: str
+    unet: dict[str, Any]  # UNet3D config
+    poctr: dict[str, Any]  # PoseController config
+    vae: dict[str, Any] = field(default_factory=dict)  # AutoencoderKL config (tiny only; sd15 downloads)
+    image_encoder: dict[str, Any] = field(default_factory=dict)  # CLIPVisionConfig (tiny only)
+
+
+SD15 = Preset(
+    "sd15",
+    unet=dict(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(320, 640, 1280, 1280),
+        layers_per_block=2,
+        cross_attention_dim=768,
+        attention_head_dim=8,
+        norm_num_groups=32,
+        norm_eps=1e-5,
+        motion_heads=8,
+        motion_norm_groups=32,
+        motion_max_frames=32,
+    ),
+    poctr=dict(out_channels=320, channels=(16, 32, 96, 256)),
+)
+
+TINY = Preset(
+    "tiny",
+    unet=dict(
+        sample_size=16,
+        block_out_channels=(32, 64, 64, 64),
+        layers_per_block=2,
+        cross_attention_dim=32,
+        attention_head_dim=2,
+        norm_num_groups=8,
+        motion_heads=2,
+        motion_norm_groups=8,
+        motion_max_frames=32,
+    ),
+    poctr=dict(out_channels=32, channels=(8, 16, 16, 32)),
+    vae=dict(
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 32, 32),
+        layers_per_block=1,
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=128,
+    ),
+    image_encoder=dict(
+        hidden_size=32,
+        intermediate_size=64,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        image_size=32,
+        patch_size=8,
+        projection_dim=32,
+    ),
+)
+
+PRESETS = {p.name: p for p in (SD15, TINY)}
+
+
+def get_preset(name: str) -> Preset:
+    try:
+        return PRESETS[name]
+    except KeyError:
+        raise UsageError(f"unknown preset {name!r}; choose from {', '.join(PRESETS)}") from None
