@@ -15,9 +15,23 @@ class Preset:
     name: str
     unet: dict[str, Any]  # UNet3D config
     poctr: dict[str, Any]  # PoseController config
-    vae: dict[str, Any] = field(default_factory=dict)  # AutoencoderKL config (tiny only; sd15 downloads)
-    image_encoder: dict[str, Any] = field(default_factory=dict)  # CLIPVisionConfig (tiny only)
+    vae: dict[str, Any] = field(default_factory=dict)  # AutoencoderKL config
+    image_encoder: dict[str, Any] = field(default_factory=dict)  # CLIPVisionConfig
 
+
+#: The released scheduler settings (official ``inference_v2.yaml``): DDIM, v-prediction,
+#: zero-terminal-SNR, trailing spacing.
+SCHEDULER = dict(
+    num_train_timesteps=1000,
+    beta_start=0.00085,
+    beta_end=0.012,
+    beta_schedule="linear",
+    steps_offset=1,
+    clip_sample=False,
+    prediction_type="v_prediction",
+    rescale_betas_zero_snr=True,
+    timestep_spacing="trailing",
+)
 
 SD15 = Preset(
     "sd15",
@@ -36,6 +50,27 @@ SD15 = Preset(
         motion_max_frames=32,
     ),
     poctr=dict(out_channels=320, channels=(16, 32, 96, 256)),
+    vae=dict(  # stabilityai/sd-vae-ft-mse
+        in_channels=3,
+        out_channels=3,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(128, 256, 512, 512),
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=32,
+        sample_size=256,
+    ),
+    image_encoder=dict(  # CLIP ViT-L/14 vision tower with projection (sd-image-variations)
+        hidden_size=1024,
+        intermediate_size=4096,
+        num_hidden_layers=24,
+        num_attention_heads=16,
+        image_size=224,
+        patch_size=14,
+        projection_dim=768,
+        hidden_act="quick_gelu",
+    ),
 )
 
 TINY = Preset(

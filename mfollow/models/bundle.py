@@ -1,0 +1,152 @@
+"""A model bundle: every network MotionFollower runs, saved as one folder of safetensors + JSON.
+
+Layout (``save_pretrained`` / ``from_pretrained``)::
+
+    BUNDLE/mfollow_bundle.json              {"format": 1, "preset": ..., "mfollow_version": ...}
+    BUNDLE/unet/{config.json, diffusion_pytorch_model.safetensors}        UNet3D (+ ReCtr)
+    BUNDLE/poctr/{config.json, diffusion_pytorch_model.safetensors}       PoseController
+    BUNDLE/vae/{config.json, diffusion_pytorch_model.safetensors}         AutoencoderKL
+    BUNDLE/image_encoder/{config.json, model.safetensors}                 CLIPVisionModelWithProjection
+    BUNDLE/scheduler/scheduler_config.json                                DDIMScheduler settings
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mfollow import __version__
+from mfollow.atomic import atomic_write_json
+from mfollow.errors import WeightsError
+from mfollow.models.controllers import PoseController
+from mfollow.models.presets import SCHEDULER, get_preset
+from mfollow.models.unet3d import UNet3D
+
+BUNDLE_FILE = "mfollow_bundle.json"
+BUNDLE_FORMAT = 1
+COMPONENTS = ("unet", "poctr", "vae", "image_encoder")
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+@dataclass
+class ModelBundle:
+    preset: str
+    unet: UNet3D
+    poctr: PoseController
+    vae: Any  # diffusers AutoencoderKL
+    image_encoder: Any  # transformers CLIPVisionModelWithProjection
+    scheduler_config: dict[str, Any]
+
+    @classmethod
+    def random(cls, preset: str = "tiny", seed: int = 0) -> ModelBundle:
+        """Freshly initialised networks of a preset (what training starts from)."""
+        from diffusers import AutoencoderKL
+        from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+        p = get_preset(preset)
+        torch.manual_seed(seed)  # module initialisers draw from the global generator
+        return cls(
+            preset=p.name,
+            unet=UNet3D(**p.unet),
+            poctr=PoseController(**p.poctr),
+            vae=AutoencoderKL(**p.vae),
+            image_encoder=CLIPVisionModelWithProjection(CLIPVisionConfig(**p.image_encoder)),
+            scheduler_config=dict(SCHEDULER),
+        )
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"unet": self.unet, "poctr": self.poctr, "vae": self.vae, "image_encoder": self.image_encoder}
+
+    def eval(self) -> ModelBundle:
+        for m in self.modules().values():
+            m.eval().requires_grad_(False)
+        return self
+
+    def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModelBundle:
+        for m in self.modules().values():
+            m.to(device=device, dtype=dtype)
+        return self
+
+    # ----------------------------------------------------------------------------- saving
+    def save_pretrained(self, directory: Path) -> None:
+        """Write the bundle layout; the bundle file is written last, so a folder without it is
+        incomplete and is refused by :meth:`from_pretrained`."""
+        _quiet_hf()
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / BUNDLE_FILE).unlink(missing_ok=True)
+        for name, module in self.modules().items():
+            module.save_pretrained(directory / name, safe_serialization=True)
+        (directory / "scheduler").mkdir(exist_ok=True)
+        atomic_write_json(directory / "scheduler" / "scheduler_config.json", self.scheduler_config)
+        atomic_write_json(
+            directory / BUNDLE_FILE, {"format": BUNDLE_FORMAT, "preset": self.preset, "mfollow_version": __version__}
+        )
+
+    @classmethod
+    def from_pretrained(cls, directory: Path) -> ModelBundle:
+        """Load a bundle folder offline. Raises :class:`WeightsError` naming what is wrong."""
+        from diffusers import AutoencoderKL
+        from transformers import CLIPVisionModelWithProjection
+
+        _quiet_hf()
+        meta_path = directory / BUNDLE_FILE
+        if not meta_path.is_file():
+            raise WeightsError(f"{directory}: not a model bundle (no {BUNDLE_FILE})")
+        try:
+            meta = json.loads(meta_path.read_text())
+            scheduler = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
+        except (OSError, ValueError) as exc:
+            raise WeightsError(f"{directory}: unreadable bundle metadata ({exc})") from exc
+        if meta.get("format") != BUNDLE_FORMAT:
+            raise WeightsError(f"{meta_path}: bundle format {meta.get('format')!r} is not {BUNDLE_FORMAT}")
+        loaders = {
+            "unet": UNet3D.from_pretrained,
+            "poctr": PoseController.from_pretrained,
+            "vae": AutoencoderKL.from_pretrained,
+            "image_encoder": CLIPVisionModelWithProjection.from_pretrained,
+        }
+        loaded = {}
+        for name, load in loaders.items():
+            if not (directory / name / "config.json").is_file():
+                raise WeightsError(f"{directory / name}: component missing")
+            try:
+                loaded[name] = load(str(directory / name), local_files_only=True)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise WeightsError(f"{directory / name}: cannot load ({str(exc).splitlines()[0]})") from exc
+        return cls(preset=str(meta.get("preset")), scheduler_config=scheduler, **loaded).eval()
+
+    # -------------------------------------------------------------------------- conditioning
+    def clip_context(self, frames: np.ndarray) -> torch.Tensor:
+        """Each frame's projected CLIP image embedding: (F, H, W, 3) uint8 -> (F, D).
+
+        Frames are resized to the encoder's square input with bicubic filtering and normalised
+        with the OpenAI CLIP mean and std (the official preprocessing, reference §3.6).
+        """
+        from PIL import Image
+
+        size = int(self.image_encoder.config.image_size)
+        bicubic = Image.Resampling.BICUBIC
+        resized = np.stack([np.asarray(Image.fromarray(f).resize((size, size), bicubic)) for f in frames])
+        p = next(self.image_encoder.parameters())
+        x = torch.from_numpy(resized).to(device=p.device, dtype=torch.float32)
+        x = x.permute(0, 3, 1, 2) / 255.0  # (F, S, S, 3) -> (F, 3, S, S) in [0, 1]
+        mean = torch.tensor(CLIP_MEAN, device=p.device)[:, None, None]
+        std = torch.tensor(CLIP_STD, device=p.device)[:, None, None]
+        x = (x - mean) / std
+        with torch.no_grad():
+            return self.image_encoder(pixel_values=x.to(p.dtype)).image_embeds
+
+
+def _quiet_hf() -> None:
+    """No progress bars from transformers/diffusers: progress is the CLI's business."""
+    from diffusers.utils import logging as diffusers_logging
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    diffusers_logging.disable_progress_bar()

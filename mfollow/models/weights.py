@@ -1,0 +1,268 @@
+"""Where model weights come from and where they live (design §3 "Weights").
+
+A **component** is a named set of files (see :data:`REGISTRY`). Each is looked for, in order:
+
+1. the ``--weights DIR`` given on the command line (``DIR/<component>/...``);
+2. the ``MFOLLOW_WEIGHTS`` environment variable (same layout);
+3. the user data folder, ``platformdirs.user_data_dir("mfollow")/weights`` (where
+   ``mfollow weights download`` and ``weights import`` put files);
+4. the Hugging Face cache, read offline (``try_to_load_from_cache``: never the network).
+
+Nothing is downloaded except by ``mfollow weights download``. Downloads are pinned to a revision,
+checked against known SHA-256 sums, staged and moved into place only when complete, and stamped
+(``.mfollow-stamp.json``: revision and per-file size/SHA-256) so ``weights verify`` can re-check.
+The official MotionFollower checkpoints are on Google Drive: they are fetched by hand and converted
+by ``mfollow weights import --official DIR``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from mfollow.atomic import atomic_write_json
+from mfollow.errors import WeightsError
+from mfollow.project import sha256_file
+
+ENV_VAR = "MFOLLOW_WEIGHTS"
+STAMP = ".mfollow-stamp.json"
+OFFICIAL_URL = "https://github.com/Francis-Rings/MotionFollower (README: Google Drive folder)"
+
+Origin = Literal["explicit", "env", "data-dir", "hf-cache"]
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    path: str  # relative to the component folder (and to the repo root for hub components)
+    sha256: str | None = None
+    size: int | None = None
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str
+    description: str
+    files: tuple[WeightFile, ...]
+    repo_id: str | None = None  # Hugging Face repo; None: not downloadable (official release)
+    revision: str | None = None
+    license: str = ""
+    used_by: str = ""
+
+
+_YOLOX_SHA = "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411"
+_DWPOSE_SHA = "724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843"
+
+REGISTRY: dict[str, Component] = {
+    c.name: c
+    for c in (
+        Component(
+            "sd-image-variations",
+            "base U-Net and CLIP image encoder (ViT-L/14) of Stable Diffusion image variations v2",
+            (
+                WeightFile("unet/config.json"),
+                WeightFile("unet/diffusion_pytorch_model.bin"),
+                WeightFile("image_encoder/config.json"),
+                WeightFile("image_encoder/pytorch_model.bin"),
+            ),
+            repo_id="lambdalabs/sd-image-variations-diffusers",
+            revision="v2.0",  # the tag the model card pins
+            license="creativeml-openrail-m",
+            used_by="sd15 preset (image encoder; base weights under the official import)",
+        ),
+        Component(
+            "sd-vae-ft-mse",
+            "Stable Diffusion VAE fine-tuned with MSE (the decoder the official code uses)",
+            (WeightFile("config.json"), WeightFile("diffusion_pytorch_model.safetensors")),
+            repo_id="stabilityai/sd-vae-ft-mse",
+            revision="c984c1eeadc00e78bcb5d6b9e1898b5545397d5d",
+            license="mit",
+            used_by="sd15 preset",
+        ),
+        Component(
+            "dwpose",
+            "DWPose: YOLOX-L person detector and dw-ll_ucoco_384 whole-body pose model (ONNX)",
+            (
+                WeightFile("yolox_l.onnx", _YOLOX_SHA, 216_746_733),
+                WeightFile("dw-ll_ucoco_384.onnx", _DWPOSE_SHA, 134_399_116),
+            ),
+            repo_id="yzd-v/DWPose",
+            revision="main",  # the files themselves are pinned by SHA-256
+            license="apache-2.0",
+            used_by="pose --backend dwpose",
+        ),
+        Component(
+            "motionfollower",
+            "MotionFollower's released U-Net (spatial + ReCtr + motion modules) and PoCtr, imported",
+            (
+                WeightFile("unet/config.json"),
+                WeightFile("unet/diffusion_pytorch_model.safetensors"),
+                WeightFile("poctr/config.json"),
+                WeightFile("poctr/diffusion_pytorch_model.safetensors"),
+            ),
+            license="none stated by the authors",
+            used_by="sd15 preset",
+        ),
+    )
+}
+
+
+def data_dir() -> Path:
+    """The user data folder for weights (platform-specific)."""
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("mfollow", appauthor=False)) / "weights"
+
+
+def get_component(name: str) -> Component:
+    try:
+        return REGISTRY[name]
+    except KeyError:
+        raise WeightsError(f"unknown weights component {name!r}; known: {', '.join(REGISTRY)}") from None
+
+
+@dataclass(frozen=True)
+class Location:
+    component: str
+    path: Path | None  # the component folder; None when not found
+    origin: Origin | None
+    missing_files: tuple[str, ...] = ()  # in the first root that held part of it
+
+
+def roots(explicit: Path | None = None) -> list[tuple[Origin, Path]]:
+    """The folders searched, in order (the Hugging Face cache is searched separately)."""
+    out: list[tuple[Origin, Path]] = []
+    if explicit is not None:
+        out.append(("explicit", Path(explicit)))
+    if os.environ.get(ENV_VAR):
+        out.append(("env", Path(os.environ[ENV_VAR])))
+    out.append(("data-dir", data_dir()))
+    return out
+
+
+def locate(name: str, explicit: Path | None = None) -> Location:
+    """Find a component without touching the network."""
+    comp = get_component(name)
+    partial: tuple[str, ...] = ()
+    for origin, root in roots(explicit):
+        folder = root / name
+        missing = tuple(f.path for f in comp.files if not (folder / f.path).is_file())
+        if not missing:
+            return Location(name, folder, origin)
+        if len(missing) < len(comp.files) and not partial:
+            partial = missing
+    if comp.repo_id is not None:
+        snapshot = _hf_cached_snapshot(comp)
+        if snapshot is not None:
+            return Location(name, snapshot, "hf-cache")
+    return Location(name, None, None, partial)
+
+
+def _hf_cached_snapshot(comp: Component) -> Path | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    folder = None
+    for f in comp.files:
+        found = try_to_load_from_cache(comp.repo_id, f.path, revision=comp.revision)
+        if not isinstance(found, str):
+            return None
+        folder = Path(found[: -len(f.path)])  # the snapshot root
+    return folder
+
+
+def resolve(name: str, explicit: Path | None = None) -> Path:
+    """The folder of a component, or :class:`WeightsError` saying how to get it."""
+    loc = locate(name, explicit)
+    if loc.path is not None:
+        return loc.path
+    comp = get_component(name)
+    if comp.repo_id is None:
+        how = f"download the official release from {OFFICIAL_URL}, then run: mfollow weights import --official DIR"
+    else:
+        how = f"run: mfollow weights download {name}"
+    detail = f" (incomplete: {', '.join(loc.missing_files)} missing)" if loc.missing_files else ""
+    raise WeightsError(f"weights '{name}' not found{detail}", hint=how)
+
+
+# ------------------------------------------------------------------------------- download
+def download(name: str, to: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> Path:
+    """Fetch a hub component into ``to`` (default: the data folder). Verified, staged, stamped.
+
+    Raises:
+        WeightsError: not downloadable, hub unreachable, or a checksum mismatch.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    comp = get_component(name)
+    if comp.repo_id is None:
+        raise WeightsError(f"'{name}' cannot be downloaded automatically", hint=f"see {OFFICIAL_URL}")
+    root = Path(to) if to is not None else data_dir()
+    final = root / name
+    staging = root / f".{name}.partial"
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir(parents=True)
+    stamp: dict[str, object] = {"repo_id": comp.repo_id, "revision": comp.revision, "files": {}}
+    try:
+        for i, f in enumerate(comp.files):
+            if progress is not None:
+                progress(f.path, i, len(comp.files))
+            try:
+                got = Path(hf_hub_download(comp.repo_id, f.path, revision=comp.revision, local_dir=str(staging)))
+            except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+                raise WeightsError(
+                    f"cannot download {comp.repo_id}/{f.path}@{comp.revision} ({str(exc).splitlines()[0]})",
+                    hint="check the network, or place the files by hand and pass --weights DIR",
+                ) from exc
+            digest = sha256_file(got)
+            if f.sha256 is not None and digest != f.sha256:
+                raise WeightsError(f"{comp.repo_id}/{f.path}: SHA-256 {digest} does not match the expected {f.sha256}")
+            stamp["files"][f.path] = {"size": got.stat().st_size, "sha256": digest}  # type: ignore[index]
+        shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's local_dir metadata
+        atomic_write_json(staging / STAMP, stamp)
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+    return final
+
+
+def write_stamp(folder: Path, **info: object) -> None:
+    """Record each file's size and SHA-256 (what ``verify`` re-checks)."""
+    files = {
+        p.relative_to(folder).as_posix(): {"size": p.stat().st_size, "sha256": sha256_file(p)}
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != STAMP
+    }
+    atomic_write_json(folder / STAMP, {**info, "files": files})
+
+
+def verify(name: str, explicit: Path | None = None) -> dict[str, str]:
+    """Re-hash a component's files against the registry's SHA-256 (or the stamp written when the
+    files were installed). Returns file -> "ok" | "no reference"; raises on any mismatch."""
+    folder = resolve(name, explicit)
+    comp = get_component(name)
+    recorded: dict[str, dict[str, object]] = {}
+    if (folder / STAMP).is_file():
+        try:
+            recorded = json.loads((folder / STAMP).read_text())["files"]
+        except (OSError, ValueError, KeyError) as exc:
+            raise WeightsError(f"{folder / STAMP}: unreadable stamp ({exc})") from exc
+    result = {}
+    for f in comp.files:
+        expected = f.sha256 or (recorded.get(f.path) or {}).get("sha256")
+        if expected is None:
+            result[f.path] = "no reference"
+            continue
+        digest = sha256_file(folder / f.path)
+        if digest != expected:
+            raise WeightsError(
+                f"{folder / f.path}: SHA-256 {digest} does not match {expected}", hint="download it again"
+            )
+        result[f.path] = "ok"
+    return result
