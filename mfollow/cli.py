@@ -299,9 +299,11 @@ def weights_download(
             get_component(name)  # unknown names fail before any download
         done = {}
         for name in components:
-            done[name] = str(
-                download(name, to, progress=lambda f, i, n: stderr_line(f"{name}: {f} ({i + 1}/{n})", quiet=quiet))
-            )
+
+            def report(f: str, i: int, n: int, name: str = name) -> None:
+                stderr_line(f"{name}: {f} ({i + 1}/{n})", quiet=quiet)
+
+            done[name] = str(download(name, to, progress=report))
         if json_out:
             emit_json({"installed": done})
         else:
