@@ -54,7 +54,7 @@ def load_state_dict(path: Path) -> StateDict:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "weights_only" in str(exc) or "Unsupported global" in str(exc):
+        if "Unsupported global" in str(exc):  # a class or function to import and run
             raise WeightsError(
                 f"{path}: the pickle needs code execution to load, which mfollow refuses",
                 hint="ask for a plain tensor dict",

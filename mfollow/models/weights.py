@@ -201,6 +201,13 @@ def download(name: str, to: Path | None = None, progress: Callable[[str, int, in
     comp = get_component(name)
     if comp.repo_id is None:
         raise WeightsError(f"'{name}' cannot be downloaded automatically", hint=f"see {OFFICIAL_URL}")
+    from huggingface_hub import constants
+
+    if constants.HF_HUB_OFFLINE:
+        raise WeightsError(
+            f"cannot download '{name}': the Hugging Face Hub is switched off (HF_HUB_OFFLINE=1)",
+            hint="unset it, or place the files by hand and pass --weights DIR",
+        )
     root = Path(to) if to is not None else data_dir()
     final = root / name
     staging = root / f".{name}.partial"

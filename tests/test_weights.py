@@ -1,0 +1,275 @@
+"""Checkpoints, the official import, the model bundle, the weights resolver and downloads."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mfollow.errors import WeightsError
+from mfollow.models import weights as W
+from mfollow.models.bundle import ModelBundle
+from mfollow.models.checkpoint import load_state_dict, save_state_dict, write_official
+from mfollow.models.official import import_official, inspect_file
+from mfollow.models.unet3d import UNet3D
+
+
+class NotATensor:  # pickling this needs code execution
+    pass
+
+
+@pytest.fixture(scope="module")
+def tiny_bundle() -> ModelBundle:
+    bundle = ModelBundle.random("tiny", seed=0)
+    g = torch.Generator().manual_seed(1)
+    for p in list(bundle.unet.parameters()) + list(bundle.poctr.parameters()):
+        p.data = torch.randn(p.shape, generator=g)  # no zero-initialised tensors: every key matters
+    return bundle
+
+
+@pytest.fixture
+def official_dir(tmp_path: Path, tiny_bundle: ModelBundle) -> Path:
+    out = tmp_path / "official"
+    write_official(tiny_bundle.unet.state_dict(), tiny_bundle.poctr.state_dict(), out)
+    return out
+
+
+@pytest.fixture(autouse=True)
+def _isolated_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "xdg"))
+    monkeypatch.delenv(W.ENV_VAR, raising=False)
+    import huggingface_hub.constants
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hf-cache"))
+
+
+# --------------------------------------------------------------------------- official import
+def test_official_roundtrip_reproduces_every_tensor(
+    tmp_path: Path, official_dir: Path, tiny_bundle: ModelBundle
+) -> None:
+    state = torch.load(official_dir / "denoising_unet.pth", weights_only=True)
+    state["module.conv_in.weight"] = state.pop("conv_in.weight")  # as a DataParallel save would name it
+    torch.save(state, official_dir / "denoising_unet.pth")
+    census = import_official(official_dir, tmp_path / "mf", preset="tiny")
+    unet = UNet3D.from_pretrained(str(tmp_path / "mf" / "unet"))
+    ref, got = tiny_bundle.unet.state_dict(), unet.state_dict()
+    assert ref.keys() == got.keys() and all(torch.equal(ref[k], got[k]) for k in ref)
+    poctr = load_state_dict(tmp_path / "mf" / "poctr" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(poctr[k], v) for k, v in tiny_bundle.poctr.state_dict().items())
+    c = census["unet"]
+    assert c.renamed == {"module.conv_in.weight": "conv_in.weight"}
+    assert len(c.dropped) == 42 and all(k.endswith("pos_encoder.pe") for k in c.dropped)  # 21 modules x 2
+    assert c.ok and c.matched == len(ref) and census["poctr"].matched == 16
+    assert (tmp_path / "mf" / W.STAMP).is_file()
+
+
+def test_import_refuses_mismatches_and_writes_nothing(tmp_path: Path, official_dir: Path) -> None:
+    with pytest.raises(WeightsError, match="shape mismatches") as err:
+        import_official(official_dir, tmp_path / "mf", preset="sd15")  # tiny files, full-size model
+    assert "another preset" in str(err.value)
+    state = torch.load(official_dir / "denoising_unet.pth", weights_only=True)
+    del state["conv_out.bias"]
+    state["extra.weight"] = torch.zeros(1)
+    torch.save(state, official_dir / "denoising_unet.pth")
+    with pytest.raises(WeightsError, match="1 required keys missing, e.g. conv_out.bias"):
+        import_official(official_dir, tmp_path / "mf", preset="tiny")
+    with pytest.raises(WeightsError, match="1 unexpected keys, e.g. extra.weight"):
+        import_official(official_dir, tmp_path / "mf", preset="tiny", allow_missing=True)
+    assert not (tmp_path / "mf").exists()
+    census = import_official(official_dir, tmp_path / "mf", preset="tiny", allow_missing=True, allow_unexpected=True)
+    assert census["unet"].missing == ["conv_out.bias"] and census["unet"].unexpected == ["extra.weight"]
+    (official_dir / "poctr.pth").unlink()
+    with pytest.raises(WeightsError, match=r"missing poctr\.pth"):
+        import_official(official_dir, tmp_path / "mf2", preset="tiny")
+
+
+def test_a_wrong_position_table_is_refused(tmp_path: Path, official_dir: Path) -> None:
+    state = torch.load(official_dir / "motion_module.pth", weights_only=True)
+    key = next(k for k in state if k.endswith("pos_encoder.pe"))
+    state[key] = state[key] + 1
+    torch.save(state, official_dir / "motion_module.pth")
+    with pytest.raises(WeightsError, match="positional table differs"):
+        import_official(official_dir, tmp_path / "mf", preset="tiny")
+
+
+def test_base_weights_fill_keys_the_release_lacks(tmp_path: Path, official_dir: Path, tiny_bundle: ModelBundle) -> None:
+    state = torch.load(official_dir / "denoising_unet.pth", weights_only=True)
+    base = {"conv_out.bias": state.pop("conv_out.bias") + 5}
+    torch.save(state, official_dir / "denoising_unet.pth")
+    import_official(official_dir, tmp_path / "mf", preset="tiny", base=base)
+    got = load_state_dict(tmp_path / "mf" / "unet" / "diffusion_pytorch_model.safetensors")
+    assert torch.equal(got["conv_out.bias"], base["conv_out.bias"])
+
+
+# ------------------------------------------------------------------------------- bad files
+def test_bad_checkpoint_files(tmp_path: Path, official_dir: Path) -> None:
+    good = official_dir / "poctr.pth"
+    (tmp_path / "trunc.pth").write_bytes(good.read_bytes()[: good.stat().st_size // 2])
+    save_state_dict({"a": torch.ones(3)}, tmp_path / "ok.safetensors")
+    (tmp_path / "trunc.safetensors").write_bytes((tmp_path / "ok.safetensors").read_bytes()[:-4])
+    torch.save({"a": NotATensor()}, tmp_path / "code.pth")
+    torch.save([1, 2, 3], tmp_path / "list.pth")
+    cases = {
+        "trunc.pth": "corrupt or truncated",
+        "trunc.safetensors": "not a valid safetensors file",
+        "code.pth": "needs code execution",
+        "list.pth": "not a dict of tensors",
+        "missing.pth": "no such weights file",
+    }
+    for name, message in cases.items():
+        with pytest.raises(WeightsError, match=message) as err:
+            load_state_dict(tmp_path / name)
+        assert name in str(err.value)
+    assert torch.equal(load_state_dict(tmp_path / "ok.safetensors")["a"], torch.ones(3))
+
+
+def test_inspect_reports_against_the_right_network(official_dir: Path) -> None:
+    which, census = inspect_file(official_dir / "motion_module.pth", "tiny")
+    assert which == "unet" and census.matched == 21 * 26 and len(census.dropped) == 42 and not census.unexpected
+    assert census.dtypes == {"float32": 546}
+    which, census = inspect_file(official_dir / "poctr.pth", "sd15")
+    assert which == "poctr" and census.matched == 0 and len(census.shape_mismatches) == 16
+
+
+# ------------------------------------------------------------------------------- the bundle
+def test_bundle_roundtrip(tmp_path: Path, tiny_bundle: ModelBundle) -> None:
+    tiny_bundle.save_pretrained(tmp_path / "b")
+    back = ModelBundle.from_pretrained(tmp_path / "b")
+    assert back.preset == "tiny" and back.scheduler_config["prediction_type"] == "v_prediction"
+    for name, module in tiny_bundle.modules().items():
+        a, b = module.state_dict(), back.modules()[name].state_dict()
+        assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a), name
+    assert not any(p.requires_grad for p in back.unet.parameters())
+    emb = back.clip_context(np.zeros((3, 40, 60, 3), np.uint8))
+    assert emb.shape == (3, 32) and torch.allclose(emb[0], emb[2])
+    shutil.rmtree(tmp_path / "b" / "poctr")
+    with pytest.raises(WeightsError, match="component missing"):
+        ModelBundle.from_pretrained(tmp_path / "b")
+    with pytest.raises(WeightsError, match="not a model bundle"):
+        ModelBundle.from_pretrained(tmp_path)
+
+
+# ------------------------------------------------------------------------------- resolver
+def _install(root: Path, name: str, folder: Path | None = None) -> Path:
+    folder = folder or root / name
+    for f in W.get_component(name).files:
+        (folder / f.path).parent.mkdir(parents=True, exist_ok=True)
+        (folder / f.path).write_text(f"{name}:{f.path}")
+    return folder
+
+
+def test_resolver_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    name = "sd-vae-ft-mse"
+    with pytest.raises(WeightsError, match="mfollow weights download sd-vae-ft-mse"):
+        W.resolve(name)
+    # the Hugging Face cache, read offline
+    comp = W.get_component(name)
+    snap = tmp_path / "hf-cache" / "models--stabilityai--sd-vae-ft-mse" / "snapshots" / comp.revision
+    _install(tmp_path, name, snap)
+    assert W.locate(name).origin == "hf-cache" and W.resolve(name) == snap
+    data = _install(W.data_dir(), name)
+    assert W.locate(name).origin == "data-dir" and W.resolve(name) == data
+    monkeypatch.setenv(W.ENV_VAR, str(tmp_path / "env"))
+    env = _install(tmp_path / "env", name)
+    assert W.resolve(name) == env
+    explicit = _install(tmp_path / "explicit", name)
+    assert (
+        W.locate(name, tmp_path / "explicit").origin == "explicit"
+        and W.resolve(name, tmp_path / "explicit") == explicit
+    )
+
+
+def test_incomplete_and_official_components_say_what_to_do(tmp_path: Path) -> None:
+    folder = _install(W.data_dir(), "dwpose")
+    (folder / "yolox_l.onnx").unlink()
+    with pytest.raises(WeightsError, match=r"incomplete: yolox_l\.onnx missing"):
+        W.resolve("dwpose")
+    with pytest.raises(WeightsError, match="weights import --official"):
+        W.resolve("motionfollower")
+    with pytest.raises(WeightsError, match="unknown weights component"):
+        W.resolve("sd3")
+
+
+# ------------------------------------------------------------------------------ downloads
+@pytest.fixture
+def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """A local stand-in for the Hub: serves files from a folder, records every request."""
+    import huggingface_hub
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    served = tmp_path / "hub"
+    calls: list[tuple[str, str, str | None]] = []
+
+    def hf_hub_download(
+        repo_id: str, filename: str, *, revision: str | None = None, local_dir: str, **kw: object
+    ) -> str:
+        calls.append((repo_id, filename, revision))
+        src = served / repo_id / (revision or "main") / filename
+        if not src.is_file():
+            raise LocalEntryNotFoundError(f"{repo_id}/{filename} not on the fake hub")
+        dst = Path(local_dir) / filename
+        dst.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(src, dst)
+        (Path(local_dir) / ".cache").mkdir(exist_ok=True)  # like the real local_dir metadata
+        return str(dst)
+
+    monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake hub is local
+    return {"root": served, "calls": calls}
+
+
+def _serve(hub: dict[str, object], name: str, content: dict[str, bytes] | None = None) -> None:
+    comp = W.get_component(name)
+    for f in comp.files:
+        path = Path(hub["root"]) / str(comp.repo_id) / str(comp.revision) / f.path  # type: ignore[arg-type]
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes((content or {}).get(f.path, f.path.encode()))
+
+
+def test_download_installs_pinned_files_with_a_stamp(fake_hub: dict[str, object]) -> None:
+    _serve(fake_hub, "sd-vae-ft-mse")
+    folder = W.download("sd-vae-ft-mse")
+    comp = W.get_component("sd-vae-ft-mse")
+    assert fake_hub["calls"] == [(comp.repo_id, f.path, comp.revision) for f in comp.files]
+    assert W.locate("sd-vae-ft-mse").origin == "data-dir" and folder == W.data_dir() / "sd-vae-ft-mse"
+    assert sorted(p.name for p in folder.iterdir()) == [W.STAMP, "config.json", "diffusion_pytorch_model.safetensors"]
+    assert W.verify("sd-vae-ft-mse") == {"config.json": "ok", "diffusion_pytorch_model.safetensors": "ok"}
+    (folder / "config.json").write_text("tampered")
+    with pytest.raises(WeightsError, match="does not match"):
+        W.verify("sd-vae-ft-mse")
+
+
+def test_download_checks_sha256_and_leaves_nothing_on_failure(fake_hub: dict[str, object]) -> None:
+    _serve(fake_hub, "dwpose")  # served bytes are not the real models: the pinned hashes fail
+    with pytest.raises(WeightsError, match="SHA-256 .* does not match the expected 7860ae79"):
+        W.download("dwpose")
+    assert not W.data_dir().exists() or not any(W.data_dir().iterdir())
+    with pytest.raises(
+        WeightsError, match="cannot download lambdalabs/sd-image-variations-diffusers/unet/config.json@v2.0"
+    ):
+        W.download("sd-image-variations")  # nothing served for it
+    with pytest.raises(WeightsError, match="cannot be downloaded automatically"):
+        W.download("motionfollower")
+
+
+def test_known_sha256_is_verified_without_a_stamp(tmp_path: Path) -> None:
+    folder = _install(tmp_path / "w", "dwpose")
+    with pytest.raises(WeightsError, match="yolox_l.onnx: SHA-256"):
+        W.verify("dwpose", tmp_path / "w")
+
+
+def test_offline_mode_refuses_downloads_before_trying() -> None:
+    with pytest.raises(WeightsError, match="HF_HUB_OFFLINE=1"):
+        W.download("sd-vae-ft-mse")
+
+
+def test_tests_cannot_reach_the_network() -> None:
+    import socket
+
+    with pytest.raises(RuntimeError, match="network"):
+        socket.create_connection(("huggingface.co", 443), timeout=1)
+    assert os.environ["HF_HUB_OFFLINE"] == "1"
