@@ -75,9 +75,9 @@ def test_import_refuses_mismatches_and_writes_nothing(tmp_path: Path, official_d
     del state["conv_out.bias"]
     state["extra.weight"] = torch.zeros(1)
     torch.save(state, official_dir / "denoising_unet.pth")
-    with pytest.raises(WeightsError, match="1 required keys missing, e.g. conv_out.bias"):
+    with pytest.raises(WeightsError, match=r"1 required keys missing, e\.g\. conv_out\.bias"):
         import_official(official_dir, tmp_path / "mf", preset="tiny")
-    with pytest.raises(WeightsError, match="1 unexpected keys, e.g. extra.weight"):
+    with pytest.raises(WeightsError, match=r"1 unexpected keys, e\.g\. extra\.weight"):
         import_official(official_dir, tmp_path / "mf", preset="tiny", allow_missing=True)
     assert not (tmp_path / "mf").exists()
     census = import_official(official_dir, tmp_path / "mf", preset="tiny", allow_missing=True, allow_unexpected=True)
@@ -245,11 +245,11 @@ def test_download_installs_pinned_files_with_a_stamp(fake_hub: dict[str, object]
 
 def test_download_checks_sha256_and_leaves_nothing_on_failure(fake_hub: dict[str, object]) -> None:
     _serve(fake_hub, "dwpose")  # served bytes are not the real models: the pinned hashes fail
-    with pytest.raises(WeightsError, match="SHA-256 .* does not match the expected 7860ae79"):
+    with pytest.raises(WeightsError, match=r"SHA-256 .* does not match the expected 7860ae79"):
         W.download("dwpose")
     assert not W.data_dir().exists() or not any(W.data_dir().iterdir())
     with pytest.raises(
-        WeightsError, match="cannot download lambdalabs/sd-image-variations-diffusers/unet/config.json@v2.0"
+        WeightsError, match=r"cannot download lambdalabs/sd-image-variations-diffusers/unet/config\.json@v2\.0"
     ):
         W.download("sd-image-variations")  # nothing served for it
     with pytest.raises(WeightsError, match="cannot be downloaded automatically"):
@@ -257,8 +257,8 @@ def test_download_checks_sha256_and_leaves_nothing_on_failure(fake_hub: dict[str
 
 
 def test_known_sha256_is_verified_without_a_stamp(tmp_path: Path) -> None:
-    folder = _install(tmp_path / "w", "dwpose")
-    with pytest.raises(WeightsError, match="yolox_l.onnx: SHA-256"):
+    _install(tmp_path / "w", "dwpose")
+    with pytest.raises(WeightsError, match=r"yolox_l\.onnx: SHA-256"):
         W.verify("dwpose", tmp_path / "w")
 
 
