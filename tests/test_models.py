@@ -207,3 +207,10 @@ def test_gradient_checkpointing_gives_the_same_gradients_in_eval_mode() -> None:
     unet.enable_gradient_checkpointing()
     assert unet.gradient_checkpointing and not unet.training
     torch.testing.assert_close(grad(), plain, atol=1e-6, rtol=1e-5)
+
+
+def test_attention_uses_sdpa() -> None:
+    from diffusers.models.attention_processor import Attention, AttnProcessor2_0
+
+    processors = {type(m.processor) for m in tiny_unet().modules() if isinstance(m, Attention)}
+    assert processors == {AttnProcessor2_0}  # torch scaled_dot_product_attention (motion modules call it directly)

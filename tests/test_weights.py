@@ -146,6 +146,10 @@ def test_bundle_roundtrip(tmp_path: Path, tiny_bundle: ModelBundle) -> None:
     assert not any(p.requires_grad for p in back.unet.parameters())
     emb = back.clip_context(np.zeros((3, 40, 60, 3), np.uint8))
     assert emb.shape == (3, 32) and torch.allclose(emb[0], emb[2])
+    poctr_file = tmp_path / "b" / "poctr" / "diffusion_pytorch_model.safetensors"
+    save_state_dict({**load_state_dict(poctr_file), "extra.weight": torch.zeros(1)}, poctr_file)
+    with pytest.raises(WeightsError, match=r"0 missing and 1 unexpected keys, e\.g\. extra\.weight"):
+        ModelBundle.from_pretrained(tmp_path / "b")
     shutil.rmtree(tmp_path / "b" / "poctr")
     with pytest.raises(WeightsError, match="component missing"):
         ModelBundle.from_pretrained(tmp_path / "b")

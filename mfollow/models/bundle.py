@@ -119,6 +119,7 @@ class ModelBundle:
                 loaded[name] = load(str(directory / name), local_files_only=True)
             except (OSError, ValueError, RuntimeError) as exc:
                 raise WeightsError(f"{directory / name}: cannot load ({str(exc).splitlines()[0]})") from exc
+            _check_keys(directory / name, loaded[name])
         return cls(preset=str(meta.get("preset")), scheduler_config=scheduler, **loaded).eval()
 
     # -------------------------------------------------------------------------- conditioning
@@ -141,6 +142,28 @@ class ModelBundle:
         x = (x - mean) / std
         with torch.no_grad():
             return self.image_encoder(pixel_values=x.to(p.dtype)).image_embeds
+
+
+def _check_keys(folder: Path, module: torch.nn.Module) -> None:
+    """The libraries only warn about keys a file has and the model lacks (and may fill missing ones
+    with fresh values): compare the saved key set with the model's and refuse any difference."""
+    from safetensors import safe_open
+
+    files = sorted(folder.glob("*.safetensors"))
+    if not files:
+        raise WeightsError(f"{folder}: no safetensors weights")
+    saved: set[str] = set()
+    for f in files:
+        with safe_open(str(f), framework="pt") as fh:
+            saved |= set(fh.keys())
+    expected = set(module.state_dict())
+    missing, unexpected = sorted(expected - saved), sorted(saved - expected)
+    if missing or unexpected:
+        example = (missing or unexpected)[0]
+        raise WeightsError(
+            f"{folder}: {len(missing)} missing and {len(unexpected)} unexpected keys, e.g. {example}",
+            hint="the bundle does not match its config",
+        )
 
 
 def _quiet_hf() -> None:
