@@ -377,6 +377,8 @@ def weights_inspect(
                 print(f"  {title:<10} ... {len(keys) - 5} more")
         for key, (a, b) in list(census.shape_mismatches.items())[:5]:
             print(f"  shape      {key}: file {a}, model {b}")
+        if census.dtype_mismatches:
+            print(f"  dtype      {len(census.dtype_mismatches)} tensors are not float32 (imports convert them)")
 
 
 @weights_app.command("verify")

@@ -73,7 +73,9 @@ def test_sd15_key_set_and_shapes_on_meta_device() -> None:
     expected_mm = {f"{loc}.temporal_transformer.{s}" for loc in locations for s in MM_SUFFIXES}
     adapter = {k for k in ours if k.startswith("appearance_adapter.")}
     assert set(ours) - set(ref) == expected_mm | adapter
-    assert len(adapter) == 38
+    body = [f"body.{k}.{c}.{w}" for k in range(8) for c in ("block1", "block2") for w in ("weight", "bias")]
+    body += [f"body.{k}.in_conv.{w}" for k in (2, 4) for w in ("weight", "bias")]
+    assert adapter == {f"appearance_adapter.{n}" for n in ["conv_in.weight", "conv_in.bias", *body]}  # 38 tensors
     assert ours["appearance_adapter.conv_in.weight"] == (320, 192, 3, 3)
     assert ours["appearance_adapter.body.2.in_conv.weight"] == (640, 320, 1, 1)
     assert ours["appearance_adapter.body.4.in_conv.weight"] == (1280, 640, 1, 1)

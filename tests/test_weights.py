@@ -127,10 +127,18 @@ def test_bad_checkpoint_files(tmp_path: Path, official_dir: Path) -> None:
     assert torch.equal(load_state_dict(tmp_path / "ok.safetensors")["a"], torch.ones(3))
 
 
-def test_inspect_reports_against_the_right_network(official_dir: Path) -> None:
+def test_inspect_reports_against_the_right_network(tmp_path: Path, official_dir: Path) -> None:
     which, census = inspect_file(official_dir / "motion_module.pth", "tiny")
     assert which == "unet" and census.matched == 21 * 26 and len(census.dropped) == 42 and not census.unexpected
     assert census.dtypes == {"float32": 546}
+    half = tmp_path / "half.pth"
+    torch.save({k: v.half() for k, v in torch.load(official_dir / "poctr.pth", weights_only=True).items()}, half)
+    which, census = inspect_file(half, "tiny")
+    assert (
+        which == "poctr"
+        and census.matched == 16
+        and census.dtype_mismatches == dict.fromkeys([k for k in torch.load(half, weights_only=True)], "float16")
+    )
     which, census = inspect_file(official_dir / "poctr.pth", "sd15")
     assert which == "poctr" and census.matched == 0 and len(census.shape_mismatches) == 16
 

@@ -99,6 +99,7 @@ class Census:
     unexpected: list[str] = field(default_factory=list)
     shape_mismatches: dict[str, tuple[list[int], list[int]]] = field(default_factory=dict)  # key -> (file, model)
     dtypes: dict[str, int] = field(default_factory=dict)  # dtype -> tensors
+    dtype_mismatches: dict[str, str] = field(default_factory=dict)  # key -> dtype, where not the model's
 
     @property
     def ok(self) -> bool:
@@ -115,11 +116,12 @@ class Census:
             "unexpected": self.unexpected,
             "shape_mismatches": {k: {"file": a, "model": b} for k, (a, b) in self.shape_mismatches.items()},
             "dtypes": self.dtypes,
+            "dtype_mismatches": self.dtype_mismatches,
         }
 
     def summary(self) -> str:
         parts = [f"{self.matched} matched"]
-        for name in ("renamed", "dropped", "missing", "unexpected", "shape_mismatches"):
+        for name in ("renamed", "dropped", "missing", "unexpected", "shape_mismatches", "dtype_mismatches"):
             n = len(getattr(self, name))
             if n:
                 parts.append(f"{n} {name.replace('_', ' ')}")
@@ -147,14 +149,19 @@ def normalise_keys(state: StateDict, census: Census) -> StateDict:
     return out
 
 
-def compare(state: StateDict, expected: dict[str, torch.Size], census: Census) -> None:
-    """Fill ``census`` with matched / missing / unexpected / shape-mismatched keys."""
+def compare(
+    state: StateDict, expected: dict[str, torch.Size], census: Census, dtype: torch.dtype = torch.float32
+) -> None:
+    """Fill ``census`` with matched / missing / unexpected / shape-mismatched keys, and the keys
+    whose dtype is not the model's ``dtype`` (informational: imports convert to it)."""
     census.matched = 0
     census.missing = sorted(k for k in expected if k not in state)
     census.unexpected = sorted(k for k in state if k not in expected)
     for key, value in state.items():
-        dtype = str(value.dtype).replace("torch.", "")
-        census.dtypes[dtype] = census.dtypes.get(dtype, 0) + 1
+        name = str(value.dtype).replace("torch.", "")
+        census.dtypes[name] = census.dtypes.get(name, 0) + 1
+        if key in expected and value.dtype != dtype:
+            census.dtype_mismatches[key] = name
         if key in expected:
             if tuple(value.shape) != tuple(expected[key]):
                 census.shape_mismatches[key] = (list(value.shape), list(expected[key]))
