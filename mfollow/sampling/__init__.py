@@ -1,0 +1,1 @@
+"""Sampling: the consistency-guidance losses, the two-branch sampler, long-video windows."""
