@@ -109,7 +109,7 @@ def _feature_net(seed: int = 0) -> torch.nn.Module:
 
 
 def _features(net: torch.nn.Module, z: torch.Tensor) -> list[torch.Tensor]:
-    b, c, n, h, w = z.shape
+    b, _c, n, h, w = z.shape
     f = net(to_frames(z))  # (N, 6, h, w)
     f = torch.tanh(f).reshape(b, n, 6, h, w).permute(0, 2, 1, 3, 4)  # (B, C, N, h, w)
     return [f, torch.nn.functional.avg_pool3d(f, (1, 2, 2))]  # two levels of different sizes

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 
@@ -15,7 +17,7 @@ def test_windows_cover_every_frame_and_weights_sum_to_one(frames: int, window: i
     wins = layout(frames, window, overlap)
     assert wins[0].start == 0 and wins[-1].stop == frames  # the last window is snapped to the end
     assert all(len(w) == min(window, frames) for w in wins)  # nothing is padded
-    assert all(b.start - a.start <= window - overlap for a, b in zip(wins, wins[1:], strict=False))
+    assert all(b.start - a.start <= window - overlap for a, b in itertools.pairwise(wins))
     weights = blend_weights(wins, frames, scheme, overlap)  # type: ignore[arg-type]
     total = np.zeros(frames)
     for w, wt in zip(wins, weights, strict=True):
