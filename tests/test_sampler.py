@@ -1,0 +1,181 @@
+"""The two-branch sampler on the tiny preset (CPU)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mfollow.models.controllers import PoseController
+from mfollow.models.presets import SCHEDULER, TINY
+from mfollow.models.unet3d import UNet3D
+from mfollow.sampling.guidance import consistency_losses
+from mfollow.sampling.sampler import (
+    Conditioning,
+    SamplerSettings,
+    SamplerState,
+    SamplingError,
+    ddim_step,
+    initial_noise,
+    sample,
+    schedule,
+)
+from mfollow.sampling.windows import Window
+
+FRAMES, SIZE = 6, 64  # pixels; latents 8x8
+
+
+@pytest.fixture(scope="module")
+def nets() -> tuple[UNet3D, PoseController]:
+    torch.manual_seed(0)
+    unet = UNet3D(**TINY.unet).eval()
+    poctr = PoseController(**TINY.poctr).eval()
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for name, p in list(unet.named_parameters()) + list(poctr.named_parameters()):
+            if "proj_out" in name or "conv_out" in name:  # wake the zero-initialised layers
+                p.copy_(torch.randn(p.shape, generator=g) * 0.05)
+    return unet, poctr
+
+
+@pytest.fixture(scope="module")
+def conditioning(nets: tuple[UNet3D, PoseController]) -> Conditioning:
+    unet, poctr = nets
+    g = torch.Generator().manual_seed(7)
+    M_r = torch.zeros(1, 1, FRAMES, SIZE, SIZE)
+    M_r[..., 16:48, 10:30] = 1
+    M_e = torch.zeros_like(M_r)
+    M_e[..., 16:48, 24:44] = 1
+    with torch.no_grad():
+        return Conditioning(
+            context=torch.randn(1, FRAMES, 32, generator=g),
+            pose_r=poctr(torch.rand(1, 3, FRAMES, SIZE, SIZE, generator=g)),
+            pose_e=poctr(torch.rand(1, 3, FRAMES, SIZE, SIZE, generator=g)),
+            appearance=unet.appearance_features(torch.rand(1, 3, FRAMES, SIZE, SIZE, generator=g) * 2 - 1),
+            M_e=M_e,
+            M_r=M_r,
+            M_e_latent=torch.nn.functional.interpolate(M_e[0], size=(8, 8), mode="nearest")[None],
+        )
+
+
+def window_of(c: Conditioning) -> callable:  # type: ignore[valid-type]
+    def condition(w: Window) -> Conditioning:
+        sl = slice(w.start, w.stop)
+        return Conditioning(
+            c.context[:, sl], c.pose_r[:, :, sl], c.pose_e[:, :, sl], [a[sl] for a in c.appearance],
+            c.M_e[:, :, sl], c.M_r[:, :, sl], c.M_e_latent[:, :, sl],
+        )  # fmt: skip
+
+    return condition
+
+
+def start(seed: int = 0) -> SamplerState:
+    z = initial_noise(seed, FRAMES, (4, 8, 8))
+    return SamplerState(z.clone(), z.clone(), 0)
+
+
+def test_ddim_step_closed_form() -> None:
+    g = torch.Generator().manual_seed(0)
+    x0, eps = torch.randn(2, 3, generator=g), torch.randn(2, 3, generator=g)
+    a_t, a_prev = 0.3, 0.7
+    z = a_t**0.5 * x0 + (1 - a_t) ** 0.5 * eps
+    v = a_t**0.5 * eps - (1 - a_t) ** 0.5 * x0  # the v target
+    torch.testing.assert_close(ddim_step(z, v, a_t, a_prev, None), a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * eps)
+    # zero terminal SNR (abar = 0): x0 = -v, eps = z; no division by zero
+    out = ddim_step(eps, -x0, 0.0, a_prev, None)
+    torch.testing.assert_close(out, a_prev**0.5 * x0 + (1 - a_prev) ** 0.5 * eps)
+    # guided: eps_hat = eps + sqrt(1 - a) g and x0 stays consistent with z
+    grad = torch.randn(2, 3, generator=g)
+    e_hat = eps + (1 - a_t) ** 0.5 * grad
+    x_hat = (z - (1 - a_t) ** 0.5 * e_hat) / a_t**0.5
+    torch.testing.assert_close(ddim_step(z, v, a_t, a_prev, grad), a_prev**0.5 * x_hat + (1 - a_prev) ** 0.5 * e_hat)
+
+
+def test_noise_depends_on_seed_and_frame_only() -> None:
+    long, short = initial_noise(3, 10, (4, 2, 2)), initial_noise(3, 4, (4, 2, 2))
+    torch.testing.assert_close(long[:, :, :4], short, atol=0, rtol=0)
+    assert not torch.equal(initial_noise(4, 4, (4, 2, 2)), short)
+
+
+def test_schedule_is_trailing_zero_snr() -> None:
+    timesteps, abar = schedule(SCHEDULER, 4)
+    assert timesteps == [999, 749, 499, 249] and float(abar[999]) == pytest.approx(0.0, abs=1e-12)
+
+
+def test_same_seed_same_result_and_callback(nets: tuple, conditioning: Conditioning) -> None:
+    unet, _ = nets
+    timesteps, abar = schedule(SCHEDULER, 3)
+    seen: list[int] = []
+    s = SamplerSettings(steps=3, cfg=2.0, guidance="paper", guidance_scale=5.0, window=4, overlap=2)
+    a = sample(unet, start(), timesteps, abar, window_of(conditioning), s, callback=lambda e: seen.append(e["step"]))
+    b = sample(unet, start(), timesteps, abar, window_of(conditioning), s)
+    assert seen == [1, 2, 3] and a.step == 3
+    torch.testing.assert_close(a.z_e, b.z_e, atol=0, rtol=0)
+    c = sample(unet, start(seed=1), timesteps, abar, window_of(conditioning), s)
+    assert not torch.equal(a.z_e, c.z_e)
+    none = sample(
+        unet,
+        start(),
+        timesteps,
+        abar,
+        window_of(conditioning),
+        SamplerSettings(cfg=2.0, guidance="none", window=4, overlap=2),
+    )
+    assert not torch.equal(a.z_e, none.z_e)  # guidance changed the edit ...
+    torch.testing.assert_close(a.z_r, none.z_r, atol=0, rtol=0)  # ... never the reconstruction
+
+
+def test_resume_is_bit_identical(nets: tuple, conditioning: Conditioning) -> None:
+    unet, _ = nets
+    timesteps, abar = schedule(SCHEDULER, 4)
+    s = SamplerSettings(cfg=1.5, guidance="official", guidance_scale=0.02, window=4, overlap=2)
+    saved: dict[int, SamplerState] = {}
+    full = sample(
+        unet,
+        start(),
+        timesteps,
+        abar,
+        window_of(conditioning),
+        s,
+        callback=lambda e: saved.setdefault(e["step"], e["state"]),
+    )
+    mid = saved[2]
+    resumed = sample(
+        unet, SamplerState(mid.z_e.clone(), mid.z_r.clone(), 2), timesteps, abar, window_of(conditioning), s
+    )
+    torch.testing.assert_close(resumed.z_e, full.z_e, atol=0, rtol=0)
+    torch.testing.assert_close(resumed.z_r, full.z_r, atol=0, rtol=0)
+
+
+def test_a_guided_step_lowers_the_consistency_loss(nets: tuple, conditioning: Conditioning) -> None:
+    unet, _ = nets
+    timesteps, abar = schedule(SCHEDULER, 4)
+    state = SamplerState(*(initial_noise(0, FRAMES, (4, 8, 8)),) * 2, 1)  # from step 2 (abar > 0)
+    c = conditioning
+    t = timesteps[1]
+
+    def loss_at(z_e: torch.Tensor, z_r: torch.Tensor) -> float:
+        with torch.no_grad():
+            fe = unet(z_e, t, c.context, pose_features=c.pose_e, appearance=c.appearance).features
+            fr = unet(z_r, t, c.context, pose_features=c.pose_r, appearance=c.appearance).features
+            L_fg, L_bg = consistency_losses([fe[1], fe[2]], [fr[1], fr[2]], c.M_e, c.M_r)
+        return float(L_fg + L_bg)
+
+    short = timesteps[:2]  # one step: from t = timesteps[1] to the end of this short schedule
+    kw = dict(window=FRAMES, overlap=0, cfg=1.0)
+    plain = sample(unet, state, short, abar, window_of(c), SamplerSettings(guidance="none", **kw))
+    guided = sample(
+        unet, state, short, abar, window_of(c), SamplerSettings(guidance="paper", guidance_scale=20.0, **kw)
+    )
+    assert loss_at(guided.z_e, plain.z_r) < loss_at(plain.z_e, plain.z_r)
+
+
+def test_nan_stops_sampling_and_names_the_step(conditioning: Conditioning) -> None:
+    class Broken(torch.nn.Module):
+        def forward(self, z: torch.Tensor, *a: object, **k: object) -> object:
+            from mfollow.models.unet3d import UNetOutput
+
+            return UNetOutput(torch.full_like(z, float("nan")), {})
+
+    timesteps, abar = schedule(SCHEDULER, 3)
+    with pytest.raises(SamplingError, match=r"step 1/3 \(t=999\)"):
+        sample(Broken(), start(), timesteps, abar, window_of(conditioning), SamplerSettings(guidance="none", cfg=1.0))
