@@ -14,8 +14,13 @@ from typing import Annotated
 import typer
 
 from mfollow import __version__
+from mfollow import cli_edit as E
 from mfollow.cli_common import (
     DebugOpt,
+    DeviceChoice,
+    DeviceOpt,
+    DtypeChoice,
+    DtypeOpt,
     JsonOpt,
     ProgressChoice,
     ProgressOpt,
@@ -247,6 +252,90 @@ def eval_(
             return
         for key, value in summary.items():
             print(f"{key:<8} {value if isinstance(value, str) or value is None else f'{value:.6g}'}")
+
+
+@app.command()
+def edit(
+    src: E.Src,
+    output: E.Out,
+    tgt: E.Tgt = None,
+    source_poses: E.SourcePoses = None,
+    edit_poses: E.EditPoses = None,
+    source_masks: E.SourceMasks = None,
+    edit_masks: E.EditMasks = None,
+    case: E.Case = None,
+    preset: E.Preset = "sd15",
+    weights: E.Weights = None,
+    steps: E.Steps = 25,
+    cfg: E.Cfg = 3.5,
+    guidance: E.GuidanceOpt = E.Guidance.paper,
+    guidance_scale: E.GuidanceScale = 1.0,
+    seed: SeedOpt = 0,
+    size: E.Size = 512,
+    start: E.Start = 0,
+    frames: E.Frames = None,
+    max_frames: Annotated[int, typer.Option("--max-frames", min=1, help="Longest clip edit accepts.")] = 24,
+    fit: E.Fit = E.FitChoice.trim,
+    pose_colors: E.ColorsOpt = E.Colors.official,
+    device: DeviceOpt = DeviceChoice.cpu,
+    dtype: DtypeOpt = DtypeChoice.float32,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Edit a clip in one window: the source person performs the edit poses' motion."""
+    with guard(debug):
+        options = dict(locals())
+        E.run_command(long=False, src=src, tgt=tgt, output=output, options=options, json_out=json_out,
+                      progress=progress, quiet=quiet)  # fmt: skip
+
+
+@app.command("long")
+def long_(
+    src: E.Src,
+    output: E.Out,
+    tgt: E.Tgt = None,
+    source_poses: E.SourcePoses = None,
+    edit_poses: E.EditPoses = None,
+    source_masks: E.SourceMasks = None,
+    edit_masks: E.EditMasks = None,
+    case: E.Case = None,
+    preset: E.Preset = "sd15",
+    weights: E.Weights = None,
+    steps: E.Steps = 25,
+    cfg: E.Cfg = 3.5,
+    guidance: E.GuidanceOpt = E.Guidance.paper,
+    guidance_scale: E.GuidanceScale = 1.0,
+    seed: SeedOpt = 0,
+    size: E.Size = 512,
+    start: E.Start = 0,
+    frames: E.Frames = None,
+    fit: E.Fit = E.FitChoice.trim,
+    pose_colors: E.ColorsOpt = E.Colors.official,
+    window: Annotated[int, typer.Option("--window", min=1, help="Frames per window.")] = 24,
+    overlap: Annotated[int, typer.Option("--overlap", min=0, help="Frames shared by neighbouring windows.")] = 8,
+    blend: Annotated[E.Blend, typer.Option("--blend", help="Blending of overlapping windows.")] = E.Blend.tent,
+    project: Annotated[
+        Path | None, typer.Option("--project", "-p", help="Project folder (holds the checkpoint).")
+    ] = None,
+    resume: Annotated[bool, typer.Option("--resume", help="Resume a compatible checkpoint (the default).")] = True,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard any checkpoint and start over.")] = False,
+    device: DeviceOpt = DeviceChoice.cpu,
+    dtype: DtypeOpt = DtypeChoice.float32,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Edit a video of any length through overlapping windows; resumable after an interruption."""
+    with guard(debug):
+        options = dict(locals())
+        options["_explicit_project"] = project
+        if overlap >= window:
+            raise UsageError(f"--overlap {overlap} must be smaller than --window {window}")
+        E.run_command(long=True, src=src, tgt=tgt, output=output, options=options, json_out=json_out,
+                      progress=progress, quiet=quiet, project=project, restart=restart or not resume)  # fmt: skip
 
 
 weights_app = typer.Typer(

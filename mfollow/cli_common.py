@@ -43,6 +43,36 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project directory (cache of intermediate results).")]
 
 
+class DeviceChoice(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class DtypeChoice(StrEnum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where the networks run.")]
+DtypeOpt = Annotated[
+    DtypeChoice, typer.Option("--dtype", help="Precision of the networks (sampler maths stay float32).")
+]
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have (usage error, before any work)."""
+    import torch
+
+    from mfollow.errors import UsageError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: Apple's MPS is not available")
+
+
 def stderr_line(message: str, *, quiet: bool = False) -> None:
     """One line for people on stderr (suppressed by ``--quiet``)."""
     if not quiet:

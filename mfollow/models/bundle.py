@@ -69,6 +69,7 @@ class ModelBundle:
         return self
 
     def to(self, device: torch.device | str, dtype: torch.dtype | None = None) -> ModelBundle:
+        _quiet_hf()
         for m in self.modules().values():
             m.to(device=device, dtype=dtype)
         return self
@@ -87,6 +88,32 @@ class ModelBundle:
         atomic_write_json(
             directory / BUNDLE_FILE, {"format": BUNDLE_FORMAT, "preset": self.preset, "mfollow_version": __version__}
         )
+
+    @classmethod
+    def from_components(cls, explicit: Path | None = None) -> ModelBundle:
+        """The sd15 bundle from installed components: the imported ``motionfollower`` U-Net and
+        PoCtr, the ``sd-vae-ft-mse`` VAE and the ``sd-image-variations`` image encoder."""
+        from diffusers import AutoencoderKL
+        from transformers import CLIPVisionModelWithProjection
+
+        from mfollow.models.weights import resolve
+
+        _quiet_hf()
+        mf, vae, siv = (resolve(n, explicit) for n in ("motionfollower", "sd-vae-ft-mse", "sd-image-variations"))
+        loaded: dict[str, Any] = {}
+        for name, load, folder in (
+            ("unet", UNet3D.from_pretrained, mf / "unet"),
+            ("poctr", PoseController.from_pretrained, mf / "poctr"),
+            ("vae", AutoencoderKL.from_pretrained, vae),
+            ("image_encoder", CLIPVisionModelWithProjection.from_pretrained, siv / "image_encoder"),
+        ):
+            try:
+                loaded[name] = load(str(folder), local_files_only=True)
+            except (OSError, ValueError, RuntimeError) as exc:
+                raise WeightsError(f"{folder}: cannot load ({str(exc).splitlines()[0]})") from exc
+        for name in ("unet", "poctr"):
+            _check_keys(mf / name, loaded[name])
+        return cls(preset="sd15", scheduler_config=dict(SCHEDULER), **loaded).eval()
 
     @classmethod
     def from_pretrained(cls, directory: Path) -> ModelBundle:
@@ -173,3 +200,5 @@ def _quiet_hf() -> None:
 
     hf_logging.disable_progress_bar()
     diffusers_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # their warnings are about their internals, not the user's input
+    diffusers_logging.set_verbosity_error()

@@ -1,0 +1,139 @@
+"""The ``edit`` and ``long`` commands (registered by :mod:`mfollow.cli`): option types and the
+shared body. Both parse options into :class:`mfollow.editing.EditSettings` and call
+:func:`mfollow.editing.run_edit`."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mfollow.cli_common import ProgressChoice, emit_json, stderr_line
+
+
+class Guidance(StrEnum):
+    paper = "paper"
+    official = "official"
+    none = "none"
+
+
+class FitChoice(StrEnum):
+    trim = "trim"
+    loop = "loop"
+    hold = "hold"
+
+
+class Colors(StrEnum):
+    official = "official"
+    standard = "standard"
+
+
+class Blend(StrEnum):
+    tent = "tent"
+    mean = "mean"
+    ramp = "ramp"
+
+
+Src = Annotated[Path, typer.Argument(help="Source video (or still image, or folder of frames).", metavar="SRC")]
+Tgt = Annotated[
+    Path | None, typer.Argument(help="Target video (the motion); timing for a still-image source.", metavar="TGT")
+]
+Out = Annotated[Path, typer.Option("--output", "-o", help="Output .mp4.")]
+SourcePoses = Annotated[
+    Path | None, typer.Option("--source-poses", help="Source poses: keypoint JSON or a folder of pose images.")
+]
+EditPoses = Annotated[
+    Path | None, typer.Option("--edit-poses", help="Edit poses (target motion aligned to the source).")
+]
+SourceMasks = Annotated[Path | None, typer.Option("--source-masks", help="Folder of source person masks (M_r).")]
+EditMasks = Annotated[Path | None, typer.Option("--edit-masks", help="Folder of edit person masks (M_e).")]
+Case = Annotated[
+    Path | None, typer.Option("--case", help="An official case folder (source_images/, source_poses/, ...).")
+]
+Preset = Annotated[str, typer.Option("--preset", help="Network size: sd15 or tiny.")]
+Weights = Annotated[Path | None, typer.Option("--weights", help="A model bundle folder, or a weights root for sd15.")]
+Steps = Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")]
+Cfg = Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale on the CLIP context (1 = off).")]
+GuidanceOpt = Annotated[Guidance, typer.Option("--guidance", help="Consistency guidance: paper, official or none.")]
+GuidanceScale = Annotated[float, typer.Option("--guidance-scale", help="Step size of the consistency guidance.")]
+Size = Annotated[int, typer.Option("--size", min=64, help="Working short side in pixels (a multiple of 64).")]
+Start = Annotated[int, typer.Option("--start", min=0, help="First source frame.")]
+Frames = Annotated[int | None, typer.Option("--frames", min=1, help="Number of source frames (default: to the end).")]
+Fit = Annotated[FitChoice, typer.Option("--fit", help="Edit poses shorter than the source: trim, loop or hold.")]
+ColorsOpt = Annotated[Colors, typer.Option("--pose-colors", help="Colour order of rendered poses.")]
+
+
+def run_command(
+    *,
+    long: bool,
+    src: Path,
+    tgt: Path | None,
+    output: Path,
+    options: dict[str, Any],
+    json_out: bool,
+    progress: ProgressChoice,
+    quiet: bool,
+    project: Path | None = None,
+    restart: bool = False,
+) -> None:
+    """The body of ``edit`` and ``long`` (inside the CLI's error guard)."""
+    from mfollow.cli_common import check_device
+    from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, run_edit, run_key
+    from mfollow.errors import UsageError
+    from mfollow.loading import load_bundle
+    from mfollow.progress import Reporter
+    from mfollow.sampling.sampler import SamplerSettings
+
+    o = options
+    if o["size"] % 64:
+        raise UsageError(f"--size {o['size']} is not a multiple of 64")
+    if o["case"] is not None:
+        inputs = case_inputs(o["case"], tgt)
+    else:
+        given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
+        missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
+        if missing:
+            raise UsageError(
+                f"missing {', '.join(missing)}",
+                hint="the pose and mask stages are not built yet: give poses and masks, or --case DIR",
+            )
+        inputs = EditInputs(src, target=tgt, **given)  # type: ignore[arg-type]
+    check_device(o["device"].value)
+    sampler = SamplerSettings(
+        steps=o["steps"], cfg=o["cfg"], guidance=o["guidance"].value, guidance_scale=o["guidance_scale"],
+        window=o.get("window", 24), overlap=o.get("overlap", 8), blend=o.get("blend", Blend.tent).value,
+    )  # fmt: skip
+    settings = EditSettings(
+        sampler=sampler, seed=o["seed"], short_side=o["size"], start=o["start"], frames=o["frames"],
+        max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
+        device=o["device"].value, dtype=o["dtype"].value,
+    )  # fmt: skip
+    bundle, weights_id = load_bundle(o["preset"], o["weights"])
+    reporter = Reporter(progress.value, quiet=quiet)
+    store = None
+    lock = None
+    if long:
+        from mfollow.project import Project, default_project_dir
+
+        project = project or default_project_dir(output)
+        if project != o.get("_explicit_project"):
+            stderr_line(f"project: {project}", quiet=quiet)
+        lock = Project.open(project)  # one writer per project; the checkpoint lives inside
+        store = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
+        if restart:
+            store.clear()
+    try:
+        with reporter.task("edit" if not long else "long", o["steps"]) as callback:
+            report = run_edit(
+                bundle, inputs, settings, output, store=store, progress=lambda e: callback(e["step"], e["steps"])
+            )
+    finally:
+        if lock is not None:
+            lock.close()
+    report["weights"] = weights_id
+    if json_out:
+        emit_json(report)
+    else:
+        stderr_line(f"{output}: {report['frames']} frames, {report['timings']}", quiet=quiet)
