@@ -1,0 +1,71 @@
+"""``mfollow edit`` and ``mfollow long`` through the real CLI, on a synthetic puppet pair."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import mfollow, one_line_error
+
+from mfollow.models.bundle import ModelBundle
+from mfollow.synth import make_pair
+from mfollow.synth.files import write_pair
+from mfollow.video import probe
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("world")
+    write_pair(make_pair(6, frames=30, size=64, camera="pan"), root / "pair")
+    ModelBundle.random("tiny", seed=0).save_pretrained(root / "bundle")
+    return root
+
+
+def args(world: Path, *extra: str) -> list[str]:
+    p = world / "pair"
+    return [
+        str(p / "source.mp4"), str(p / "target.mp4"),
+        "--source-poses", str(p / "source_poses.json"), "--edit-poses", str(p / "edit_poses.json"),
+        "--source-masks", str(p / "source_masks"), "--edit-masks", str(p / "edit_masks"),
+        "--preset", "tiny", "--weights", str(world / "bundle"), "--size", "64", "--steps", "2", "-q", *extra,
+    ]  # fmt: skip
+
+
+def test_edit_end_to_end(world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    r = mfollow("edit", *args(world, "-o", str(out), "--frames", "12", "--start", "3", "--json"))
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["frames"] == 12 and doc["preset"] == "tiny" and doc["windows"] == [[0, 12]]
+    assert probe(out).frame_count == 12 and len(doc["weights"]) == 64
+
+
+def test_long_end_to_end_with_windows(world: Path, tmp_path: Path) -> None:
+    out = tmp_path / "long.mp4"
+    r = mfollow(
+        "long", *args(world, "-o", str(out), "--window", "12", "--overlap", "4", "--json", "-p", str(tmp_path / "proj"))
+    )
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["frames"] == 30 and doc["windows"] == [[0, 12], [8, 20], [16, 28], [18, 30]]
+    assert probe(out).timestamps == probe(world / "pair" / "source.mp4").timestamps
+
+
+def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
+    p = world / "pair"
+    one_line_error(mfollow("edit", str(p / "source.mp4"), "-o", str(tmp_path / "x.mp4")), 2, "--source-poses", "--case")
+    one_line_error(mfollow("edit", *args(world, "-o", str(tmp_path / "x.mp4"))), 2, "30 frames", "mfollow long")
+    one_line_error(mfollow("edit", *args(world, "-o", str(tmp_path / "x.mp4"), "--size", "100")), 2, "multiple of 64")
+    one_line_error(
+        mfollow("long", *args(world, "-o", str(tmp_path / "x.mp4"), "--window", "8", "--overlap", "8")), 2, "--overlap"
+    )
+    no_weights = [a for a in args(world, "-o", str(tmp_path / "x.mp4"), "--frames", "4") if a != str(world / "bundle")]
+    no_weights.remove("--weights")
+    one_line_error(mfollow("edit", *no_weights), 3, "no weights for the 'tiny' preset")
+    one_line_error(
+        mfollow("edit", *args(world, "-o", str(tmp_path / "x.mp4"), "--preset", "sd15", "--frames", "4")),
+        3,
+        "'tiny' bundle",
+    )
+    assert not (tmp_path / "x.mp4").exists()

@@ -1,0 +1,149 @@
+"""The edit pipeline (tiny random bundle, CPU): timing, audio, length policies, sources, resume."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import numpy as np
+import pytest
+from media import make_video
+from PIL import Image
+
+from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, load_clip, run_edit
+from mfollow.errors import MediaError, ProjectError, UsageError
+from mfollow.masks.files import mask_name, write_mask
+from mfollow.models.bundle import ModelBundle
+from mfollow.sampling.sampler import SamplerSettings
+from mfollow.synth import make_pair
+from mfollow.synth.files import write_pair
+from mfollow.video import probe, read_frames
+
+FAST = SamplerSettings(steps=2, cfg=2.0, guidance="paper", guidance_scale=1.0)
+
+
+@pytest.fixture(scope="module")
+def bundle() -> ModelBundle:
+    return ModelBundle.random("tiny", seed=0).eval()
+
+
+@pytest.fixture(scope="module")
+def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pair")
+    write_pair(make_pair(2, frames=12, size=64, camera="pan"), out)
+    return out
+
+
+def inputs_of(pair: Path, **over: Path) -> EditInputs:
+    base = dict(
+        source=pair / "source.mp4", source_poses=pair / "source_poses.json", edit_poses=pair / "edit_poses.json",
+        source_masks=pair / "source_masks", edit_masks=pair / "edit_masks", target=pair / "target.mp4",
+    )  # fmt: skip
+    return EditInputs(**{**base, **over})  # type: ignore[arg-type]
+
+
+def settings(**over: object) -> EditSettings:
+    return EditSettings(**{"sampler": FAST, "short_side": 64, **over})  # type: ignore[arg-type]
+
+
+def test_edit_keeps_source_timing_and_is_reproducible(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    report = run_edit(bundle, inputs_of(pair), settings(), tmp_path / "a.mp4")
+    info, src = probe(tmp_path / "a.mp4"), probe(pair / "source.mp4")
+    assert report["frames"] == 12 and info.frame_count == 12
+    assert info.timestamps == src.timestamps and info.time_base == src.time_base
+    run_edit(bundle, inputs_of(pair), settings(), tmp_path / "b.mp4")
+    assert (tmp_path / "a.mp4").read_bytes() == (tmp_path / "b.mp4").read_bytes()
+    run_edit(bundle, inputs_of(pair), settings(seed=1), tmp_path / "c.mp4")
+    assert (tmp_path / "a.mp4").read_bytes() != (tmp_path / "c.mp4").read_bytes()
+
+
+def test_one_window_long_equals_edit(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    run_edit(bundle, inputs_of(pair), settings(max_frames=24), tmp_path / "edit.mp4")
+    store = StateStore(tmp_path / "state.safetensors", "k")
+    run_edit(bundle, inputs_of(pair), settings(), tmp_path / "long.mp4", store=store)
+    assert (tmp_path / "edit.mp4").read_bytes() == (tmp_path / "long.mp4").read_bytes()
+    assert not store.path.exists()  # a finished run leaves no checkpoint
+
+
+def test_interrupted_run_resumes_bit_identically(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    s = settings(sampler=SamplerSettings(steps=4, cfg=2.0, window=8, overlap=3))
+    run_edit(bundle, inputs_of(pair), s, tmp_path / "full.mp4")
+    store = StateStore(tmp_path / "state.safetensors", "run-key")
+
+    def interrupt(event: dict) -> None:
+        if event["step"] == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        run_edit(bundle, inputs_of(pair), s, tmp_path / "out.mp4", store=store, progress=interrupt)
+    assert store.path.is_file() and not (tmp_path / "out.mp4").exists()
+    with pytest.raises(ProjectError, match="different inputs or settings"):
+        StateStore(store.path, "other-key").load()
+    report = run_edit(bundle, inputs_of(pair), s, tmp_path / "out.mp4", store=store)
+    assert report["resumed_from_step"] == 2 and report["windows"] == [[0, 8], [4, 12]]
+    assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "full.mp4").read_bytes()
+
+
+def test_audio_is_carried_over(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    src = make_video(tmp_path / "talk.mp4", n=12, width=64, height=64, audio="aac", time_base=Fraction(1, 24))
+    report = run_edit(bundle, inputs_of(pair, source=src), settings(), tmp_path / "out.mp4")
+    info = probe(tmp_path / "out.mp4")
+    assert report["frames"] == 12 and info.audio[0].codec == "aac"
+    assert abs(info.audio[0].duration - probe(src).duration) <= 1 / 24
+
+
+def test_length_policies(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    short = tmp_path / "short_masks"
+    short.mkdir()
+    for i, p in enumerate(sorted((pair / "edit_masks").iterdir())[:5]):
+        (short / p.name).write_bytes(p.read_bytes())
+    poses = tmp_path / "short_poses"
+    poses.mkdir()
+    for i in range(5):  # pose images: a folder works as well as JSON
+        Image.fromarray(np.full((64, 64, 3), 40 * i, np.uint8)).save(poses / f"frame_{i}.png")
+    inputs = inputs_of(pair, edit_poses=poses, edit_masks=short)
+    assert len(load_clip(inputs, settings(fit="trim")).frames) == 5
+    loop = load_clip(inputs, settings(fit="loop"))
+    assert len(loop.frames) == 12 and np.array_equal(loop.edit_poses[7], loop.edit_poses[2])
+    hold = load_clip(inputs, settings(fit="hold"))
+    assert np.array_equal(hold.edit_masks[11], hold.edit_masks[4])
+    with pytest.raises(UsageError, match="more than one window"):
+        load_clip(inputs_of(pair), settings(max_frames=8))
+    with pytest.raises(MediaError, match="5 source masks for 12 frames"):
+        load_clip(inputs_of(pair, source_masks=short), settings())
+    part = load_clip(inputs_of(pair), settings(start=4, frames=5))
+    assert len(part.frames) == 5 and part.timestamps[0] == 0
+    np.testing.assert_array_equal(part.frames, read_frames(pair / "source.mp4", 4, 9))
+
+
+def test_still_image_source_takes_the_target_timing(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    frame = read_frames(pair / "source.mp4", 0, 1)[0]
+    Image.fromarray(frame).save(tmp_path / "person.png")
+    masks = tmp_path / "m"
+    masks.mkdir()
+    write_mask(masks / mask_name(0), np.asarray(Image.open(pair / "source_masks" / "frame_00000.png")) > 0)
+    poses = tmp_path / "p"
+    poses.mkdir()
+    Image.fromarray(np.zeros((64, 64, 3), np.uint8)).save(poses / "frame_0.png")
+    inputs = inputs_of(pair, source=tmp_path / "person.png", source_poses=poses, source_masks=masks)
+    run_edit(bundle, inputs, settings(), tmp_path / "out.mp4")
+    out, tgt = probe(tmp_path / "out.mp4"), probe(pair / "target.mp4")
+    assert out.frame_count == tgt.frame_count and out.timestamps == tgt.timestamps
+
+
+def test_official_case_layout(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    case = tmp_path / "case-1"
+    frames = read_frames(pair / "source.mp4")
+    for name in ("source_images", "source_poses", "target_aligned_poses", "source_masks", "predicted_masks"):
+        (case / name).mkdir(parents=True)
+    for i, f in enumerate(frames):
+        Image.fromarray(f).save(case / "source_images" / f"frame_{i}.png")
+        for folder in ("source_poses", "target_aligned_poses"):
+            Image.fromarray(np.zeros_like(f)).save(case / folder / f"frame_{i}.png")
+        (case / "source_masks" / f"frame_{i}.png").write_bytes((pair / "source_masks" / mask_name(i)).read_bytes())
+        (case / "predicted_masks" / f"frame_{i}.png").write_bytes((pair / "edit_masks" / mask_name(i)).read_bytes())
+    report = run_edit(bundle, case_inputs(case), settings(), tmp_path / "out.mp4")
+    info = probe(tmp_path / "out.mp4")
+    assert report["frames"] == 12 and info.average_fps == 8  # the official cases' frame rate
+    with pytest.raises(MediaError, match="not an official case folder"):
+        case_inputs(tmp_path)
