@@ -95,7 +95,7 @@ def test_audio_is_carried_over(tmp_path: Path, bundle: ModelBundle, pair: Path) 
 def test_length_policies(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
     short = tmp_path / "short_masks"
     short.mkdir()
-    for i, p in enumerate(sorted((pair / "edit_masks").iterdir())[:5]):
+    for p in sorted((pair / "edit_masks").iterdir())[:5]:
         (short / p.name).write_bytes(p.read_bytes())
     poses = tmp_path / "short_poses"
     poses.mkdir()
