@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any, Literal
@@ -383,7 +383,9 @@ def run_edit(
             progress(event)
 
     t0 = time.perf_counter()
-    state = sample(bundle.unet, state, timesteps, abar, conditioner, s.sampler, callback=step_done)
+    state = sample(
+        bundle.unet, state, timesteps, abar, conditioner, replace(s.sampler, seed=s.seed), callback=step_done
+    )
     timings["sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     frames = decode(bundle, state.z_e)

@@ -179,3 +179,60 @@ def test_nan_stops_sampling_and_names_the_step(conditioning: Conditioning) -> No
     timesteps, abar = schedule(SCHEDULER, 3)
     with pytest.raises(SamplingError, match=r"step 1/3 \(t=999\)"):
         sample(Broken(), start(), timesteps, abar, window_of(conditioning), SamplerSettings(guidance="none", cfg=1.0))
+
+
+def test_official_plan_matches_the_release_at_50_steps() -> None:
+    from mfollow.sampling.sampler import StepPlan
+
+    plans = [StepPlan.official(i, 50) for i in range(50)]
+    assert {i for i, p in enumerate(plans) if p.guided} == set(range(10)) | set(range(10, 29, 2))
+    assert {i for i, p in enumerate(plans) if p.replays == 3} == {22, 24, 26, 28}
+    assert {i for i, p in enumerate(plans) if p.sde} == set(range(11, 20))
+    assert all(p.replays in (1, 3) for p in plans)
+
+
+def _counting(unet: UNet3D) -> tuple[torch.nn.Module, list[int]]:
+    calls: list[int] = []
+
+    class Counting(torch.nn.Module):
+        def forward(self, *a: object, **k: object) -> object:
+            calls.append(1)
+            return unet(*a, **k)
+
+    return Counting(), calls
+
+
+def test_official_sde_noise_stays_inside_the_edit_mask(nets: tuple, conditioning: Conditioning) -> None:
+    from mfollow.sampling.sampler import StepPlan, _Step, _window_step
+
+    unet, _ = nets
+    timesteps, abar = schedule(SCHEDULER, 50)
+    i = 12
+    assert StepPlan.official(i, 50).sde
+    st = _Step(i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), False,
+               StepPlan(False, 1, True), 0)  # fmt: skip
+    z = initial_noise(0, FRAMES, (4, 8, 8))
+    outs = []
+    for seed in (0, 1):
+        s = SamplerSettings(guidance="official", cfg=1.0, seed=seed)
+        outs.append(_window_step(unet, z, z, st, conditioning, s)[0])
+    diff = (outs[0] - outs[1]).abs().amax(dim=1, keepdim=True)  # (1, 1, F, h, w)
+    inside = conditioning.M_e_latent > 0
+    assert diff[~inside].max() == 0 and diff[inside].min() > 0
+
+
+def test_official_replay_renoises_and_repeats(nets: tuple, conditioning: Conditioning) -> None:
+    from mfollow.sampling.sampler import StepPlan, _Step, _window_step
+
+    unet, _ = nets
+    counting, calls = _counting(unet)
+    timesteps, abar = schedule(SCHEDULER, 50)
+    i = 22
+    plan = StepPlan.official(i, 50)
+    st = _Step(
+        i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), True, plan, 0
+    )
+    z = initial_noise(0, FRAMES, (4, 8, 8))
+    _window_step(counting, z, z, st, conditioning, SamplerSettings(guidance="official", cfg=2.0))
+    # reconstruction 1 + 3 x (edit cond + uncond) + 2 re-noising passes
+    assert plan.replays == 3 and len(calls) == 1 + 3 * 2 + 2

@@ -47,6 +47,28 @@ class SamplerSettings:
     window: int = 24
     overlap: int = 8
     blend: BlendScheme = "tent"
+    seed: int = 0  # the official preset's SDE noise: drawn from (seed, frame, step)
+
+
+#: The release's guidance constants (reference §5.4-5.5): G = 0.04 * d(4000 L)/dz added to v.
+OFFICIAL_SCALE = 160.0
+OFFICIAL_SDE_STRENGTH = 0.4
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    """What the ``official`` preset does at step i of n (reference §5.4, fractions of 50 steps)."""
+
+    guided: bool
+    replays: int  # how many times the step is taken (re-noising in between)
+    sde: bool
+
+    @classmethod
+    def official(cls, i: int, n: int) -> StepPlan:
+        f = i / n  # at 50 steps: guided 0-9 and even 10-28; replay x3 at even 22-28; SDE 11-19
+        guided = f < 0.2 or (f < 0.6 and i % 2 == 0)
+        replays = 3 if (0.4 < f < 0.6 and i % 2 == 0) else 1
+        return cls(guided, replays, 0.2 < f < 0.4)
 
 
 @dataclass
@@ -123,7 +145,13 @@ def sample(
         t = timesteps[i]
         a_t = float(alphas_cumprod[t])
         a_prev = float(alphas_cumprod[timesteps[i + 1]]) if i + 1 < len(timesteps) else 1.0
-        guided = settings.guidance != "none" and settings.guidance_scale != 0 and a_t > 1e-6
+        plan = (
+            StepPlan.official(i, len(timesteps))
+            if settings.guidance == "official"
+            else StepPlan(settings.guidance != "none", 1, False)
+        )
+        guided = plan.guided and settings.guidance_scale != 0 and a_t > 1e-6
+        t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else None
         new_e = torch.zeros_like(state.z_e)
         new_r = torch.zeros_like(state.z_r)
         losses: list[tuple[float, float]] = []
@@ -131,7 +159,8 @@ def sample(
             c = condition(window)
             sl = slice(window.start, window.stop)
             z_e, z_r = state.z_e[:, :, sl], state.z_r[:, :, sl]
-            ze_next, zr_next, loss = _window_step(unet, z_e, z_r, t, a_t, a_prev, c, settings, guided)
+            step = _Step(i, t, t_prev, a_t, a_prev, guided, plan, window.start)
+            ze_next, zr_next, loss = _window_step(unet, z_e, z_r, step, c, settings)
             shape = (1, 1, len(window), 1, 1)
             new_e[:, :, sl] += ze_next * w.view(shape).to(ze_next.dtype)
             new_r[:, :, sl] += zr_next * w.view(shape).to(zr_next.dtype)
@@ -145,43 +174,109 @@ def sample(
     return state
 
 
+@dataclass(frozen=True)
+class _Step:
+    index: int
+    t: int
+    t_prev: int | None
+    a_t: float
+    a_prev: float
+    guided: bool
+    plan: StepPlan
+    first_frame: int  # absolute index of the window's first frame (for per-frame noise)
+
+
 def _window_step(
+    unet: Any, z_e: torch.Tensor, z_r: torch.Tensor, st: _Step, c: Conditioning, s: SamplerSettings
+) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float] | None]:
+    """One step of both branches on one window; returns next z_e, z_r and the last losses."""
+    with torch.no_grad():
+        out_r = _predict(unet, z_r, st.t, c.context, c.pose_r, c.appearance)
+    z_r_next = ddim_step(z_r, out_r.sample, st.a_t, st.a_prev, None)
+    features_r = [out_r.features[k].detach() for k in sorted(out_r.features)]
+    loss = None
+    x = z_e
+    for r in range(st.plan.replays):
+        v, gradient, loss = _edit_prediction(unet, x, st, c, s, features_r, loss)
+        if s.guidance == "official":
+            x_prev = _official_update(x, v, gradient, st, c, s)
+        else:
+            x_prev = ddim_step(x, v, st.a_t, st.a_prev, None if gradient is None else s.guidance_scale * gradient)
+        if r + 1 < st.plan.replays and st.t_prev is not None:  # replay: re-noise t_prev -> t
+            with torch.no_grad():
+                v_back = _predict(unet, x_prev, st.t_prev, c.context, c.pose_e, c.appearance).sample
+            x = renoise(x_prev, v_back, st.a_prev, st.a_t)
+    return x_prev, z_r_next, loss
+
+
+def _edit_prediction(
     unet: Any,
-    z_e: torch.Tensor,
-    z_r: torch.Tensor,
-    t: int,
-    a_t: float,
-    a_prev: float,
+    x: torch.Tensor,
+    st: _Step,
     c: Conditioning,
     s: SamplerSettings,
-    guided: bool,
-) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float] | None]:
-    """One DDIM step of both branches on one window; returns next z_e, z_r and the losses."""
-    with torch.no_grad():
-        out_r = _predict(unet, z_r, t, c.context, c.pose_r, c.appearance)
-    z_in = z_e.detach().requires_grad_(guided)
-    with torch.set_grad_enabled(guided):
-        out_e = _predict(unet, z_in, t, c.context, c.pose_e, c.appearance)
-        gradient, loss = None, None
-        if guided:
+    features_r: list[torch.Tensor],
+    loss: tuple[float, float] | None,
+) -> tuple[torch.Tensor, torch.Tensor | None, tuple[float, float] | None]:
+    """The (CFG-combined) editing prediction v and, on guided steps, the Eq. 7 gradient."""
+    z_in = x.detach().requires_grad_(st.guided)
+    gradient = None
+    with torch.set_grad_enabled(st.guided):
+        out_e = _predict(unet, z_in, st.t, c.context, c.pose_e, c.appearance)
+        if st.guided:
             L_fg, L_bg = consistency_losses(
-                [out_e.features[k] for k in sorted(out_e.features)],
-                [out_r.features[k].detach() for k in sorted(out_r.features)],
-                c.M_e,
-                c.M_r,
-                variant=s.guidance,
-                weights=s.weights,
-            )
+                [out_e.features[k] for k in sorted(out_e.features)], features_r, c.M_e, c.M_r,
+                variant=s.guidance, weights=s.weights,
+            )  # fmt: skip
             gradient = guidance_gradient(z_in, L_fg, L_bg, c.M_e_latent).detach()
             loss = (float(L_fg.detach()), float(L_bg.detach()))
-    v_e = out_e.sample.detach()
+    v = out_e.sample.detach()
     if s.cfg != 1.0:
         with torch.no_grad():
-            v_u = _predict(unet, z_e, t, torch.zeros_like(c.context), c.pose_e, c.appearance).sample
-        v_e = v_u + s.cfg * (v_e - v_u)
-    z_e_next = ddim_step(z_e, v_e, a_t, a_prev, None if gradient is None else s.guidance_scale * gradient)
-    z_r_next = ddim_step(z_r, out_r.sample, a_t, a_prev, None)
-    return z_e_next, z_r_next, loss
+            v_u = _predict(unet, x, st.t, torch.zeros_like(c.context), c.pose_e, c.appearance).sample
+        v = v_u + s.cfg * (v - v_u)
+    return v, gradient, loss
+
+
+def _official_update(
+    x: torch.Tensor, v: torch.Tensor, gradient: torch.Tensor | None, st: _Step, c: Conditioning, s: SamplerSettings
+) -> torch.Tensor:
+    """The release's step: the guided v only moves x0, the direction uses the unguided v; on SDE
+    steps noise of strength 0.4 is added inside the edit mask only (reference §5.4)."""
+    dtype = torch.promote_types(x.dtype, torch.float32)
+    x32, v32 = x.to(dtype), v.to(dtype)
+    sa, s1a = st.a_t**0.5, (1 - st.a_t) ** 0.5
+    v_g = v32 if gradient is None else v32 + OFFICIAL_SCALE * s.guidance_scale * gradient.to(dtype)
+    x0 = sa * x32 - s1a * v_g
+    eps = sa * v32 + s1a * x32
+    x_det = st.a_prev**0.5 * x0 + (1 - st.a_prev) ** 0.5 * eps
+    if not st.plan.sde or st.a_t >= 1 or st.a_prev >= 1:
+        return x_det.to(x.dtype)
+    var = (1 - st.a_prev) / (1 - st.a_t) * (1 - st.a_t / st.a_prev)
+    sigma = OFFICIAL_SDE_STRENGTH * var**0.5
+    noise = step_noise(s.seed, st.index, st.first_frame, x.shape).to(x.device, dtype)
+    x_sto = st.a_prev**0.5 * x0 + max(0.0, 1 - st.a_prev - sigma**2) ** 0.5 * eps + sigma * noise
+    m = c.M_e_latent.to(dtype)
+    return (m * x_sto + (1 - m) * x_det).to(x.dtype)
+
+
+def step_noise(seed: int, step: int, first_frame: int, shape: Sequence[int]) -> torch.Tensor:
+    """(1, C, n, h, w) noise for one step; frame k's comes from (seed, step, k) alone."""
+    _, ch, n, h, w = shape
+    out = []
+    for k in range(first_frame, first_frame + n):
+        g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1 + step, k]).generate_state(1)[0]))
+        out.append(torch.randn((ch, h, w), generator=g))
+    return torch.stack(out, dim=1)[None]
+
+
+def renoise(x_prev: torch.Tensor, v: torch.Tensor, a_prev: float, a_t: float) -> torch.Tensor:
+    """Deterministic one-step DDIM re-noising from t_prev back to t (the release's "replay")."""
+    dtype = torch.promote_types(x_prev.dtype, torch.float32)
+    xp, vv = x_prev.to(dtype), v.to(dtype)
+    x0 = a_prev**0.5 * xp - (1 - a_prev) ** 0.5 * vv
+    eps = a_prev**0.5 * vv + (1 - a_prev) ** 0.5 * xp
+    return (a_t**0.5 * x0 + (1 - a_t) ** 0.5 * eps).to(x_prev.dtype)
 
 
 def ddim_step(
