@@ -256,9 +256,15 @@ def eval_(
 
 @app.command()
 def edit(
-    src: E.Src,
-    output: E.Out,
+    src: Annotated[
+        Path | None, typer.Argument(help="Source video (or still image, or frames folder).", metavar="SRC")
+    ] = None,
     tgt: E.Tgt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .mp4.")] = None,
+    batch: Annotated[
+        Path | None, typer.Option("--batch", help="A JSON Lines file of jobs, run with one model.")
+    ] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="K/N: run every N-th job, starting at the K-th.")] = None,
     source_poses: E.SourcePoses = None,
     edit_poses: E.EditPoses = None,
     source_masks: E.SourceMasks = None,
@@ -287,8 +293,15 @@ def edit(
     """Edit a clip in one window: the source person performs the edit poses' motion."""
     with guard(debug):
         options = dict(locals())
-        E.run_command(long=False, src=src, tgt=tgt, output=output, options=options, json_out=json_out,
-                      progress=progress, quiet=quiet)  # fmt: skip
+        if batch is not None:
+            code = E.run_batch(batch, shard, options, progress, quiet)
+            if code:
+                raise typer.Exit(code)
+            return
+        if src is None or output is None:
+            raise UsageError("edit needs SRC and -o OUTPUT (or --batch JOBS.jsonl)")
+        E.run_command(src=src, tgt=tgt, output=output, options=options, json_out=json_out, progress=progress,
+                      quiet=quiet)  # fmt: skip
 
 
 @app.command("long")
@@ -331,7 +344,6 @@ def long_(
     """Edit a video of any length through overlapping windows; resumable after an interruption."""
     with guard(debug):
         options = dict(locals())
-        options["_explicit_project"] = project
         if overlap >= window:
             raise UsageError(f"--overlap {overlap} must be smaller than --window {window}")
         E.run_command(long=True, src=src, tgt=tgt, output=output, options=options, json_out=json_out,

@@ -65,20 +65,21 @@ Fit = Annotated[FitChoice, typer.Option("--fit", help="Edit poses shorter than t
 ColorsOpt = Annotated[Colors, typer.Option("--pose-colors", help="Colour order of rendered poses.")]
 
 
-def run_command(
+def execute(
     *,
-    long: bool,
     src: Path,
     tgt: Path | None,
     output: Path,
     options: dict[str, Any],
-    json_out: bool,
     progress: ProgressChoice,
     quiet: bool,
+    long: bool = False,
     project: Path | None = None,
     restart: bool = False,
-) -> None:
-    """The body of ``edit`` and ``long`` (inside the CLI's error guard)."""
+    bundle: tuple[Any, str] | None = None,
+) -> dict[str, Any]:
+    """Parse options into settings, run one edit, return its report (the body of ``edit``,
+    ``long`` and each ``--batch`` job)."""
     from mfollow.cli_common import check_device
     from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, run_edit, run_key
     from mfollow.errors import UsageError
@@ -110,30 +111,109 @@ def run_command(
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
         device=o["device"].value, dtype=o["dtype"].value,
     )  # fmt: skip
-    bundle, weights_id = load_bundle(o["preset"], o["weights"])
+    model, weights_id = bundle or load_bundle(o["preset"], o["weights"])
     reporter = Reporter(progress.value, quiet=quiet)
     store = None
     lock = None
     if long:
         from mfollow.project import Project, default_project_dir
 
-        project = project or default_project_dir(output)
-        if project != o.get("_explicit_project"):
+        if project is None:
+            project = default_project_dir(output)
             stderr_line(f"project: {project}", quiet=quiet)
         lock = Project.open(project)  # one writer per project; the checkpoint lives inside
         store = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
         if restart:
             store.clear()
     try:
-        with reporter.task("edit" if not long else "long", o["steps"]) as callback:
+        with reporter.task("long" if long else "edit", o["steps"]) as callback:
             report = run_edit(
-                bundle, inputs, settings, output, store=store, progress=lambda e: callback(e["step"], e["steps"])
+                model, inputs, settings, output, store=store, progress=lambda e: callback(e["step"], e["steps"])
             )
     finally:
         if lock is not None:
             lock.close()
     report["weights"] = weights_id
+    return report
+
+
+def run_command(*, json_out: bool, quiet: bool, **kwargs: Any) -> None:
+    """``edit`` / ``long``: run and print the report."""
+    report = execute(quiet=quiet, **kwargs)
     if json_out:
         emit_json(report)
     else:
-        stderr_line(f"{output}: {report['frames']} frames, {report['timings']}", quiet=quiet)
+        stderr_line(f"{report['output']}: {report['frames']} frames, {report['timings']}", quiet=quiet)
+
+
+PATH_KEYS = ("source", "target", "output", "source_poses", "edit_poses", "source_masks", "edit_masks", "case")
+VALUE_KEYS = ("seed", "steps", "cfg", "guidance_scale", "start", "frames")  # per-job overrides
+
+
+def parse_shard(text: str | None) -> tuple[int, int]:
+    """``K/N`` (1 <= K <= N) -> (K, N); None -> (1, 1)."""
+    from mfollow.errors import UsageError
+
+    if text is None:
+        return 1, 1
+    try:
+        k, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise UsageError(f"--shard {text!r} is not K/N") from None
+    if not 1 <= k <= n:
+        raise UsageError(f"--shard {text}: need 1 <= K <= N")
+    return k, n
+
+
+def run_batch(
+    jobs_file: Path, shard: str | None, options: dict[str, Any], progress: ProgressChoice, quiet: bool
+) -> int:
+    """Run every job of a JSON Lines file (this shard's share) with one model; one JSON line of
+    result per job on stdout. Returns 0 if every job succeeded, else the first failure's code."""
+    import json
+    import sys
+
+    from mfollow.errors import EXIT_INTERNAL, EXIT_USAGE, MediaError, MfollowError, UsageError
+    from mfollow.loading import load_bundle
+
+    k, n = parse_shard(shard)
+    try:
+        lines = jobs_file.read_text(encoding="utf-8").splitlines()
+    except OSError as exc:
+        raise MediaError(f"{jobs_file}: cannot read the jobs file ({exc.strerror or exc})") from exc
+    bundle_cache = load_bundle(options["preset"], options["weights"])  # loaded once for every job
+    first_failure = 0
+    for index, line in enumerate(lines):
+        if not line.strip() or index % n != k - 1:
+            continue
+        result: dict[str, Any] = {"job": index}
+        try:
+            job = json.loads(line)
+            if not isinstance(job, dict) or "output" not in job or ("source" not in job and "case" not in job):
+                raise UsageError("a job needs 'output' and 'source' (or 'case')")
+            unknown = set(job) - set(PATH_KEYS) - set(VALUE_KEYS)
+            if unknown:
+                raise UsageError(f"unknown job keys: {', '.join(sorted(unknown))}")
+            paths = {key: None if job.get(key) is None else Path(job[key]) for key in PATH_KEYS}
+            opts = {**options, **{key: job[key] for key in VALUE_KEYS if key in job}}
+            opts.update({key: paths[key] for key in PATH_KEYS[3:]})  # poses, masks, case
+            src = paths["source"] or paths["case"]
+            assert src is not None and paths["output"] is not None
+            report = execute(
+                src=src, tgt=paths["target"], output=paths["output"], options=opts,
+                progress=progress, quiet=True, bundle=bundle_cache,
+            )  # fmt: skip
+            result.update(ok=True, **report)
+        except MfollowError as exc:
+            result.update(ok=False, error=str(exc), exit_code=exc.exit_code)
+        except ValueError as exc:  # malformed JSON
+            result.update(ok=False, error=f"line {index + 1}: {exc}", exit_code=EXIT_USAGE)
+        except Exception as exc:  # isolate the failure; the batch goes on
+            result.update(ok=False, error=f"internal error: {type(exc).__name__}: {exc}", exit_code=EXIT_INTERNAL)
+        if not result["ok"] and not first_failure:
+            first_failure = int(result["exit_code"])
+        sys.stdout.write(json.dumps(result, sort_keys=True, default=str) + "\n")
+        sys.stdout.flush()
+        if not result["ok"]:
+            stderr_line(f"job {index}: {result['error']}", quiet=quiet)
+    return first_failure

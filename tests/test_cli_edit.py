@@ -69,3 +69,29 @@ def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
         "'tiny' bundle",
     )
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_batch_isolates_failures_and_shards(world: Path, tmp_path: Path) -> None:
+    p = world / "pair"
+    common = {
+        "source_poses": str(p / "source_poses.json"), "edit_poses": str(p / "edit_poses.json"),
+        "source_masks": str(p / "source_masks"), "edit_masks": str(p / "edit_masks"), "frames": 6,
+    }  # fmt: skip
+    jobs = [
+        {"source": str(p / "source.mp4"), "output": str(tmp_path / "a.mp4"), **common},
+        {"source": str(tmp_path / "missing.mp4"), "output": str(tmp_path / "b.mp4"), **common},
+        "not json",
+        {"source": str(p / "source.mp4"), "output": str(tmp_path / "d.mp4"), "seed": 5, **common},
+    ]
+    jobs_file = tmp_path / "jobs.jsonl"
+    jobs_file.write_text("\n".join(j if isinstance(j, str) else json.dumps(j) for j in jobs) + "\n")
+    base = ["--preset", "tiny", "--weights", str(world / "bundle"), "--size", "64", "--steps", "1", "-q"]
+    r = mfollow("edit", "--batch", str(jobs_file), *base)
+    results = [json.loads(line) for line in r.stdout.splitlines()]
+    assert [x["ok"] for x in results] == [True, False, False, True]
+    assert results[1]["exit_code"] == 4 and results[2]["exit_code"] == 2 and results[3]["seed"] == 5
+    assert r.returncode == 4  # the first failure's code
+    assert (tmp_path / "a.mp4").is_file() and (tmp_path / "d.mp4").is_file() and not (tmp_path / "b.mp4").exists()
+    r = mfollow("edit", "--batch", str(jobs_file), "--shard", "2/2", *base)
+    assert [json.loads(line)["job"] for line in r.stdout.splitlines()] == [1, 3]
+    one_line_error(mfollow("edit", "--batch", str(jobs_file), "--shard", "3/2", *base), 2, "K <= N")
