@@ -283,6 +283,7 @@ def edit(
     max_frames: Annotated[int, typer.Option("--max-frames", min=1, help="Longest clip edit accepts.")] = 24,
     fit: E.Fit = E.FitChoice.trim,
     pose_colors: E.ColorsOpt = E.Colors.official,
+    camera: E.CameraOpt = False,
     device: DeviceOpt = DeviceChoice.cpu,
     dtype: DtypeOpt = DtypeChoice.float32,
     json_out: JsonOpt = False,
@@ -298,17 +299,19 @@ def edit(
             if code:
                 raise typer.Exit(code)
             return
-        if src is None or output is None:
-            raise UsageError("edit needs SRC and -o OUTPUT (or --batch JOBS.jsonl)")
-        E.run_command(src=src, tgt=tgt, output=output, options=options, json_out=json_out, progress=progress,
+        if output is None or (src is None and case is None):
+            raise UsageError("edit needs SRC (or --case DIR) and -o OUTPUT, or --batch JOBS.jsonl")
+        E.run_command(src=src or case, tgt=tgt, output=output, options=options, json_out=json_out, progress=progress,
                       quiet=quiet)  # fmt: skip
 
 
 @app.command("long")
 def long_(
-    src: E.Src,
-    output: E.Out,
+    src: Annotated[
+        Path | None, typer.Argument(help="Source video (or still image, or frames folder).", metavar="SRC")
+    ] = None,
     tgt: E.Tgt = None,
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .mp4.")] = None,
     source_poses: E.SourcePoses = None,
     edit_poses: E.EditPoses = None,
     source_masks: E.SourceMasks = None,
@@ -326,6 +329,7 @@ def long_(
     frames: E.Frames = None,
     fit: E.Fit = E.FitChoice.trim,
     pose_colors: E.ColorsOpt = E.Colors.official,
+    camera: E.CameraOpt = False,
     window: Annotated[int, typer.Option("--window", min=1, help="Frames per window.")] = 24,
     overlap: Annotated[int, typer.Option("--overlap", min=0, help="Frames shared by neighbouring windows.")] = 8,
     blend: Annotated[E.Blend, typer.Option("--blend", help="Blending of overlapping windows.")] = E.Blend.tent,
@@ -346,7 +350,9 @@ def long_(
         options = dict(locals())
         if overlap >= window:
             raise UsageError(f"--overlap {overlap} must be smaller than --window {window}")
-        E.run_command(long=True, src=src, tgt=tgt, output=output, options=options, json_out=json_out,
+        if output is None or (src is None and case is None):
+            raise UsageError("long needs SRC (or --case DIR) and -o OUTPUT")
+        E.run_command(long=True, src=src or case, tgt=tgt, output=output, options=options, json_out=json_out,
                       progress=progress, quiet=quiet, project=project, restart=restart or not resume)  # fmt: skip
 
 

@@ -62,6 +62,7 @@ Size = Annotated[int, typer.Option("--size", min=64, help="Working short side in
 Start = Annotated[int, typer.Option("--start", min=0, help="First source frame.")]
 Frames = Annotated[int | None, typer.Option("--frames", min=1, help="Number of source frames (default: to the end).")]
 Fit = Annotated[FitChoice, typer.Option("--fit", help="Edit poses shorter than the source: trim, loop or hold.")]
+CameraOpt = Annotated[bool, typer.Option("--camera", help="Inject the source's background attention (camera motion).")]
 ColorsOpt = Annotated[Colors, typer.Option("--pose-colors", help="Colour order of rendered poses.")]
 
 
@@ -109,7 +110,7 @@ def execute(
     settings = EditSettings(
         sampler=sampler, seed=o["seed"], short_side=o["size"], start=o["start"], frames=o["frames"],
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
-        device=o["device"].value, dtype=o["dtype"].value,
+        device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"],
     )  # fmt: skip
     model, weights_id = bundle or load_bundle(o["preset"], o["weights"])
     reporter = Reporter(progress.value, quiet=quiet)

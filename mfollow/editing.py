@@ -59,6 +59,8 @@ class EditSettings:
     image_fps: Fraction = Fraction(8)  # timing of a folder of frames (the official cases: 8 fps)
     device: str = "cpu"
     dtype: str = "float32"
+    checkpointing: bool = True  # recompute activations in the guided backward pass: less memory
+    camera: bool = False  # masked K/V injection from the reconstruction (large camera motion)
 
 
 def case_inputs(case: Path, target: Path | None = None) -> EditInputs:
@@ -366,6 +368,11 @@ def run_edit(
     clip = load_clip(inputs, s)
     device, dtype = torch.device(s.device), getattr(torch, s.dtype)
     bundle.to(device, dtype)
+    guided = s.sampler.guidance != "none"
+    if s.checkpointing and guided:
+        bundle.unet.enable_gradient_checkpointing()
+    else:
+        bundle.unet.disable_gradient_checkpointing()
     n, (h, w) = len(clip.frames), clip.frames.shape[1:3]
     timesteps, abar = schedule(bundle.scheduler_config, s.sampler.steps)
     state = store.load() if store is not None else None
@@ -383,9 +390,17 @@ def run_edit(
             progress(event)
 
     t0 = time.perf_counter()
-    state = sample(
-        bundle.unet, state, timesteps, abar, conditioner, replace(s.sampler, seed=s.seed), callback=step_done
-    )
+    from mfollow.sampling import camera as camera_mode
+
+    cam = camera_mode.install(bundle.unet) if s.camera else None
+    try:
+        state = sample(
+            bundle.unet, state, timesteps, abar, conditioner, replace(s.sampler, seed=s.seed),
+            callback=step_done, camera=cam,
+        )  # fmt: skip
+    finally:
+        if cam is not None:
+            camera_mode.uninstall(bundle.unet)
     timings["sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     frames = decode(bundle, state.z_e)
@@ -411,6 +426,7 @@ def run_edit(
         "preset": bundle.preset,
         "steps": s.sampler.steps,
         "guidance": s.sampler.guidance,
+        "camera": s.camera,
         "resumed_from_step": resumed_from,
         "windows": [[win.start, win.stop] for win in windows],
         "timings": {k: round(v, 3) for k, v in timings.items()},

@@ -27,6 +27,7 @@ import numpy as np
 import torch
 
 from mfollow.errors import MfollowError
+from mfollow.sampling.camera import CameraState
 from mfollow.sampling.guidance import GuidanceWeights, consistency_losses, guidance_gradient
 from mfollow.sampling.windows import BlendScheme, Window, blend_weights, layout
 
@@ -48,6 +49,7 @@ class SamplerSettings:
     overlap: int = 8
     blend: BlendScheme = "tent"
     seed: int = 0  # the official preset's SDE noise: drawn from (seed, frame, step)
+    camera_start: float = 0.4  # camera mode acts from this fraction of the steps (release: 20 of 50)
 
 
 #: The release's guidance constants (reference §5.4-5.5): G = 0.04 * d(4000 L)/dz added to v.
@@ -129,12 +131,14 @@ def sample(
     settings: SamplerSettings,
     *,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    camera: CameraState | None = None,
 ) -> SamplerState:
     """Run (or continue) the sampler from ``state.step`` to the end; returns the final state.
 
     ``condition(window)`` supplies a window's :class:`Conditioning` (it may cache). ``callback``
     receives ``{"step", "steps", "t", "state", "losses"}`` after every step (the state can be saved
-    for resuming). Raises :class:`SamplingError` on NaN/inf, naming the step.
+    for resuming). ``camera`` (from :func:`camera.install`) turns on key/value injection from
+    ``settings.camera_start`` on. Raises :class:`SamplingError` on NaN/inf, naming the step.
     """
     frames = state.z_e.shape[2]
     windows = layout(frames, settings.window, settings.overlap)
@@ -160,7 +164,8 @@ def sample(
             sl = slice(window.start, window.stop)
             z_e, z_r = state.z_e[:, :, sl], state.z_r[:, :, sl]
             step = _Step(i, t, t_prev, a_t, a_prev, guided, plan, window.start)
-            ze_next, zr_next, loss = _window_step(unet, z_e, z_r, step, c, settings)
+            cam = camera if camera is not None and i >= settings.camera_start * len(timesteps) else None
+            ze_next, zr_next, loss = _window_step(unet, z_e, z_r, step, c, settings, cam)
             shape = (1, 1, len(window), 1, 1)
             new_e[:, :, sl] += ze_next * w.view(shape).to(ze_next.dtype)
             new_r[:, :, sl] += zr_next * w.view(shape).to(zr_next.dtype)
@@ -187,11 +192,33 @@ class _Step:
 
 
 def _window_step(
-    unet: Any, z_e: torch.Tensor, z_r: torch.Tensor, st: _Step, c: Conditioning, s: SamplerSettings
+    unet: Any,
+    z_e: torch.Tensor,
+    z_r: torch.Tensor,
+    st: _Step,
+    c: Conditioning,
+    s: SamplerSettings,
+    camera: CameraState | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float] | None]:
     """One step of both branches on one window; returns next z_e, z_r and the last losses."""
+    if camera is not None:  # the reconstruction pass saves K/V, the editing passes inject them
+        camera.store.clear()
+        camera.mode, camera.M_e, camera.M_r = "save", c.M_e, c.M_r
+    try:
+        return _branches(unet, z_e, z_r, st, c, s, camera)
+    finally:
+        if camera is not None:
+            camera.mode = "off"
+            camera.store.clear()
+
+
+def _branches(
+    unet: Any, z_e: torch.Tensor, z_r: torch.Tensor, st: _Step, c: Conditioning, s: SamplerSettings, camera: Any
+) -> tuple[torch.Tensor, torch.Tensor, tuple[float, float] | None]:
     with torch.no_grad():
         out_r = _predict(unet, z_r, st.t, c.context, c.pose_r, c.appearance)
+    if camera is not None:
+        camera.mode = "inject"
     z_r_next = ddim_step(z_r, out_r.sample, st.a_t, st.a_prev, None)
     features_r = [out_r.features[k].detach() for k in sorted(out_r.features)]
     loss = None
@@ -203,8 +230,12 @@ def _window_step(
         else:
             x_prev = ddim_step(x, v, st.a_t, st.a_prev, None if gradient is None else s.guidance_scale * gradient)
         if r + 1 < st.plan.replays and st.t_prev is not None:  # replay: re-noise t_prev -> t
+            if camera is not None:
+                camera.mode = "off"  # the release's replay pass never injects
             with torch.no_grad():
                 v_back = _predict(unet, x_prev, st.t_prev, c.context, c.pose_e, c.appearance).sample
+            if camera is not None:
+                camera.mode = "inject"
             x = renoise(x_prev, v_back, st.a_prev, st.a_t)
     return x_prev, z_r_next, loss
 

@@ -1,0 +1,211 @@
+"""Sampler cost on this machine. Prints JSON. Every case runs in a fresh process.
+
+    python benchmarks/sampler.py                       # everything (sd15 needs ~20 GB of RAM)
+    python benchmarks/sampler.py --skip-sd15
+    python benchmarks/sampler.py --case step-paper     # one case
+
+Cases (random weights, float32, CPU):
+
+- ``step-none`` / ``step-paper`` / ``step-paper-ckpt``: seconds per sampling step and the peak
+  memory growth of one step, tiny preset, 24 frames at 256x256, CFG on;
+- ``lockstep`` / ``lockstep-ckpt`` / ``release``: 4 guided steps of mfollow's lockstep sampler
+  (without, and with its default gradient checkpointing) against the release's structure at the
+  same schedule: a full reconstruction run storing every latent first, then editing with guidance
+  features from a second U-Net copy;
+- ``long-48`` / ``long-600``: a full ``long`` edit (2 steps) of 48 and 600 frames at 128x128,
+  tiny preset: whole-process peak memory, to show it does not grow with the video's length;
+- ``sd15-step`` / ``sd15-step-ckpt``: one guided step of the sd15 preset, 8 frames at 256x256.
+
+"Peak growth" is the process's maximum resident set (ru_maxrss) after the measured work minus
+the same figure just before it (networks built, inputs ready).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+CASES = (
+    "step-none", "step-paper", "step-paper-ckpt", "lockstep", "lockstep-ckpt", "release",
+    "long-48", "long-600", "sd15-step", "sd15-step-ckpt",
+)  # fmt: skip
+
+
+def maxrss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def _setup(preset: str, frames: int, size: int, seed: int = 0):  # type: ignore[no-untyped-def]
+    import torch
+
+    from mfollow.models.controllers import PoseController
+    from mfollow.models.presets import get_preset
+    from mfollow.models.unet3d import UNet3D
+    from mfollow.sampling.sampler import Conditioning
+
+    p = get_preset(preset)
+    torch.manual_seed(seed)
+    unet = UNet3D(**p.unet).eval().requires_grad_(False)
+    poctr = PoseController(**p.poctr).eval().requires_grad_(False)
+    g = torch.Generator().manual_seed(seed)
+    lat = size // 8
+    m_r = torch.zeros(1, 1, frames, size, size)
+    m_r[..., size // 4 : 3 * size // 4, size // 6 : size // 2] = 1
+    m_e = torch.zeros_like(m_r)
+    m_e[..., size // 4 : 3 * size // 4, size // 3 : 2 * size // 3] = 1
+    with torch.no_grad():
+        cond = Conditioning(
+            context=torch.randn(1, frames, p.unet["cross_attention_dim"], generator=g),
+            pose_r=poctr(torch.rand(1, 3, frames, size, size, generator=g)),
+            pose_e=poctr(torch.rand(1, 3, frames, size, size, generator=g)),
+            appearance=unet.appearance_features(torch.rand(1, 3, frames, size, size, generator=g) * 2 - 1),
+            M_e=m_e,
+            M_r=m_r,
+            M_e_latent=torch.nn.functional.interpolate(m_e[0], size=(lat, lat), mode="nearest")[None],
+        )
+    return unet, cond, (4, lat, lat)
+
+
+def run_sampler(preset: str, frames: int, size: int, steps: int, guidance: str, ckpt: bool, measure_steps: int) -> dict:
+    from mfollow.models.presets import SCHEDULER
+    from mfollow.sampling.sampler import SamplerSettings, SamplerState, initial_noise, sample, schedule
+
+    unet, cond, shape = _setup(preset, frames, size)
+    if ckpt:
+        unet.enable_gradient_checkpointing()
+    timesteps, abar = schedule(SCHEDULER, steps)
+    z = initial_noise(0, frames, shape)
+    state = SamplerState(z.clone(), z.clone(), 1)  # skip the pure-noise step (no guidance there)
+    settings = SamplerSettings(steps=steps, cfg=3.5, guidance=guidance, window=frames, overlap=0)  # type: ignore[arg-type]
+    base = maxrss_mib()
+    times: list[float] = []
+    last = [time.perf_counter()]
+
+    def tick(event: dict) -> None:
+        now = time.perf_counter()
+        times.append(now - last[0])
+        last[0] = now
+
+    sample(unet, state, timesteps[: 1 + measure_steps], abar, lambda w: cond, settings, callback=tick)
+    return {
+        "seconds_per_step": round(min(times), 3),
+        "seconds_total": round(sum(times), 3),
+        "peak_growth_MiB": round(maxrss_mib() - base, 1),
+    }
+
+
+def run_release(frames: int, size: int, steps: int) -> dict:
+    """The release's structure at the same schedule: reconstruction first (all latents kept),
+    then editing with guidance features from a second U-Net copy (the "Estimator")."""
+    import torch
+
+    from mfollow.models.presets import SCHEDULER
+    from mfollow.sampling.guidance import consistency_losses, guidance_gradient
+    from mfollow.sampling.sampler import ddim_step, initial_noise, schedule
+
+    unet, c, shape = _setup("tiny", frames, size)
+    timesteps, abar = schedule(SCHEDULER, steps + 1)
+    timesteps = timesteps[1:]  # the same guided steps as the lockstep case
+    z0 = initial_noise(0, frames, shape)
+    base = maxrss_mib()
+    start = time.perf_counter()
+    estimator = copy.deepcopy(unet)  # the second U-Net copy
+    stored = [z0]
+    z = z0
+    with torch.no_grad():
+        for i, t in enumerate(timesteps):
+            a_prev = float(abar[timesteps[i + 1]]) if i + 1 < len(timesteps) else 1.0
+            z = ddim_step(
+                z,
+                unet(z, t, c.context, pose_features=c.pose_r, appearance=c.appearance).sample,
+                float(abar[t]),
+                a_prev,
+                None,
+            )
+            stored.append(z)
+    est_app = estimator.appearance_features(torch.zeros(1, 3, frames, size, size))
+    x = z0
+    for i, t in enumerate(timesteps):
+        a_t = float(abar[t])
+        a_prev = float(abar[timesteps[i + 1]]) if i + 1 < len(timesteps) else 1.0
+        with torch.no_grad():
+            v_c = unet(x, t, c.context, pose_features=c.pose_e, appearance=c.appearance).sample
+            v_u = unet(x, t, torch.zeros_like(c.context), pose_features=c.pose_e, appearance=c.appearance).sample
+            f_r = estimator(stored[i], t, c.context, pose_features=c.pose_r, appearance=est_app).features
+        x_req = x.detach().requires_grad_(True)
+        f_e = estimator(x_req, t, c.context, pose_features=c.pose_e, appearance=est_app).features
+        L_fg, L_bg = consistency_losses([f_e[1], f_e[2]], [f_r[1], f_r[2]], c.M_e, c.M_r)
+        g = guidance_gradient(x_req, L_fg, L_bg, c.M_e_latent)
+        x = ddim_step(x, v_u + 3.5 * (v_c - v_u), a_t, a_prev, g)
+    elapsed = time.perf_counter() - start
+    return {"seconds_total": round(elapsed, 3), "peak_growth_MiB": round(maxrss_mib() - base, 1)}
+
+
+def run_long(frames: int) -> dict:
+    from mfollow.editing import EditInputs, EditSettings, run_edit
+    from mfollow.models.bundle import ModelBundle
+    from mfollow.sampling.sampler import SamplerSettings
+    from mfollow.synth import make_pair
+    from mfollow.synth.files import write_pair
+
+    with tempfile.TemporaryDirectory() as tmp:
+        pair = Path(tmp) / "pair"
+        write_pair(make_pair(0, frames=frames, size=128, camera="pan"), pair)
+        bundle = ModelBundle.random("tiny", 0).eval()
+        inputs = EditInputs(pair / "source.mp4", pair / "source_poses.json", pair / "edit_poses.json",
+                            pair / "source_masks", pair / "edit_masks")  # fmt: skip
+        settings = EditSettings(sampler=SamplerSettings(steps=2), short_side=128)
+        start = time.perf_counter()
+        run_edit(bundle, inputs, settings, Path(tmp) / "out.mp4")
+        return {"seconds_total": round(time.perf_counter() - start, 1), "peak_rss_MiB": round(maxrss_mib(), 1)}
+
+
+def run_case(case: str) -> dict:
+    if case.startswith("step-"):
+        guidance = "none" if case == "step-none" else "paper"
+        return run_sampler("tiny", 24, 256, 5, guidance, case.endswith("ckpt"), 2)
+    if case.startswith("lockstep"):
+        return run_sampler("tiny", 24, 256, 5, "paper", case.endswith("ckpt"), 4)
+    if case == "release":
+        return run_release(24, 256, 4)
+    if case.startswith("long-"):
+        return run_long(int(case.split("-")[1]))
+    if case.startswith("sd15-step"):
+        return run_sampler("sd15", 8, 256, 5, "paper", case.endswith("ckpt"), 1)
+    raise SystemExit(f"unknown case {case}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--case", choices=CASES)
+    ap.add_argument("--skip-sd15", action="store_true")
+    args = ap.parse_args()
+    if args.case:
+        print(json.dumps(run_case(args.case)))
+        return
+    out: dict[str, object] = {"benchmark": "sampler", "cpus": os.cpu_count(), "machine": platform.machine()}
+    for case in CASES:
+        if args.skip_sd15 and case.startswith("sd15"):
+            continue
+        r = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True)
+        out[case] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-300:]}
+    if "lockstep" in out and "release" in out:
+        lock, rel, ck = out["lockstep"], out["release"], out.get("lockstep-ckpt", {})
+        out["time_ratio_lockstep_vs_release"] = round(lock["seconds_total"] / rel["seconds_total"], 3)  # type: ignore[index]
+        out["memory_ratio_defaults_vs_release"] = round(ck["peak_growth_MiB"] / rel["peak_growth_MiB"], 3)  # type: ignore[index]
+    if "long-48" in out and "long-600" in out:
+        out["long_memory_ratio_600_vs_48"] = round(out["long-600"]["peak_rss_MiB"] / out["long-48"]["peak_rss_MiB"], 3)  # type: ignore[index]
+    print(json.dumps(out, indent=2))
+
+
+if __name__ == "__main__":
+    main()
