@@ -418,9 +418,10 @@ def read_frames(
     start: int = 0,
     stop: int | None = None,
     policy: FramePolicy | None = None,
+    info: VideoInfo | None = None,
 ) -> np.ndarray:
     """All frames of :func:`iter_frames` stacked into one (F, H, W, 3) uint8 array."""
-    frames = list(iter_frames(path, start, stop, policy))
+    frames = list(iter_frames(path, start, stop, policy, info))
     if not frames:
         raise MediaError(f"{path}: the frame range {start}..{stop} is empty")
     return np.stack(frames)
