@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfollow.raster import Part, bbox, coverage
 from mfollow.synth.skeleton import Skeleton
 
 PATTERNS = ("plain", "stripes", "checks", "dots", "noise")
@@ -52,20 +53,6 @@ class Appearance:
             on = np.zeros(u.shape, dtype=bool)
         main, second = (np.array(c, dtype=np.uint8) for c in self.colors[group])
         return np.where(on[..., None], second, main)
-
-
-@dataclass(frozen=True)
-class Part:
-    """A shape in pixels: ``capsule`` (a, b, radius), ``disc`` (a = centre, radius) or ``poly``
-    (convex polygon ``points``); ``angle`` orients its texture, ``group`` picks its colours."""
-
-    kind: str
-    group: str
-    a: np.ndarray
-    b: np.ndarray | None = None
-    radius: float = 0.0
-    points: np.ndarray | None = None
-    angle: float = 0.0
 
 
 def puppet_parts(sk: Skeleton, f: int) -> list[Part]:
@@ -111,39 +98,6 @@ def puppet_parts(sk: Skeleton, f: int) -> list[Part]:
     return parts
 
 
-def _bbox(part: Part, height: int, width: int) -> tuple[int, int, int, int] | None:
-    if part.kind == "poly":
-        assert part.points is not None
-        lo, hi = part.points.min(0), part.points.max(0)
-    else:
-        ends = np.stack([part.a, part.b if part.b is not None else part.a])
-        lo, hi = ends.min(0) - part.radius, ends.max(0) + part.radius
-    x0, y0 = max(0, int(np.floor(lo[0] - 0.5))), max(0, int(np.floor(lo[1] - 0.5)))
-    x1, y1 = min(width, int(np.ceil(hi[0] + 0.5)) + 1), min(height, int(np.ceil(hi[1] + 0.5)) + 1)
-    return None if x0 >= x1 or y0 >= y1 else (x0, y0, x1, y1)
-
-
-def _coverage(part: Part, px: np.ndarray, py: np.ndarray) -> np.ndarray:
-    """Boolean coverage of pixel centres (px, py) by a part."""
-    if part.kind == "capsule":
-        assert part.b is not None
-        d = part.b - part.a
-        dd = float(d @ d)
-        t = np.zeros_like(px) if dd == 0 else np.clip(((px - part.a[0]) * d[0] + (py - part.a[1]) * d[1]) / dd, 0, 1)
-        return (px - part.a[0] - t * d[0]) ** 2 + (py - part.a[1] - t * d[1]) ** 2 <= part.radius**2
-    if part.kind == "disc":
-        return (px - part.a[0]) ** 2 + (py - part.a[1]) ** 2 <= part.radius**2
-    assert part.points is not None
-    pts = part.points
-    e1, e2 = pts[1] - pts[0], pts[2] - pts[1]
-    sign = np.sign(e1[0] * e2[1] - e1[1] * e2[0])  # orientation of the polygon
-    inside = np.ones(px.shape, dtype=bool)
-    for k in range(len(pts)):
-        a, b = pts[k], pts[(k + 1) % len(pts)]
-        inside &= sign * ((b[0] - a[0]) * (py - a[1]) - (b[1] - a[1]) * (px - a[0])) >= 0
-    return inside
-
-
 def draw_puppet(
     canvas: np.ndarray, parts: list[Part], look: Appearance, height_px: float, part_ids: np.ndarray | None = None
 ) -> np.ndarray:
@@ -156,12 +110,12 @@ def draw_puppet(
     mask = np.zeros((height, width), dtype=bool)
     period = look.period * height_px
     for index, part in enumerate(parts):
-        box = _bbox(part, height, width)
+        box = bbox(part, height, width)
         if box is None:
             continue
         x0, y0, x1, y1 = box
         py, px = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
-        cover = _coverage(part, px, py)
+        cover = coverage(part, px, py)
         if not cover.any():
             continue
         # texture coordinates: along (u) and across (v) the part, in pattern periods

@@ -1,0 +1,109 @@
+"""Pose alignment and the weight-free M_e fallbacks, against exact constructions and the
+synthetic world's ground truth."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+from mfollow.errors import MediaError
+from mfollow.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
+from mfollow.pose.align import AlignSettings, Transform, align, estimate, joint_error
+from mfollow.pose.keypoints import PoseSequence
+from mfollow.synth import make_pair
+from mfollow.synth.world import mask_box
+
+warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices for points out of view
+
+
+def synthetic(seed: int, camera: str = "none", frames: int = 12, size: int = 128):  # type: ignore[no-untyped-def]
+    pair = make_pair(seed, frames=frames, size=size, camera=camera)  # type: ignore[arg-type]
+
+    def seq(video):  # type: ignore[no-untyped-def]
+        masks = np.stack([video.render(f).mask for f in range(frames)])
+        return video.poses(np.stack([mask_box(m) for m in masks])), masks
+
+    return pair, seq(pair.source), seq(pair.target), seq(pair.edit)
+
+
+def scaled_copy(p: PoseSequence, s: float, shift: tuple[float, float], size: tuple[int, int]) -> PoseSequence:
+    """The same poses scaled by s about the origin and shifted, in a frame of another size."""
+    w, h = size
+
+    def move(a: np.ndarray) -> np.ndarray:
+        out = a.copy()
+        out[..., 0] = (a[..., 0] * p.width * s + shift[0]) / w
+        out[..., 1] = (a[..., 1] * p.height * s + shift[1]) / h
+        return out
+
+    box = p.box.copy()
+    box[:, [0, 2]] = (box[:, [0, 2]] * p.width * s + shift[0]) / w
+    box[:, [1, 3]] = (box[:, [1, 3]] * p.height * s + shift[1]) / h
+    return PoseSequence(w, h, move(p.body), move(p.feet), move(p.hands), box)
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [AlignSettings(), AlignSettings(height="box"), AlignSettings(anchor="first"), AlignSettings("linear")],
+)
+def test_an_exact_rescaled_copy_is_recovered(settings: AlignSettings) -> None:
+    _, (src, _), _, _ = synthetic(3)
+    target = scaled_copy(src, 0.5, (30.0, 10.0), (200, 150))
+    aligned, t = align(src, target, settings)
+    assert t.scale == pytest.approx(2.0, rel=1e-9)
+    np.testing.assert_allclose(aligned.body[..., :2], src.body[..., :2], atol=1e-9)
+    np.testing.assert_allclose(aligned.box, src.box, atol=1e-9)
+    assert (aligned.width, aligned.height) == (src.width, src.height)
+
+
+def test_none_keeps_normalised_poses_and_refuses_other_aspects() -> None:
+    _, (src, _), (tgt, _), _ = synthetic(4)
+    aligned, _ = align(src, tgt, AlignSettings("none"))
+    np.testing.assert_allclose(aligned.body[..., :2], tgt.body[..., :2], atol=1e-12)
+    wide = scaled_copy(tgt, 1.0, (0, 0), (256, 128))
+    with pytest.raises(MediaError, match="frame aspect"):
+        estimate(src, wide, AlignSettings("none"))
+
+
+def test_alignment_beats_none_and_scales_are_close_on_synthetic_pairs() -> None:
+    errors: dict[str, list[float]] = {"default": [], "linear": [], "none": []}
+    for seed in range(5):
+        pair, (src, _), (tgt, _), (gt, _) = synthetic(seed)
+        true_scale = pair.source.puppet.height / pair.target.puppet.height
+        assert estimate(src, tgt).scale == pytest.approx(true_scale, rel=0.12)  # proportions vary +-15%
+        for name, s in (
+            ("default", AlignSettings()),
+            ("linear", AlignSettings("linear")),
+            ("none", AlignSettings("none")),
+        ):
+            errors[name].append(joint_error(align(src, tgt, s)[0], gt))
+    assert np.mean(errors["default"]) < np.mean(errors["none"]) / 2
+    assert np.mean(errors["linear"]) < np.mean(errors["none"])
+
+
+def test_warp_masks_moves_the_target_mask() -> None:
+    m = np.zeros((1, 20, 20), bool)
+    m[0, 4:8, 2:6] = True
+    same = warp_masks(m, Transform(1.0, (0.0, 0.0), (0.0, 0.0)), 20, 20)
+    np.testing.assert_array_equal(same, m)
+    moved = warp_masks(m, Transform(2.0, (2.0, 4.0), (10.0, 10.0)), 20, 20)  # doubled, corner to (10, 10)
+    expected = np.zeros((1, 20, 20), bool)
+    expected[0, 10:18, 10:18] = True
+    np.testing.assert_array_equal(moved, expected)
+
+
+def test_hull_with_true_poses_covers_the_true_mask() -> None:
+    _, (src, m_r), _, (gt, m_e) = synthetic(7, size=256)
+    hull = hull_masks(gt, limb_widths(src, m_r))
+    assert iou(hull, m_e) > 0.7
+
+
+def test_iou() -> None:
+    a = np.zeros((2, 4, 4), bool)
+    assert iou(a, a) == 1.0
+    b = a.copy()
+    a[0, :2] = True
+    b[0, 1:3] = True
+    assert iou(a, b) == pytest.approx(4 / 12)
