@@ -117,9 +117,14 @@ def status(
         if not stages:
             print(f"{project}: no stages yet")
         for s in stages:
-            print(f"{s.name:<8} {s.state:<8} {s.reason}")
+            print(f"{s.name:<12} {s.state:<8} {s.reason}")
+            by_folder: dict[Path, list[Path]] = {}
             for p in s.outputs:
-                print(f"         {p}")
+                by_folder.setdefault(p.parent, []).append(p)
+            for folder, files in by_folder.items():
+                shown = [str(f) for f in files] if len(files) <= 3 else [f"{folder}/ ({len(files)} files)"]
+                for line in shown:
+                    print(f"             {line}")
 
 
 @app.command()
@@ -254,6 +259,107 @@ def eval_(
             print(f"{key:<8} {value if isinstance(value, str) or value is None else f'{value:.6g}'}")
 
 
+class Role(StrEnum):
+    source = "source"
+    target = "target"
+
+
+class AlignMethod(StrEnum):
+    motioneditor = "motioneditor"
+    linear = "linear"
+    none = "none"
+
+
+class EditMaskBackend(StrEnum):
+    hull = "hull"
+    warp = "warp"
+    file = "file"
+
+
+ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage even if it is fresh.")]
+
+
+def _stage_report(report: dict, json_out: bool, quiet: bool) -> None:
+    if json_out:
+        emit_json(report)
+    else:
+        stderr_line(f"{report['stage']}: {'cached' if report['cache'] == 'hit' else 'done'}", quiet=quiet)
+
+
+@app.command()
+def pose(
+    video: Annotated[Path, typer.Argument(help="The video.", metavar="VIDEO")],
+    project: ProjectOpt,
+    keypoints: Annotated[Path, typer.Option("--keypoints", help="Our keypoint JSON or an OpenPose output folder.")],
+    role: Annotated[Role, typer.Option("--role", help="Which video of the edit this is.")] = Role.source,
+    backend: Annotated[str, typer.Option("--backend", help="Pose source: file (estimators arrive later).")] = "file",
+    person: Annotated[str, typer.Option("--person", help="largest, or the index of the person to keep.")] = "largest",
+    preview: Annotated[bool, typer.Option("--preview", help="Also write a rendered preview video.")] = False,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Poses of a video, cached in the project (stage pose-source or pose-target)."""
+    with guard(debug):
+        from mfollow.stages import pose_stage
+
+        if backend != "file":
+            raise UsageError(f"--backend {backend!r} is not available; this version reads poses from files")
+        if person != "largest" and not person.isdigit():
+            raise UsageError(f"--person {person!r}: use 'largest' or a number")
+        who = person if person == "largest" else int(person)
+        report = pose_stage(project, video, role.value, keypoints, person=who, preview=preview, force=force)  # type: ignore[arg-type]
+        _stage_report(report, json_out, quiet)
+
+
+@app.command()
+def align(
+    project: ProjectOpt,
+    method: Annotated[AlignMethod, typer.Option("--method", help="Alignment method.")] = AlignMethod.motioneditor,
+    height: Annotated[str, typer.Option("--height", help="Person height from: skeleton or box.")] = "skeleton",
+    anchor: Annotated[str, typer.Option("--anchor", help="motioneditor anchor: median, first or target.")] = "median",
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Align the target's poses to the source person (stage align; needs both pose stages)."""
+    with guard(debug):
+        from mfollow.pose.align import AlignSettings
+        from mfollow.stages import align_stage
+
+        if height not in ("skeleton", "box") or anchor not in ("median", "first", "target"):
+            raise UsageError("--height is skeleton or box; --anchor is median, first or target")
+        report = align_stage(project, AlignSettings(method.value, height, anchor), force=force)  # type: ignore[arg-type]
+        _stage_report(report, json_out, quiet)
+
+
+@app.command()
+def mask(
+    project: ProjectOpt,
+    source_masks: Annotated[Path, typer.Option("--source-masks", help="Folder of source person masks (M_r).")],
+    edit_backend: Annotated[
+        EditMaskBackend, typer.Option("--edit-backend", help="M_e: hull, warp or file.")
+    ] = EditMaskBackend.hull,
+    target_masks: Annotated[Path | None, typer.Option("--target-masks", help="Target person masks (for warp).")] = None,
+    edit_masks: Annotated[Path | None, typer.Option("--edit-masks", help="M_e masks (for file).")] = None,
+    force: ForceOpt = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Person masks M_r and M_e (stage mask; needs the pose and align stages)."""
+    with guard(debug):
+        from mfollow.stages import mask_stage
+
+        report = mask_stage(
+            project, source_masks=source_masks, edit_backend=edit_backend.value, target_masks=target_masks,
+            edit_masks=edit_masks, force=force,
+        )  # fmt: skip
+        _stage_report(report, json_out, quiet)
+
+
 @app.command()
 def edit(
     src: Annotated[
@@ -265,6 +371,9 @@ def edit(
         Path | None, typer.Option("--batch", help="A JSON Lines file of jobs, run with one model.")
     ] = None,
     shard: Annotated[str | None, typer.Option("--shard", help="K/N: run every N-th job, starting at the K-th.")] = None,
+    project: Annotated[
+        Path | None, typer.Option("--project", "-p", help="Take poses and masks from this project's stages.")
+    ] = None,
     source_poses: E.SourcePoses = None,
     edit_poses: E.EditPoses = None,
     source_masks: E.SourceMasks = None,
@@ -302,7 +411,7 @@ def edit(
         if output is None or (src is None and case is None):
             raise UsageError("edit needs SRC (or --case DIR) and -o OUTPUT, or --batch JOBS.jsonl")
         E.run_command(src=src or case, tgt=tgt, output=output, options=options, json_out=json_out, progress=progress,
-                      quiet=quiet)  # fmt: skip
+                      quiet=quiet, project=project)  # fmt: skip
 
 
 @app.command("long")

@@ -95,11 +95,16 @@ def execute(
         inputs = case_inputs(o["case"], tgt)
     else:
         given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
+        if project is not None and any(v is None for v in given.values()):
+            from mfollow.stages import project_inputs
+
+            staged = project_inputs(project) or {}
+            given = {k: v if v is not None else staged.get(k) for k, v in given.items()}
         missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
         if missing:
             raise UsageError(
                 f"missing {', '.join(missing)}",
-                hint="the pose and mask stages are not built yet: give poses and masks, or --case DIR",
+                hint="give poses and masks, run 'mfollow pose/align/mask -p DIR' and pass -p DIR, or --case DIR",
             )
         inputs = EditInputs(src, target=tgt, **given)  # type: ignore[arg-type]
     check_device(o["device"].value)
@@ -116,7 +121,7 @@ def execute(
     reporter = Reporter(progress.value, quiet=quiet)
     store = None
     lock = None
-    if long:
+    if long:  # the checkpoint lives in the project
         from mfollow.project import Project, default_project_dir
 
         if project is None:

@@ -85,6 +85,14 @@ def fingerprint(path: Path | str, known: Fingerprint | None = None) -> Fingerpri
     """
     p = Path(path).resolve()
     try:
+        if p.is_dir():  # a folder (of masks, pose images): its files' names, sizes and contents
+            files = sorted(q for q in p.rglob("*") if q.is_file())
+            size = sum(q.stat().st_size for q in files)
+            mtime = max((q.stat().st_mtime_ns for q in files), default=p.stat().st_mtime_ns) + len(files)
+            if known is not None and known.path == str(p) and (known.size, known.mtime_ns) == (size, mtime):
+                return known
+            digest = hashlib.sha256("".join(f"{q.relative_to(p).as_posix()}:{sha256_file(q)};" for q in files).encode())
+            return Fingerprint(str(p), size, mtime, digest.hexdigest())
         st = p.stat()
         if known is not None and known.path == str(p) and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
             return known
@@ -159,7 +167,7 @@ class StageStatus:
 #: The stages this mfollow implements and their code versions: ``status`` reports a stage recorded
 #: by other code as stale and a known stage that never ran as missing. Each stage's issue adds its
 #: entry here (kept in this light module so that ``status`` imports no stage code).
-STAGE_CODE_VERSIONS: dict[str, str] = {}
+STAGE_CODE_VERSIONS: dict[str, str] = {"pose-source": "1", "pose-target": "1", "align": "1", "mask": "1"}
 
 
 # ---------------------------------------------------------------------------------- the lock

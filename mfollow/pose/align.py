@@ -21,6 +21,7 @@ of the head points to the lowest ankle).
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 from typing import Literal
 
@@ -79,7 +80,8 @@ def person_extent(poses: PoseSequence, height: Height) -> tuple[np.ndarray, np.n
     seen = body[..., 2] > 0.3
     ys = np.where(seen, xy[..., 1], np.nan)
     xs = np.where(seen, xy[..., 0], np.nan)
-    with np.errstate(all="ignore"):
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # frames where no head or ankle is seen: NaN
         top = np.nanmin(ys[:, HEAD], axis=1)
         bottom = np.nanmax(ys[:, ANKLES], axis=1)
         centre = (np.nanmin(xs, axis=1) + np.nanmax(xs, axis=1)) / 2
@@ -99,10 +101,12 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
     if s.method == "motioneditor":
         h_src, a_src = person_extent(source, s.height)
         h_tgt, a_tgt = person_extent(target, s.height)
-        with np.errstate(all="ignore"):
+        with np.errstate(all="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
             ratio = float(np.nanmedian(h_src) / np.nanmedian(h_tgt))
         if s.anchor == "median":
-            with np.errstate(all="ignore"):
+            with np.errstate(all="ignore"), warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
                 src_pt, tgt_pt = np.nanmedian(a_src, axis=0), np.nanmedian(a_tgt, axis=0)
         else:
             src_pt, tgt_pt = _first_valid(a_src), _first_valid(a_tgt)

@@ -1,0 +1,181 @@
+"""The preprocessing stages, cached in a project directory (design §1-2, §6).
+
+- ``pose-source`` / ``pose-target``: the poses of each video (``file`` backend: our keypoint JSON
+  or an OpenPose output folder), as ``poses.json``, with an optional rendered preview video;
+- ``align``: the target's poses moved onto the source person (:mod:`mfollow.pose.align`):
+  ``edit_poses.json`` and ``transform.json``;
+- ``mask``: ``source_masks/`` (M_r: from files) and ``edit_masks/`` (M_e: ``warp`` of the target's
+  masks, ``hull`` of the edit poses, or files), 8-bit PNGs.
+
+Each stage is a pure function of its inputs, parameters and code version: a rerun with the same key
+is a cache hit; any change makes it (and everything after it) stale.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from mfollow.errors import MediaError, UsageError
+from mfollow.masks.files import mask_name, read_masks, write_mask
+from mfollow.pose.align import AlignSettings, Transform, align
+from mfollow.pose.keypoints import PoseSequence
+from mfollow.project import STAGE_CODE_VERSIONS, Project, StageRef, StageSpec
+
+Role = Literal["source", "target"]
+
+
+def _run(proj: Project, spec: StageSpec, build: Any, force: bool) -> dict[str, Any]:
+    """Run ``build(folder)`` into the stage unless it is fresh; report the cache decision."""
+    key = proj.key(spec)
+    hit = proj.is_fresh(spec.name, key) and not force
+    if not hit:
+        with proj.stage_writer(spec, key) as out:
+            build(out)
+    else:
+        proj.save()  # keep refreshed fingerprints
+    return {
+        "stage": spec.name,
+        "cache": "hit" if hit else "miss",
+        "key": key,
+        "outputs": {k: str(v) for k, v in proj.outputs(spec.name).items()},
+    }
+
+
+def pose_stage(
+    root: Path,
+    video: Path,
+    role: Role,
+    keypoints: Path,
+    *,
+    person: str = "largest",
+    preview: bool = False,
+    force: bool = False,
+) -> dict[str, Any]:
+    """Poses of ``video`` from a keypoint file or OpenPose folder (the ``file`` backend)."""
+    from mfollow.pose.files import read_keypoints
+    from mfollow.video import probe
+
+    info = probe(video)
+    if not keypoints.exists():
+        raise MediaError(f"{keypoints}: no such pose file or folder")
+    name = f"pose-{role}"
+    spec = StageSpec(name, STAGE_CODE_VERSIONS[name], {"video": video, "keypoints": keypoints},
+                     {"backend": "file", "person": person, "preview": preview})  # fmt: skip
+
+    def build(out: Path) -> None:
+        poses = read_keypoints(keypoints, info.display_width, info.display_height, person)
+        if len(poses) != info.frame_count:
+            raise MediaError(f"{keypoints}: poses for {len(poses)} frames, the video has {info.frame_count}")
+        poses.save(out / "poses.json")
+        if preview:
+            from mfollow.pose.render import render_sequence
+            from mfollow.video import write_video
+
+            frames = render_sequence(poses, info.display_width, info.display_height, colors="standard")
+            write_video(out / "preview.mp4", frames, info.timestamps, info.time_base)
+
+    with Project.open(root) as proj:
+        return _run(proj, spec, build, force)
+
+
+def align_stage(root: Path, settings: AlignSettings | None = None, *, force: bool = False) -> dict[str, Any]:
+    """The edit poses: the target's poses aligned to the source person."""
+    settings = settings or AlignSettings()
+    inputs = {"source": StageRef("pose-source"), "target": StageRef("pose-target")}
+    spec = StageSpec("align", STAGE_CODE_VERSIONS["align"], inputs, asdict(settings))
+    with Project.open(root) as proj:
+
+        def build(out: Path) -> None:
+            source = PoseSequence.load(proj.output("pose-source", "poses.json"))
+            target = PoseSequence.load(proj.output("pose-target", "poses.json"))
+            edit, transform = align(source, target, settings)
+            edit.save(out / "edit_poses.json")
+            (out / "transform.json").write_text(json.dumps(transform.to_json(), indent=2) + "\n")
+
+        return _run(proj, spec, build, force)
+
+
+def mask_stage(
+    root: Path,
+    *,
+    source_masks: Path,
+    edit_backend: Literal["warp", "hull", "file"] = "hull",
+    target_masks: Path | None = None,
+    edit_masks: Path | None = None,
+    force: bool = False,
+) -> dict[str, Any]:
+    """M_r from files; M_e by ``warp`` (needs the target's masks), ``hull`` or ``file``."""
+    for folder in (source_masks, target_masks, edit_masks):
+        if folder is not None and not folder.is_dir():
+            raise MediaError(f"{folder}: no such mask folder")
+    if edit_backend == "warp" and target_masks is None:
+        raise UsageError("--edit-backend warp needs --target-masks (the target person's masks)")
+    if edit_backend == "file" and edit_masks is None:
+        raise UsageError("--edit-backend file needs --edit-masks")
+    inputs: dict[str, Any] = {
+        "source_masks": source_masks,
+        "align": StageRef("align"),
+        "source": StageRef("pose-source"),
+    }
+    if edit_backend == "warp":
+        inputs["target_masks"] = target_masks
+    if edit_backend == "file":
+        inputs["edit_masks"] = edit_masks
+    spec = StageSpec(
+        "mask", STAGE_CODE_VERSIONS["mask"], inputs, {"source_backend": "file", "edit_backend": edit_backend}
+    )
+    with Project.open(root) as proj:
+
+        def build(out: Path) -> None:
+            source = PoseSequence.load(proj.output("pose-source", "poses.json"))
+            edit = PoseSequence.load(proj.output("align", "edit_poses.json"))
+            m_r = _masks_at(read_masks(source_masks), source.width, source.height, source_masks)
+            if len(m_r) != len(source):
+                raise MediaError(f"{source_masks}: {len(m_r)} masks for {len(source)} source frames")
+            if edit_backend == "hull":
+                from mfollow.masks.fallbacks import hull_masks, limb_widths
+
+                m_e = hull_masks(edit, limb_widths(source, m_r))
+            elif edit_backend == "warp":
+                from mfollow.masks.fallbacks import warp_masks
+
+                t = Transform(**json.loads(proj.output("align", "transform.json").read_text()))
+                target = PoseSequence.load(proj.output("pose-target", "poses.json"))
+                m_t = _masks_at(read_masks(target_masks), target.width, target.height, target_masks)  # type: ignore[arg-type]
+                m_e = warp_masks(m_t, t, source.width, source.height)
+            else:
+                m_e = _masks_at(read_masks(edit_masks), source.width, source.height, edit_masks)  # type: ignore[arg-type]
+            for folder, masks in (("source_masks", m_r), ("edit_masks", m_e)):
+                (out / folder).mkdir()
+                for i, m in enumerate(masks):
+                    write_mask(out / folder / mask_name(i), m)
+
+        return _run(proj, spec, build, force)
+
+
+def _masks_at(masks: np.ndarray, width: int, height: int, folder: Path | None) -> np.ndarray:
+    if masks.shape[1:] != (height, width):
+        raise MediaError(f"{folder}: masks are {masks.shape[2]}x{masks.shape[1]}, the video is {width}x{height}")
+    return masks
+
+
+def project_inputs(root: Path) -> dict[str, Path] | None:
+    """The edit's poses and masks from a project whose stages are all fresh, else None."""
+    if not (root / "mfollow.json").is_file():
+        return None
+    states = {s.name: s for s in Project.read(root).status()}
+    needed = ("pose-source", "align", "mask")
+    if any(states.get(n) is None or states[n].state != "fresh" for n in needed):
+        return None
+    proj = Project.read(root)
+    return {
+        "source_poses": proj.output("pose-source", "poses.json"),
+        "edit_poses": proj.output("align", "edit_poses.json"),
+        "source_masks": proj.stage_dir("mask") / "source_masks",
+        "edit_masks": proj.stage_dir("mask") / "edit_masks",
+    }
