@@ -290,9 +290,16 @@ def _stage_report(report: dict, json_out: bool, quiet: bool) -> None:
 def pose(
     video: Annotated[Path, typer.Argument(help="The video.", metavar="VIDEO")],
     project: ProjectOpt,
-    keypoints: Annotated[Path, typer.Option("--keypoints", help="Our keypoint JSON or an OpenPose output folder.")],
+    keypoints: Annotated[
+        Path | None, typer.Option("--keypoints", help="For --backend file: our JSON or an OpenPose folder.")
+    ] = None,
     role: Annotated[Role, typer.Option("--role", help="Which video of the edit this is.")] = Role.source,
-    backend: Annotated[str, typer.Option("--backend", help="Pose source: file (estimators arrive later).")] = "file",
+    backend: Annotated[
+        str | None, typer.Option("--backend", help="dwpose (default) or file (default with --keypoints).")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Folder searched first for the DWPose models.")
+    ] = None,
     person: Annotated[str, typer.Option("--person", help="largest, or the index of the person to keep.")] = "largest",
     preview: Annotated[bool, typer.Option("--preview", help="Also write a rendered preview video.")] = False,
     force: ForceOpt = False,
@@ -304,12 +311,21 @@ def pose(
     with guard(debug):
         from mfollow.stages import pose_stage
 
-        if backend != "file":
-            raise UsageError(f"--backend {backend!r} is not available; this version reads poses from files")
+        backend = backend or ("file" if keypoints is not None else "dwpose")
+        if backend not in ("file", "dwpose"):
+            raise UsageError(f"--backend {backend!r}: use dwpose or file (mediapipe is not built yet)")
+        if backend == "file" and keypoints is None:
+            raise UsageError("--backend file needs --keypoints FILE_OR_FOLDER")
         if person != "largest" and not person.isdigit():
             raise UsageError(f"--person {person!r}: use 'largest' or a number")
         who = person if person == "largest" else int(person)
-        report = pose_stage(project, video, role.value, keypoints, person=who, preview=preview, force=force)  # type: ignore[arg-type]
+        report = pose_stage(
+            project, video, role.value, keypoints, backend=backend, weights=weights,  # type: ignore[arg-type]
+            person=who, preview=preview, force=force,
+        )  # fmt: skip
+        if report.get("missing_frames"):
+            frames = report["missing_frames"]
+            stderr_line(f"warning: no person in {len(frames)} frame(s), filled: {frames[:20]}", quiet=quiet)
         _stage_report(report, json_out, quiet)
 
 

@@ -50,37 +50,62 @@ def pose_stage(
     root: Path,
     video: Path,
     role: Role,
-    keypoints: Path,
+    keypoints: Path | None = None,
     *,
-    person: str = "largest",
+    backend: Literal["file", "dwpose"] = "file",
+    weights: Path | None = None,
+    person: str | int = "largest",
     preview: bool = False,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Poses of ``video`` from a keypoint file or OpenPose folder (the ``file`` backend)."""
-    from mfollow.pose.files import read_keypoints
+    """Poses of ``video``: from a keypoint file or OpenPose folder (``file``), or estimated by
+    DWPose (``dwpose``; frames without a person are filled and listed in ``missing_frames``)."""
     from mfollow.video import probe
 
     info = probe(video)
-    if not keypoints.exists():
-        raise MediaError(f"{keypoints}: no such pose file or folder")
+    inputs: dict[str, Any] = {"video": video}
+    hashes: dict[str, str] = {}
+    folder: Path | None = None
+    if backend == "file":
+        if keypoints is None or not keypoints.exists():
+            raise MediaError(f"{keypoints}: no such pose file or folder")
+        inputs["keypoints"] = keypoints
+    else:
+        from mfollow.models.weights import get_component, resolve
+
+        folder = resolve("dwpose", weights)  # missing -> exit 3 with the command to run
+        hashes = {f.path: f.sha256 or "" for f in get_component("dwpose").files}
     name = f"pose-{role}"
-    spec = StageSpec(name, STAGE_CODE_VERSIONS[name], {"video": video, "keypoints": keypoints},
-                     {"backend": "file", "person": person, "preview": preview})  # fmt: skip
+    params = {"backend": backend, "person": person, "preview": preview}
+    spec = StageSpec(name, STAGE_CODE_VERSIONS[name], inputs, params, hashes)
 
     def build(out: Path) -> None:
-        poses = read_keypoints(keypoints, info.display_width, info.display_height, person)
-        if len(poses) != info.frame_count:
-            raise MediaError(f"{keypoints}: poses for {len(poses)} frames, the video has {info.frame_count}")
-        poses.save(out / "poses.json")
+        if backend == "file":
+            from mfollow.pose.files import read_keypoints
+
+            poses = read_keypoints(keypoints, info.display_width, info.display_height, person)  # type: ignore[arg-type]
+            if len(poses) != info.frame_count:
+                raise MediaError(f"{keypoints}: poses for {len(poses)} frames, the video has {info.frame_count}")
+        else:
+            from mfollow.pose.dwpose import DWPose, estimate_video
+
+            assert folder is not None
+            model = DWPose(folder / "yolox_l.onnx", folder / "dw-ll_ucoco_384.onnx")
+            poses, missing = estimate_video(video, model, person)
+            (out / "missing_frames.json").write_text(json.dumps(missing) + "\n")
+        poses.save(out / "poses.json")  # type: ignore[union-attr]
         if preview:
             from mfollow.pose.render import render_sequence
             from mfollow.video import write_video
 
-            frames = render_sequence(poses, info.display_width, info.display_height, colors="standard")
+            frames = render_sequence(poses, info.display_width, info.display_height, colors="standard")  # type: ignore[arg-type]
             write_video(out / "preview.mp4", frames, info.timestamps, info.time_base)
 
     with Project.open(root) as proj:
-        return _run(proj, spec, build, force)
+        report = _run(proj, spec, build, force)
+        if "missing_frames.json" in report["outputs"]:
+            report["missing_frames"] = json.loads(Path(report["outputs"]["missing_frames.json"]).read_text())
+        return report
 
 
 def align_stage(root: Path, settings: AlignSettings | None = None, *, force: bool = False) -> dict[str, Any]:
