@@ -95,11 +95,13 @@ def execute(
         inputs = case_inputs(o["case"], tgt)
     else:
         given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
-        if project is not None and any(v is None for v in given.values()):
-            from mfollow.stages import project_inputs
+        if given["source_poses"] is None and given["edit_poses"] is None:
+            if project is None:
+                from mfollow.project import default_project_dir
 
-            staged = project_inputs(project) or {}
-            given = {k: v if v is not None else staged.get(k) for k, v in given.items()}
+                project = default_project_dir(output)
+                stderr_line(f"project: {project}", quiet=quiet)
+            given = _run_stages(src, tgt, project, o) | {k: v for k, v in given.items() if v is not None}
         missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
         if missing:
             raise UsageError(
@@ -141,6 +143,27 @@ def execute(
             lock.close()
     report["weights"] = weights_id
     return report
+
+
+def _run_stages(src: Path, tgt: Path | None, project: Path, o: dict[str, Any]) -> dict[str, Path]:
+    """Run (or reuse) the pose, align and mask stages in the project; their outputs as inputs."""
+    from mfollow.errors import UsageError
+    from mfollow.stages import align_stage, mask_stage, pose_stage, project_inputs
+
+    staged = project_inputs(project)
+    if staged is not None and o["source_masks"] is None:
+        return staged  # fresh stages from earlier commands
+    if tgt is None:
+        raise UsageError("no poses given: pass TGT (the motion video) to estimate them, or --source-poses/--edit-poses")
+    if o["source_masks"] is None:
+        raise UsageError("no source masks: pass --source-masks (M_r) until a person segmenter is built")
+    pose_stage(project, src, "source", backend="dwpose", weights=o["weights"])
+    pose_stage(project, tgt, "target", backend="dwpose", weights=o["weights"])
+    align_stage(project)
+    mask_stage(project, source_masks=o["source_masks"], edit_backend="hull")
+    staged = project_inputs(project)
+    assert staged is not None
+    return staged
 
 
 def run_command(*, json_out: bool, quiet: bool, **kwargs: Any) -> None:

@@ -127,3 +127,41 @@ def test_pose_stage_with_dwpose_models(tmp_path: Path) -> None:
     one_line_error(mfollow(*env_args), 4, "no person found in any frame")
     one_line_error(mfollow("pose", str(video), "-p", str(tmp_path / "p3"), "--weights", str(tmp_path / "none")), 3,
                    "mfollow weights download dwpose")  # fmt: skip
+
+
+# COCO-17 body points of a standing person in the 288x384 crop (SimCC indices are twice these)
+COCO_BODY = [(144, 60), (154, 55), (134, 55), (164, 60), (124, 60), (184, 110), (104, 110), (200, 170),
+             (88, 170), (210, 220), (78, 220), (164, 220), (124, 220), (166, 290), (122, 290), (168, 350), (120, 350)]  # fmt: skip
+
+
+def test_edit_runs_the_stages_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import json
+
+    from test_cli import mfollow, one_line_error
+
+    from mfollow.models.bundle import ModelBundle
+    from mfollow.synth import make_pair
+    from mfollow.synth.files import write_pair
+
+    data = tmp_path / "xdg"
+    weights = data / "mfollow" / "weights" / "dwpose"
+    weights.mkdir(parents=True)
+    cell = 6400 + 1600 + 8 * 20 + 4
+    detector(weights / "yolox_l.onnx", {cell: (0.0, 0.0, np.log(2.0), np.log(4.0), 0.95, 0)})
+    peaks = np.tile([[288, 384]], (133, 1))
+    peaks[:17] = np.array(COCO_BODY) * 2
+    pose_model(weights / "dw-ll_ucoco_384.onnx", peaks)
+    monkeypatch.setenv("XDG_DATA_HOME", str(data))
+    write_pair(make_pair(9, frames=6, size=64, camera="none"), tmp_path / "pair")
+    ModelBundle.random("tiny", seed=0).save_pretrained(tmp_path / "bundle")
+    pair = tmp_path / "pair"
+    base = [str(pair / "source.mp4"), str(pair / "target.mp4"), "-o", str(tmp_path / "out.mp4"), "--preset", "tiny",
+            "--weights", str(tmp_path / "bundle"), "--size", "64", "--steps", "1", "-q"]  # fmt: skip
+    one_line_error(mfollow("edit", *base), 2, "--source-masks")
+    r = mfollow("edit", *base, "--source-masks", str(pair / "source_masks"), "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["frames"] == 6
+    status = json.loads(mfollow("status", "-p", str(tmp_path / "out.mfollow"), "--json").stdout)
+    assert {s["name"]: s["state"] for s in status["stages"]} == dict.fromkeys(
+        ["pose-source", "pose-target", "align", "mask"], "fresh"
+    )
