@@ -130,8 +130,10 @@ def test_pose_stage_with_dwpose_models(tmp_path: Path) -> None:
 
 
 # COCO-17 body points of a standing person in the 288x384 crop (SimCC indices are twice these)
-COCO_BODY = [(144, 60), (154, 55), (134, 55), (164, 60), (124, 60), (184, 110), (104, 110), (200, 170),
-             (88, 170), (210, 220), (78, 220), (164, 220), (124, 220), (166, 290), (122, 290), (168, 350), (120, 350)]  # fmt: skip
+COCO_BODY = [
+    (144, 60), (154, 55), (134, 55), (164, 60), (124, 60), (184, 110), (104, 110), (200, 170), (88, 170),
+    (210, 220), (78, 220), (164, 220), (124, 220), (166, 290), (122, 290), (168, 350), (120, 350),
+]  # fmt: skip
 
 
 def test_edit_runs_the_stages_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
