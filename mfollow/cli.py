@@ -378,11 +378,9 @@ def mask(
 
 @app.command()
 def edit(
-    src: Annotated[
-        Path | None, typer.Argument(help="Source video (or still image, or frames folder).", metavar="SRC")
-    ] = None,
+    src: E.Src = None,
     tgt: E.Tgt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .mp4.")] = None,
+    output: E.Out = None,
     batch: Annotated[
         Path | None, typer.Option("--batch", help="A JSON Lines file of jobs, run with one model.")
     ] = None,
@@ -432,11 +430,9 @@ def edit(
 
 @app.command("long")
 def long_(
-    src: Annotated[
-        Path | None, typer.Argument(help="Source video (or still image, or frames folder).", metavar="SRC")
-    ] = None,
+    src: E.Src = None,
     tgt: E.Tgt = None,
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .mp4.")] = None,
+    output: E.Out = None,
     source_poses: E.SourcePoses = None,
     edit_poses: E.EditPoses = None,
     source_masks: E.SourceMasks = None,

@@ -36,11 +36,11 @@ class Blend(StrEnum):
     ramp = "ramp"
 
 
-Src = Annotated[Path, typer.Argument(help="Source video (or still image, or folder of frames).", metavar="SRC")]
+Src = Annotated[Path | None, typer.Argument(help="Source video (or still image, or folder of frames).", metavar="SRC")]
 Tgt = Annotated[
     Path | None, typer.Argument(help="Target video (the motion); timing for a still-image source.", metavar="TGT")
 ]
-Out = Annotated[Path, typer.Option("--output", "-o", help="Output .mp4.")]
+Out = Annotated[Path | None, typer.Option("--output", "-o", help="Output .mp4.")]
 SourcePoses = Annotated[
     Path | None, typer.Option("--source-poses", help="Source poses: keypoint JSON or a folder of pose images.")
 ]
