@@ -96,12 +96,7 @@ def execute(
     else:
         given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
         if given["source_poses"] is None and given["edit_poses"] is None:
-            if project is None:
-                from mfollow.project import default_project_dir
-
-                project = default_project_dir(output)
-                stderr_line(f"project: {project}", quiet=quiet)
-            given = _run_stages(src, tgt, project, o) | {k: v for k, v in given.items() if v is not None}
+            given = _run_stages(src, tgt, output, project, o, quiet) | {k: v for k, v in given.items() if v is not None}
         missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
         if missing:
             raise UsageError(
@@ -145,18 +140,26 @@ def execute(
     return report
 
 
-def _run_stages(src: Path, tgt: Path | None, project: Path, o: dict[str, Any]) -> dict[str, Path]:
+def _run_stages(
+    src: Path, tgt: Path | None, output: Path, project: Path | None, o: dict[str, Any], quiet: bool
+) -> dict[str, Path]:
     """Run (or reuse) the pose, align and mask stages in the project; their outputs as inputs."""
     from mfollow.errors import UsageError
+    from mfollow.project import default_project_dir
     from mfollow.stages import align_stage, mask_stage, pose_stage, project_inputs
 
-    staged = project_inputs(project)
+    staged = project_inputs(project) if project is not None else None
     if staged is not None and o["source_masks"] is None:
         return staged  # fresh stages from earlier commands
     if tgt is None:
-        raise UsageError("no poses given: pass TGT (the motion video) to estimate them, or --source-poses/--edit-poses")
+        raise UsageError(
+            "no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR",
+        )
     if o["source_masks"] is None:
         raise UsageError("no source masks: pass --source-masks (M_r) until a person segmenter is built")
+    if project is None:
+        project = default_project_dir(output)
+        stderr_line(f"project: {project}", quiet=quiet)
     pose_stage(project, src, "source", backend="dwpose", weights=o["weights"])
     pose_stage(project, tgt, "target", backend="dwpose", weights=o["weights"])
     align_stage(project)
