@@ -295,7 +295,7 @@ def pose(
     ] = None,
     role: Annotated[Role, typer.Option("--role", help="Which video of the edit this is.")] = Role.source,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="dwpose (default) or file (default with --keypoints).")
+        str | None, typer.Option("--backend", help="dwpose (default), mediapipe, or file (default with --keypoints).")
     ] = None,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Folder searched first for the DWPose models.")
@@ -312,8 +312,8 @@ def pose(
         from mfollow.stages import pose_stage
 
         backend = backend or ("file" if keypoints is not None else "dwpose")
-        if backend not in ("file", "dwpose"):
-            raise UsageError(f"--backend {backend!r}: use dwpose or file (mediapipe is not built yet)")
+        if backend not in ("file", "dwpose", "mediapipe"):
+            raise UsageError(f"--backend {backend!r}: use dwpose, mediapipe or file")
         if backend == "file" and keypoints is None:
             raise UsageError("--backend file needs --keypoints FILE_OR_FOLDER")
         if person != "largest" and not person.isdigit():
@@ -354,7 +354,12 @@ def align(
 @app.command()
 def mask(
     project: ProjectOpt,
-    source_masks: Annotated[Path, typer.Option("--source-masks", help="Folder of source person masks (M_r).")],
+    source_masks: Annotated[
+        Path | None, typer.Option("--source-masks", help="Folder of source person masks (M_r).")
+    ] = None,
+    source_video: Annotated[
+        Path | None, typer.Option("--source-video", help="Without --source-masks: segment M_r from it (mediapipe).")
+    ] = None,
     edit_backend: Annotated[
         EditMaskBackend, typer.Option("--edit-backend", help="M_e: hull, warp or file.")
     ] = EditMaskBackend.hull,
@@ -370,8 +375,8 @@ def mask(
         from mfollow.stages import mask_stage
 
         report = mask_stage(
-            project, source_masks=source_masks, edit_backend=edit_backend.value, target_masks=target_masks,
-            edit_masks=edit_masks, force=force,
+            project, source_masks=source_masks, source_video=None if source_masks is not None else source_video,
+            edit_backend=edit_backend.value, target_masks=target_masks, edit_masks=edit_masks, force=force,
         )  # fmt: skip
         _stage_report(report, json_out, quiet)
 

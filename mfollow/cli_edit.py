@@ -155,15 +155,16 @@ def _run_stages(
         raise UsageError(
             "no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR",
         )
-    if o["source_masks"] is None:
-        raise UsageError("no source masks: pass --source-masks (M_r) until a person segmenter is built")
     if project is None:
         project = default_project_dir(output)
         stderr_line(f"project: {project}", quiet=quiet)
     pose_stage(project, src, "source", backend="dwpose", weights=o["weights"])
     pose_stage(project, tgt, "target", backend="dwpose", weights=o["weights"])
     align_stage(project)
-    mask_stage(project, source_masks=o["source_masks"], edit_backend="hull")
+    if o["source_masks"] is not None:
+        mask_stage(project, source_masks=o["source_masks"], edit_backend="hull")
+    else:  # M_r segmented by mediapipe (the optional extra)
+        mask_stage(project, source_video=src, edit_backend="hull")
     staged = project_inputs(project)
     assert staged is not None
     return staged

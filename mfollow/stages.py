@@ -52,7 +52,7 @@ def pose_stage(
     role: Role,
     keypoints: Path | None = None,
     *,
-    backend: Literal["file", "dwpose"] = "file",
+    backend: Literal["file", "dwpose", "mediapipe"] = "file",
     weights: Path | None = None,
     person: str | int = "largest",
     preview: bool = False,
@@ -70,11 +70,13 @@ def pose_stage(
         if keypoints is None or not keypoints.exists():
             raise MediaError(f"{keypoints}: no such pose file or folder")
         inputs["keypoints"] = keypoints
-    else:
+    elif backend == "dwpose":
         from mfollow.models.weights import get_component, resolve
 
         folder = resolve("dwpose", weights)  # missing -> exit 3 with the command to run
         hashes = {f.path: f.sha256 or "" for f in get_component("dwpose").files}
+    else:
+        hashes = {"mediapipe": _mediapipe_version()}
     name = f"pose-{role}"
     params = {"backend": backend, "person": person, "preview": preview}
     spec = StageSpec(name, STAGE_CODE_VERSIONS[name], inputs, params, hashes)
@@ -87,11 +89,16 @@ def pose_stage(
             if len(poses) != info.frame_count:
                 raise MediaError(f"{keypoints}: poses for {len(poses)} frames, the video has {info.frame_count}")
         else:
-            from mfollow.pose.dwpose import DWPose, estimate_video
+            if backend == "dwpose":
+                from mfollow.pose.dwpose import DWPose, estimate_video
 
-            assert folder is not None
-            model = DWPose(folder / "yolox_l.onnx", folder / "dw-ll_ucoco_384.onnx")
-            poses, missing = estimate_video(video, model, person)
+                assert folder is not None
+                model = DWPose(folder / "yolox_l.onnx", folder / "dw-ll_ucoco_384.onnx")
+                poses, missing = estimate_video(video, model, person)
+            else:
+                from mfollow.pose import mediapipe_backend
+
+                poses, missing = mediapipe_backend.estimate_video(video)
             (out / "missing_frames.json").write_text(json.dumps(missing) + "\n")
         poses.save(out / "poses.json")  # type: ignore[union-attr]
         if preview:
@@ -128,13 +135,17 @@ def align_stage(root: Path, settings: AlignSettings | None = None, *, force: boo
 def mask_stage(
     root: Path,
     *,
-    source_masks: Path,
+    source_masks: Path | None = None,
+    source_video: Path | None = None,
     edit_backend: Literal["warp", "hull", "file"] = "hull",
     target_masks: Path | None = None,
     edit_masks: Path | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """M_r from files; M_e by ``warp`` (needs the target's masks), ``hull`` or ``file``."""
+    """M_r from files, or segmented from ``source_video`` by mediapipe; M_e by ``warp`` (needs the
+    target's masks), ``hull`` or ``file``."""
+    if source_masks is None and source_video is None:
+        raise UsageError("M_r needs --source-masks, or --source-backend mediapipe with the source video")
     for folder in (source_masks, target_masks, edit_masks):
         if folder is not None and not folder.is_dir():
             raise MediaError(f"{folder}: no such mask folder")
@@ -142,24 +153,31 @@ def mask_stage(
         raise UsageError("--edit-backend warp needs --target-masks (the target person's masks)")
     if edit_backend == "file" and edit_masks is None:
         raise UsageError("--edit-backend file needs --edit-masks")
-    inputs: dict[str, Any] = {
-        "source_masks": source_masks,
-        "align": StageRef("align"),
-        "source": StageRef("pose-source"),
-    }
+    inputs: dict[str, Any] = {"align": StageRef("align"), "source": StageRef("pose-source")}
+    weights: dict[str, str] = {}
+    if source_masks is not None:
+        inputs["source_masks"] = source_masks
+    else:
+        inputs["source_video"] = source_video
+        weights["mediapipe"] = _mediapipe_version()
     if edit_backend == "warp":
         inputs["target_masks"] = target_masks
     if edit_backend == "file":
         inputs["edit_masks"] = edit_masks
-    spec = StageSpec(
-        "mask", STAGE_CODE_VERSIONS["mask"], inputs, {"source_backend": "file", "edit_backend": edit_backend}
-    )
+    params = {"source_backend": "file" if source_masks is not None else "mediapipe", "edit_backend": edit_backend}
+    spec = StageSpec("mask", STAGE_CODE_VERSIONS["mask"], inputs, params, weights)
     with Project.open(root) as proj:
 
         def build(out: Path) -> None:
             source = PoseSequence.load(proj.output("pose-source", "poses.json"))
             edit = PoseSequence.load(proj.output("align", "edit_poses.json"))
-            m_r = _masks_at(read_masks(source_masks), source.width, source.height, source_masks)
+            if source_masks is not None:
+                m_r = _masks_at(read_masks(source_masks), source.width, source.height, source_masks)
+            else:
+                from mfollow.pose.mediapipe_backend import person_masks
+                from mfollow.video import iter_frames
+
+                m_r = np.stack(list(person_masks(iter_frames(source_video))))  # type: ignore[arg-type]
             if len(m_r) != len(source):
                 raise MediaError(f"{source_masks}: {len(m_r)} masks for {len(source)} source frames")
             if edit_backend == "hull":
@@ -204,3 +222,10 @@ def project_inputs(root: Path) -> dict[str, Path] | None:
         "source_masks": proj.stage_dir("mask") / "source_masks",
         "edit_masks": proj.stage_dir("mask") / "edit_masks",
     }
+
+
+def _mediapipe_version() -> str:
+    """The mediapipe release (its bundled models are the "weights" of those backends)."""
+    from mfollow.pose.mediapipe_backend import _import
+
+    return str(_import().__version__)

@@ -107,3 +107,14 @@ def test_iou() -> None:
     a[0, :2] = True
     b[0, 1:3] = True
     assert iou(a, b) == pytest.approx(4 / 12)
+
+
+@pytest.mark.parametrize("hidden", [(10, 13), (8, 9, 10, 11, 12, 13)])
+def test_partial_views_fall_back_to_torso_or_shoulders(hidden: tuple[int, ...]) -> None:
+    _, (src, _), _, _ = synthetic(3)
+    for p in (src,):
+        p.body[:, list(hidden), 2] = 0.0  # ankles (then also knees and hips) out of view
+    target = scaled_copy(src, 0.5, (30.0, 10.0), (200, 150))
+    aligned, t = align(src, target, AlignSettings())
+    assert t.scale == pytest.approx(2.0, rel=1e-9)
+    np.testing.assert_allclose(aligned.body[..., :2], src.body[..., :2], atol=1e-9)

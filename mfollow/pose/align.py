@@ -16,7 +16,9 @@ source-frame pixels out (the result is normalised by the source frame size).
 
 Person height and bottom-centre come from the pose's person box (``height="box"``, mask-derived in
 the synthetic world, detector boxes from DWPose) or from the skeleton (``height="skeleton"``: top
-of the head points to the lowest ankle).
+of the head points to the lowest ankle). When either clip never shows a whole person (legs out of
+view), both use the torso instead (neck-to-mid-hip length, anchored at the mid-hip), or failing
+that the shoulder width (anchored at the neck).
 """
 
 from __future__ import annotations
@@ -88,6 +90,24 @@ def person_extent(poses: PoseSequence, height: Height) -> tuple[np.ndarray, np.n
     return bottom - top, np.stack([centre, bottom], axis=1)
 
 
+def torso_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame neck-to-mid-hip length (F,) and mid-hip point (F, 2), in pixels; NaN where unseen."""
+    xy = _pixels(poses.body, poses.width, poses.height)
+    seen = poses.body[..., 2] > 0.3
+    ok = seen[:, 1] & seen[:, 8] & seen[:, 11]
+    mid_hip = (xy[:, 8] + xy[:, 11]) / 2
+    length = np.where(ok, np.linalg.norm(xy[:, 1] - mid_hip, axis=1), np.nan)
+    return length, np.where(ok[:, None], mid_hip, np.nan)
+
+
+def shoulder_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
+    """Per-frame shoulder width (F,) and neck point (F, 2), in pixels; NaN where unseen."""
+    xy = _pixels(poses.body, poses.width, poses.height)
+    ok = (poses.body[:, [1, 2, 5], 2] > 0.3).all(axis=1)
+    width = np.where(ok, np.linalg.norm(xy[:, 2] - xy[:, 5], axis=1), np.nan)
+    return width, np.where(ok[:, None], xy[:, 1], np.nan)
+
+
 def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = AlignSettings()) -> Transform:
     """The transform of ``s.method`` (see the module docstring)."""
     if s.method == "none":  # normalised coordinates kept: only the frame-size ratio
@@ -101,6 +121,10 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
     if s.method == "motioneditor":
         h_src, a_src = person_extent(source, s.height)
         h_tgt, a_tgt = person_extent(target, s.height)
+        for fallback in (torso_extent, shoulder_extent):  # e.g. legs out of view: a part seen in both
+            if not (np.isnan(h_src).all() or np.isnan(h_tgt).all()):
+                break
+            (h_src, a_src), (h_tgt, a_tgt) = fallback(source), fallback(target)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             ratio = float(np.nanmedian(h_src) / np.nanmedian(h_tgt))
