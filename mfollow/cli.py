@@ -365,6 +365,7 @@ def mask(
     ] = EditMaskBackend.hull,
     target_masks: Annotated[Path | None, typer.Option("--target-masks", help="Target person masks (for warp).")] = None,
     edit_masks: Annotated[Path | None, typer.Option("--edit-masks", help="M_e masks (for file).")] = None,
+    preview: Annotated[bool, typer.Option("--preview", help="Also write the masks over the source video.")] = False,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -376,7 +377,8 @@ def mask(
 
         report = mask_stage(
             project, source_masks=source_masks, source_video=None if source_masks is not None else source_video,
-            edit_backend=edit_backend.value, target_masks=target_masks, edit_masks=edit_masks, force=force,
+            edit_backend=edit_backend.value, target_masks=target_masks, edit_masks=edit_masks, preview=preview,
+            force=force,
         )  # fmt: skip
         _stage_report(report, json_out, quiet)
 

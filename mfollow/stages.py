@@ -140,6 +140,7 @@ def mask_stage(
     edit_backend: Literal["warp", "hull", "file"] = "hull",
     target_masks: Path | None = None,
     edit_masks: Path | None = None,
+    preview: bool = False,
     force: bool = False,
 ) -> dict[str, Any]:
     """M_r from files, or segmented from ``source_video`` by mediapipe; M_e by ``warp`` (needs the
@@ -164,7 +165,11 @@ def mask_stage(
         inputs["target_masks"] = target_masks
     if edit_backend == "file":
         inputs["edit_masks"] = edit_masks
-    params = {"source_backend": "file" if source_masks is not None else "mediapipe", "edit_backend": edit_backend}
+    params = {
+        "source_backend": "file" if source_masks is not None else "mediapipe",
+        "edit_backend": edit_backend,
+        "preview": preview,
+    }
     spec = StageSpec("mask", STAGE_CODE_VERSIONS["mask"], inputs, params, weights)
     with Project.open(root) as proj:
 
@@ -197,6 +202,9 @@ def mask_stage(
                 (out / folder).mkdir()
                 for i, m in enumerate(masks):
                     write_mask(out / folder / mask_name(i), m)
+            if preview:
+                video = Path(proj.manifest["stages"]["pose-source"]["document"]["inputs"]["video"]["path"])
+                write_overlay(video, m_r, m_e, out / "preview.mp4")
 
         return _run(proj, spec, build, force)
 
@@ -229,3 +237,19 @@ def _mediapipe_version() -> str:
     from mfollow.pose.mediapipe_backend import _import
 
     return str(_import().__version__)
+
+
+def write_overlay(video: Path, m_r: np.ndarray, m_e: np.ndarray, out: Path) -> None:
+    """The source video with M_r tinted red and M_e tinted green, at the video's timing."""
+    from mfollow.video import iter_frames, probe, write_video
+
+    info = probe(video)
+
+    def frames() -> Any:
+        for frame, r, e in zip(iter_frames(video, info=info), m_r, m_e, strict=False):
+            tinted = frame.astype(np.float32)
+            tinted[r] = 0.5 * tinted[r] + 0.5 * np.array([255, 0, 0])
+            tinted[e] = 0.5 * tinted[e] + 0.5 * np.array([0, 255, 0])
+            yield tinted.astype(np.uint8)
+
+    write_video(out, frames(), info.timestamps[: min(len(m_r), info.frame_count)], info.time_base)

@@ -60,8 +60,13 @@ def test_stages_cache_and_go_stale_downstream(tmp_path: Path, pair: Path) -> Non
 
 
 def test_mask_backends(tmp_path: Path, pair: Path) -> None:
+    from mfollow.video import probe
+
     root = tmp_path / "proj"
-    run_all(root, pair, edit_backend="warp", target_masks=pair / "target_masks")
+    report = run_all(root, pair, edit_backend="warp", target_masks=pair / "target_masks", preview=True)
+    assert report["mask"] == "miss"
+    preview = project_inputs(root)["edit_masks"].parent / "preview.mp4"  # type: ignore[index]
+    assert probe(preview).frame_count == 8 and probe(preview).timestamps == probe(pair / "source.mp4").timestamps
     run_all(root, pair, edit_backend="file", edit_masks=pair / "edit_masks")
     inputs = project_inputs(root)
     assert inputs is not None
