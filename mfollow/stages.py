@@ -179,10 +179,9 @@ def mask_stage(
             if source_masks is not None:
                 m_r = _masks_at(read_masks(source_masks), source.width, source.height, source_masks)
             else:
-                from mfollow.pose.mediapipe_backend import person_masks
-                from mfollow.video import iter_frames
+                from mfollow.pose.mediapipe_backend import segment_video
 
-                m_r = np.stack(list(person_masks(iter_frames(source_video))))  # type: ignore[arg-type]
+                m_r = segment_video(source_video)  # type: ignore[arg-type]
             if len(m_r) != len(source):
                 raise MediaError(f"{source_masks}: {len(m_r)} masks for {len(source)} source frames")
             if edit_backend == "hull":

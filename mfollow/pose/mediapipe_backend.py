@@ -11,7 +11,9 @@ for the big toe, heel for the heel, no small toe. Holistic's hands use the OpenP
 
 from __future__ import annotations
 
+import contextlib
 import os
+import sys
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,6 +44,27 @@ def _import() -> Any:
     if not hasattr(mp, "solutions"):
         raise WeightsError(f"mediapipe {mp.__version__} has no bundled models", hint="use mediapipe 0.10.14")
     return mp
+
+
+@contextlib.contextmanager
+def _native_stderr_silenced() -> Iterator[None]:
+    """mediapipe's native code (TFLite, absl) writes log lines straight to the process's stderr
+    (fd 2), from its own threads too: hide fd 2 while it runs (Python exceptions still propagate
+    and are reported after)."""
+    try:
+        fd = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):  # captured stderr without a descriptor
+        yield
+        return
+    sys.stderr.flush()
+    saved, devnull = os.dup(fd), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, fd)
+        yield
+    finally:
+        os.dup2(saved, fd)
+        os.close(saved)
+        os.close(devnull)
 
 
 def blazepose_to_openpose(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -91,7 +114,9 @@ def estimate_video(video: Path, max_gap: int = 8) -> tuple[Any, list[int]]:
     body, feet, hands = np.zeros((n, 18, 3)), np.zeros((n, 6, 3)), np.zeros((n, 2, 21, 3))
     box = np.full((n, 4), np.nan)
     present = np.zeros(n, dtype=bool)
-    for f, found in enumerate(estimate_frames(iter_frames(video, info=info))):
+    with _native_stderr_silenced():
+        found_all = list(estimate_frames(iter_frames(video, info=info)))
+    for f, found in enumerate(found_all):
         if found is None or found[0][:, 2].mean() < 0.3:
             continue
         present[f] = True
@@ -103,6 +128,14 @@ def estimate_video(video: Path, max_gap: int = 8) -> tuple[Any, list[int]]:
     missing = [int(f) for f in np.flatnonzero(~present)]
     fill_gaps(present, [body, feet, hands, box], max_gap)
     return PoseSequence(info.display_width, info.display_height, body, feet, hands, box), missing
+
+
+def segment_video(video: Path, threshold: float = 0.5) -> np.ndarray:
+    """M_r for every frame of ``video``: (F, H, W) bool."""
+    from mfollow.video import iter_frames
+
+    with _native_stderr_silenced():
+        return np.stack(list(person_masks(iter_frames(video), threshold)))
 
 
 def person_masks(frames: Iterator[np.ndarray], threshold: float = 0.5) -> Iterator[np.ndarray]:
