@@ -274,6 +274,7 @@ class EditMaskBackend(StrEnum):
     hull = "hull"
     warp = "warp"
     file = "file"
+    segdit = "segdit"
 
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage even if it is fresh.")]
@@ -366,6 +367,7 @@ def mask(
     target_masks: Annotated[Path | None, typer.Option("--target-masks", help="Target person masks (for warp).")] = None,
     edit_masks: Annotated[Path | None, typer.Option("--edit-masks", help="M_e masks (for file).")] = None,
     preview: Annotated[bool, typer.Option("--preview", help="Also write the masks over the source video.")] = False,
+    weights: Annotated[Path | None, typer.Option("--weights", help="Folder searched first for SegDiT weights.")] = None,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -378,7 +380,7 @@ def mask(
         report = mask_stage(
             project, source_masks=source_masks, source_video=None if source_masks is not None else source_video,
             edit_backend=edit_backend.value, target_masks=target_masks, edit_masks=edit_masks, preview=preview,
-            force=force,
+            weights_dir=weights, force=force,
         )  # fmt: skip
         _stage_report(report, json_out, quiet)
 

@@ -137,10 +137,11 @@ def mask_stage(
     *,
     source_masks: Path | None = None,
     source_video: Path | None = None,
-    edit_backend: Literal["warp", "hull", "file"] = "hull",
+    edit_backend: Literal["warp", "hull", "file", "segdit"] = "hull",
     target_masks: Path | None = None,
     edit_masks: Path | None = None,
     preview: bool = False,
+    weights_dir: Path | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
     """M_r from files, or segmented from ``source_video`` by mediapipe; M_e by ``warp`` (needs the
@@ -165,6 +166,13 @@ def mask_stage(
         inputs["target_masks"] = target_masks
     if edit_backend == "file":
         inputs["edit_masks"] = edit_masks
+    segdit_dir = None
+    if edit_backend == "segdit":
+        from mfollow.models.weights import resolve
+
+        segdit_dir = resolve("segdit", weights_dir)  # missing -> exit 3 with how to get it
+        inputs["segdit"] = segdit_dir / "diffusion_pytorch_model.safetensors"
+        inputs["source_video_segdit"] = _source_video(root)
     params = {
         "source_backend": "file" if source_masks is not None else "mediapipe",
         "edit_backend": edit_backend,
@@ -188,6 +196,11 @@ def mask_stage(
                 from mfollow.masks.fallbacks import hull_masks, limb_widths
 
                 m_e = hull_masks(edit, limb_widths(source, m_r))
+            elif edit_backend == "segdit":
+                from mfollow.masks.segdit import SegDiT, segment_video
+
+                model = SegDiT.from_pretrained(str(segdit_dir)).eval()
+                m_e = segment_video(model, _source_video(root), edit)
             elif edit_backend == "warp":
                 from mfollow.masks.fallbacks import warp_masks
 
@@ -202,8 +215,7 @@ def mask_stage(
                 for i, m in enumerate(masks):
                     write_mask(out / folder / mask_name(i), m)
             if preview:
-                video = Path(proj.manifest["stages"]["pose-source"]["document"]["inputs"]["video"]["path"])
-                write_overlay(video, m_r, m_e, out / "preview.mp4")
+                write_overlay(_source_video(root), m_r, m_e, out / "preview.mp4")
 
         return _run(proj, spec, build, force)
 
@@ -252,3 +264,11 @@ def write_overlay(video: Path, m_r: np.ndarray, m_e: np.ndarray, out: Path) -> N
             yield tinted.astype(np.uint8)
 
     write_video(out, frames(), info.timestamps[: min(len(m_r), info.frame_count)], info.time_base)
+
+
+def _source_video(root: Path) -> Path:
+    """The source video recorded by the project's pose-source stage."""
+    rec = Project.read(root).manifest["stages"].get("pose-source")
+    if rec is None:
+        raise UsageError(f"{root}: run 'mfollow pose SRC -p {root}' first")
+    return Path(rec["document"]["inputs"]["video"]["path"])

@@ -36,7 +36,9 @@ def test_list_import_verify(tmp_path: Path, official: Path) -> None:
     r = run("weights", "list", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
     states = {c["name"]: c["state"] for c in json.loads(r.stdout)["components"]}
-    assert states == dict.fromkeys(["sd-image-variations", "sd-vae-ft-mse", "dwpose", "motionfollower"], "missing")
+    assert states == dict.fromkeys(
+        ["sd-image-variations", "sd-vae-ft-mse", "dwpose", "motionfollower", "segdit"], "missing"
+    )
     r = run("weights", "import", "--official", str(official), "--preset", "tiny", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)

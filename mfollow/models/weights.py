@@ -52,6 +52,7 @@ class Component:
     revision: str | None = None
     license: str = ""
     used_by: str = ""
+    how: str = ""  # how to obtain it when it cannot be downloaded
 
 
 _YOLOX_SHA = "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411"
@@ -106,6 +107,16 @@ REGISTRY: dict[str, Component] = {
             ),
             license="none stated by the authors",
             used_by="sd15 preset",
+            how=f"download the official release from {OFFICIAL_URL}, then run: mfollow weights import --official DIR",
+        ),
+        Component(
+            "segdit",
+            "SegDiT person segmentation (paper Appendix A.1): mfollow's own weights",
+            (WeightFile("config.json"), WeightFile("diffusion_pytorch_model.safetensors")),
+            license="as mfollow",
+            used_by="mask --edit-backend segdit",
+            how="train it (mfollow train --stage mask, a later release) or place a SegDiT save_pretrained folder "
+            "as segdit/ in a weights folder",
         ),
     )
 }
@@ -180,10 +191,7 @@ def resolve(name: str, explicit: Path | None = None) -> Path:
     if loc.path is not None:
         return loc.path
     comp = get_component(name)
-    if comp.repo_id is None:
-        how = f"download the official release from {OFFICIAL_URL}, then run: mfollow weights import --official DIR"
-    else:
-        how = f"run: mfollow weights download {name}"
+    how = comp.how if comp.repo_id is None else f"run: mfollow weights download {name}"
     detail = f" (incomplete: {', '.join(loc.missing_files)} missing)" if loc.missing_files else ""
     raise WeightsError(f"weights '{name}' not found{detail}", hint=how)
 
