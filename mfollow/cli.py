@@ -303,6 +303,7 @@ def pose(
     ] = None,
     person: Annotated[str, typer.Option("--person", help="largest, or the index of the person to keep.")] = "largest",
     preview: Annotated[bool, typer.Option("--preview", help="Also write a rendered preview video.")] = False,
+    smooth: Annotated[bool, typer.Option("--smooth", help="Smooth the keypoints over time (One-Euro filter).")] = False,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -322,7 +323,7 @@ def pose(
         who = person if person == "largest" else int(person)
         report = pose_stage(
             project, video, role.value, keypoints, backend=backend, weights=weights,  # type: ignore[arg-type]
-            person=who, preview=preview, force=force,
+            person=who, preview=preview, smooth=smooth, force=force,
         )  # fmt: skip
         if report.get("missing_frames"):
             frames = report["missing_frames"]

@@ -56,6 +56,7 @@ def pose_stage(
     weights: Path | None = None,
     person: str | int = "largest",
     preview: bool = False,
+    smooth: bool = False,
     force: bool = False,
 ) -> dict[str, Any]:
     """Poses of ``video``: from a keypoint file or OpenPose folder (``file``), or estimated by
@@ -78,7 +79,7 @@ def pose_stage(
     else:
         hashes = {"mediapipe": _mediapipe_version()}
     name = f"pose-{role}"
-    params = {"backend": backend, "person": person, "preview": preview}
+    params = {"backend": backend, "person": person, "preview": preview, "smooth": smooth}
     spec = StageSpec(name, STAGE_CODE_VERSIONS[name], inputs, params, hashes)
 
     def build(out: Path) -> None:
@@ -100,6 +101,10 @@ def pose_stage(
 
                 poses, missing = mediapipe_backend.estimate_video(video)
             (out / "missing_frames.json").write_text(json.dumps(missing) + "\n")
+        if smooth:  # One-Euro, at the video's average frame rate
+            from mfollow.pose.smooth import smooth_poses
+
+            poses = smooth_poses(poses, float(info.average_fps))  # type: ignore[arg-type]
         poses.save(out / "poses.json")  # type: ignore[union-attr]
         if preview:
             from mfollow.pose.render import render_sequence

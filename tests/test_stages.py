@@ -78,6 +78,11 @@ def test_mask_backends(tmp_path: Path, pair: Path) -> None:
 def test_stage_errors(tmp_path: Path, pair: Path) -> None:
     with pytest.raises(ProjectError, match="needs stage 'pose-source'"):
         align_stage(tmp_path / "empty")
+    smoothed = pose_stage(tmp_path / "s", pair / "source.mp4", "source", pair / "source_poses.json", smooth=True)
+    raw = PoseSequence.load(pair / "source_poses.json")
+    got = PoseSequence.load(Path(smoothed["outputs"]["poses.json"]))
+    assert got.body.shape == raw.body.shape and not np.array_equal(got.body, raw.body)
+    np.testing.assert_array_equal(got.body[0], raw.body[0])  # the filter starts at the first frame
     short = PoseSequence.load(pair / "source_poses.json")[0:5]
     short.save(tmp_path / "short.json")
     with pytest.raises(MediaError, match="poses for 5 frames, the video has 8"):
