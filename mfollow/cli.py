@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from mfollow import __version__
+from mfollow import __version__, cli_stages
 from mfollow import cli_edit as E
 from mfollow.cli_common import (
     DebugOpt,
@@ -31,6 +31,7 @@ from mfollow.cli_common import (
     guard,
     stderr_line,
 )
+from mfollow.cli_weights import weights_app
 from mfollow.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
 
 app = typer.Typer(
@@ -259,131 +260,7 @@ def eval_(
             print(f"{key:<8} {value if isinstance(value, str) or value is None else f'{value:.6g}'}")
 
 
-class Role(StrEnum):
-    source = "source"
-    target = "target"
-
-
-class AlignMethod(StrEnum):
-    motioneditor = "motioneditor"
-    linear = "linear"
-    none = "none"
-
-
-class EditMaskBackend(StrEnum):
-    hull = "hull"
-    warp = "warp"
-    file = "file"
-    segdit = "segdit"
-
-
-ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage even if it is fresh.")]
-
-
-def _stage_report(report: dict, json_out: bool, quiet: bool) -> None:
-    if json_out:
-        emit_json(report)
-    else:
-        stderr_line(f"{report['stage']}: {'cached' if report['cache'] == 'hit' else 'done'}", quiet=quiet)
-
-
-@app.command()
-def pose(
-    video: Annotated[Path, typer.Argument(help="The video.", metavar="VIDEO")],
-    project: ProjectOpt,
-    keypoints: Annotated[
-        Path | None, typer.Option("--keypoints", help="For --backend file: our JSON or an OpenPose folder.")
-    ] = None,
-    role: Annotated[Role, typer.Option("--role", help="Which video of the edit this is.")] = Role.source,
-    backend: Annotated[
-        str | None, typer.Option("--backend", help="dwpose (default), mediapipe, or file (default with --keypoints).")
-    ] = None,
-    weights: Annotated[
-        Path | None, typer.Option("--weights", help="Folder searched first for the DWPose models.")
-    ] = None,
-    person: Annotated[str, typer.Option("--person", help="largest, or the index of the person to keep.")] = "largest",
-    preview: Annotated[bool, typer.Option("--preview", help="Also write a rendered preview video.")] = False,
-    smooth: Annotated[bool, typer.Option("--smooth", help="Smooth the keypoints over time (One-Euro filter).")] = False,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Poses of a video, cached in the project (stage pose-source or pose-target)."""
-    with guard(debug):
-        from mfollow.stages import pose_stage
-
-        backend = backend or ("file" if keypoints is not None else "dwpose")
-        if backend not in ("file", "dwpose", "mediapipe"):
-            raise UsageError(f"--backend {backend!r}: use dwpose, mediapipe or file")
-        if backend == "file" and keypoints is None:
-            raise UsageError("--backend file needs --keypoints FILE_OR_FOLDER")
-        if person != "largest" and not person.isdigit():
-            raise UsageError(f"--person {person!r}: use 'largest' or a number")
-        who = person if person == "largest" else int(person)
-        report = pose_stage(
-            project, video, role.value, keypoints, backend=backend, weights=weights,  # type: ignore[arg-type]
-            person=who, preview=preview, smooth=smooth, force=force,
-        )  # fmt: skip
-        if report.get("missing_frames"):
-            frames = report["missing_frames"]
-            stderr_line(f"warning: no person in {len(frames)} frame(s), filled: {frames[:20]}", quiet=quiet)
-        _stage_report(report, json_out, quiet)
-
-
-@app.command()
-def align(
-    project: ProjectOpt,
-    method: Annotated[AlignMethod, typer.Option("--method", help="Alignment method.")] = AlignMethod.motioneditor,
-    height: Annotated[str, typer.Option("--height", help="Person height from: skeleton or box.")] = "skeleton",
-    anchor: Annotated[str, typer.Option("--anchor", help="motioneditor anchor: median, first or target.")] = "median",
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Align the target's poses to the source person (stage align; needs both pose stages)."""
-    with guard(debug):
-        from mfollow.pose.align import AlignSettings
-        from mfollow.stages import align_stage
-
-        if height not in ("skeleton", "box") or anchor not in ("median", "first", "target"):
-            raise UsageError("--height is skeleton or box; --anchor is median, first or target")
-        report = align_stage(project, AlignSettings(method.value, height, anchor), force=force)  # type: ignore[arg-type]
-        _stage_report(report, json_out, quiet)
-
-
-@app.command()
-def mask(
-    project: ProjectOpt,
-    source_masks: Annotated[
-        Path | None, typer.Option("--source-masks", help="Folder of source person masks (M_r).")
-    ] = None,
-    source_video: Annotated[
-        Path | None, typer.Option("--source-video", help="Without --source-masks: segment M_r from it (mediapipe).")
-    ] = None,
-    edit_backend: Annotated[
-        EditMaskBackend, typer.Option("--edit-backend", help="M_e: hull, warp or file.")
-    ] = EditMaskBackend.hull,
-    target_masks: Annotated[Path | None, typer.Option("--target-masks", help="Target person masks (for warp).")] = None,
-    edit_masks: Annotated[Path | None, typer.Option("--edit-masks", help="M_e masks (for file).")] = None,
-    preview: Annotated[bool, typer.Option("--preview", help="Also write the masks over the source video.")] = False,
-    weights: Annotated[Path | None, typer.Option("--weights", help="Folder searched first for SegDiT weights.")] = None,
-    force: ForceOpt = False,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Person masks M_r and M_e (stage mask; needs the pose and align stages)."""
-    with guard(debug):
-        from mfollow.stages import mask_stage
-
-        report = mask_stage(
-            project, source_masks=source_masks, source_video=None if source_masks is not None else source_video,
-            edit_backend=edit_backend.value, target_masks=target_masks, edit_masks=edit_masks, preview=preview,
-            weights_dir=weights, force=force,
-        )  # fmt: skip
-        _stage_report(report, json_out, quiet)
+cli_stages.register(app)
 
 
 @app.command()
@@ -487,159 +364,7 @@ def long_(
                       progress=progress, quiet=quiet, project=project, restart=restart or not resume)  # fmt: skip
 
 
-weights_app = typer.Typer(
-    help="Model weights: what is needed and present, download, import the official release, inspect, verify.",
-    no_args_is_help=True,
-)
 app.add_typer(weights_app, name="weights")
-WeightsDirOpt = Annotated[
-    Path | None, typer.Option("--weights", help="Folder searched first for weights (then $MFOLLOW_WEIGHTS).")
-]
-
-
-@weights_app.command("list")
-def weights_list(weights: WeightsDirOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
-    """What each component is, where it comes from, and whether (and where) it is present."""
-    with guard(debug):
-        from mfollow.models.weights import REGISTRY, locate
-
-        rows = []
-        for name, comp in REGISTRY.items():
-            loc = locate(name, weights)
-            state = "present" if loc.path else ("incomplete" if loc.missing_files else "missing")
-            source = f"{comp.repo_id}@{comp.revision}" if comp.repo_id else "official release (Google Drive; import)"
-            path = None if loc.path is None else str(loc.path)
-            rows.append({"name": name, "state": state, "origin": loc.origin, "path": path, "source": source})
-            rows[-1].update(used_by=comp.used_by, description=comp.description)
-        if json_out:
-            emit_json({"components": rows})
-            return
-        for r in rows:
-            where = f"{r['origin']}: {r['path']}" if r["path"] else r["source"]
-            print(f"{r['name']:<20} {r['state']:<10} {where}")
-
-
-@weights_app.command("download")
-def weights_download(
-    components: Annotated[
-        list[str], typer.Argument(help="Components to fetch (see 'weights list').", metavar="NAME...")
-    ],
-    to: Annotated[Path | None, typer.Option("--to", help="Install here instead of the user data folder.")] = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Download components from the Hugging Face Hub (pinned revision, checked, then installed)."""
-    with guard(debug):
-        from mfollow.models.weights import download, get_component
-
-        for name in components:
-            get_component(name)  # unknown names fail before any download
-        done = {}
-        for name in components:
-
-            def report(f: str, i: int, n: int, name: str = name) -> None:
-                stderr_line(f"{name}: {f} ({i + 1}/{n})", quiet=quiet)
-
-            done[name] = str(download(name, to, progress=report))
-        if json_out:
-            emit_json({"installed": done})
-        else:
-            for name, path in done.items():
-                stderr_line(f"{name}: installed in {path}", quiet=quiet)
-
-
-@weights_app.command("import")
-def weights_import(
-    official: Annotated[
-        Path, typer.Option("--official", help="Folder with denoising_unet.pth, motion_module.pth, poctr.pth.")
-    ],
-    to: Annotated[
-        Path | None, typer.Option("--to", help="Weights root to write into (default: user data folder).")
-    ] = None,
-    preset: Annotated[str, typer.Option("--preset", help="Topology the files are for.")] = "sd15",
-    allow_missing: Annotated[
-        bool, typer.Option("--allow-missing", help="Keep initial values for missing keys.")
-    ] = False,
-    allow_unexpected: Annotated[bool, typer.Option("--allow-unexpected", help="Ignore keys the model lacks.")] = False,
-    weights: WeightsDirOpt = None,
-    json_out: JsonOpt = False,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Convert the official MotionFollower checkpoints into mfollow's safetensors layout."""
-    with guard(debug):
-        from mfollow.models.official import base_unet_state, import_official
-        from mfollow.models.weights import data_dir
-
-        dest = (to if to is not None else data_dir()) / "motionfollower"
-        censuses = import_official(
-            official, dest, preset=preset, base=base_unet_state(weights),
-            allow_missing=allow_missing, allow_unexpected=allow_unexpected,
-        )  # fmt: skip
-        if json_out:
-            emit_json({"installed": str(dest), "census": {k: c.to_json() for k, c in censuses.items()}})
-            return
-        for name, census in censuses.items():
-            stderr_line(f"{name}: {census.summary()}", quiet=quiet)
-            for old, new in census.renamed.items():
-                stderr_line(f"  renamed  {old} -> {new}", quiet=quiet)
-            for key, why in list(census.dropped.items())[:3]:
-                stderr_line(f"  dropped  {key} ({why})", quiet=quiet)
-            if len(census.dropped) > 3:
-                stderr_line(f"  dropped  ... {len(census.dropped) - 3} more of the same kind", quiet=quiet)
-        stderr_line(f"installed in {dest}", quiet=quiet)
-
-
-@weights_app.command("inspect")
-def weights_inspect(
-    file: Annotated[Path, typer.Argument(help="A .safetensors or .pth checkpoint.", metavar="FILE")],
-    preset: Annotated[str, typer.Option("--preset", help="Topology to compare with.")] = "sd15",
-    json_out: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Compare a checkpoint's keys, shapes and dtypes with a preset's U-Net or PoCtr."""
-    with guard(debug):
-        from mfollow.models.official import inspect_file
-
-        which, census = inspect_file(file, preset)
-        if json_out:
-            emit_json({"file": str(file), "preset": preset, "model": which, **census.to_json()})
-            return
-        print(f"{file}: compared with the {preset} {which}: {census.summary()}")
-        print(f"dtypes: {', '.join(f'{k} x{v}' for k, v in census.dtypes.items())}")
-        for title, keys in (("missing", census.missing), ("unexpected", census.unexpected)):
-            for key in keys[:5]:
-                print(f"  {title:<10} {key}")
-            if len(keys) > 5:
-                print(f"  {title:<10} ... {len(keys) - 5} more")
-        for key, (a, b) in list(census.shape_mismatches.items())[:5]:
-            print(f"  shape      {key}: file {a}, model {b}")
-        if census.dtype_mismatches:
-            print(f"  dtype      {len(census.dtype_mismatches)} tensors are not float32 (imports convert them)")
-
-
-@weights_app.command("verify")
-def weights_verify(
-    components: Annotated[
-        list[str] | None, typer.Argument(help="Default: every present component.", metavar="[NAME]...")
-    ] = None,
-    weights: WeightsDirOpt = None,
-    json_out: JsonOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Re-hash installed files against the known SHA-256 sums (or their install stamps)."""
-    with guard(debug):
-        from mfollow.models.weights import REGISTRY, locate, verify
-
-        names = components or [n for n in REGISTRY if locate(n, weights).path is not None]
-        results = {name: verify(name, weights) for name in names}
-        if json_out:
-            emit_json({"verified": results})
-            return
-        for name, files in results.items():
-            for f, state in files.items():
-                print(f"{name:<20} {state:<13} {f}")
 
 
 def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:

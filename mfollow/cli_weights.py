@@ -1,0 +1,164 @@
+"""``mfollow weights ...``: list, download, import the official release, inspect, verify
+(added to the app by :mod:`mfollow.cli`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mfollow.cli_common import DebugOpt, JsonOpt, QuietOpt, emit_json, guard, stderr_line
+
+weights_app = typer.Typer(
+    help="Model weights: what is needed and present, download, import the official release, inspect, verify.",
+    no_args_is_help=True,
+)
+WeightsDirOpt = Annotated[
+    Path | None, typer.Option("--weights", help="Folder searched first for weights (then $MFOLLOW_WEIGHTS).")
+]
+
+
+@weights_app.command("list")
+def weights_list(weights: WeightsDirOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
+    """What each component is, where it comes from, and whether (and where) it is present."""
+    with guard(debug):
+        from mfollow.models.weights import REGISTRY, locate
+
+        rows = []
+        for name, comp in REGISTRY.items():
+            loc = locate(name, weights)
+            state = "present" if loc.path else ("incomplete" if loc.missing_files else "missing")
+            source = f"{comp.repo_id}@{comp.revision}" if comp.repo_id else "official release (Google Drive; import)"
+            path = None if loc.path is None else str(loc.path)
+            rows.append({"name": name, "state": state, "origin": loc.origin, "path": path, "source": source})
+            rows[-1].update(used_by=comp.used_by, description=comp.description)
+        if json_out:
+            emit_json({"components": rows})
+            return
+        for r in rows:
+            where = f"{r['origin']}: {r['path']}" if r["path"] else r["source"]
+            print(f"{r['name']:<20} {r['state']:<10} {where}")
+
+
+@weights_app.command("download")
+def weights_download(
+    components: Annotated[
+        list[str], typer.Argument(help="Components to fetch (see 'weights list').", metavar="NAME...")
+    ],
+    to: Annotated[Path | None, typer.Option("--to", help="Install here instead of the user data folder.")] = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Download components from the Hugging Face Hub (pinned revision, checked, then installed)."""
+    with guard(debug):
+        from mfollow.models.weights import download, get_component
+
+        for name in components:
+            get_component(name)  # unknown names fail before any download
+        done = {}
+        for name in components:
+
+            def report(f: str, i: int, n: int, name: str = name) -> None:
+                stderr_line(f"{name}: {f} ({i + 1}/{n})", quiet=quiet)
+
+            done[name] = str(download(name, to, progress=report))
+        if json_out:
+            emit_json({"installed": done})
+        else:
+            for name, path in done.items():
+                stderr_line(f"{name}: installed in {path}", quiet=quiet)
+
+
+@weights_app.command("import")
+def weights_import(
+    official: Annotated[
+        Path, typer.Option("--official", help="Folder with denoising_unet.pth, motion_module.pth, poctr.pth.")
+    ],
+    to: Annotated[
+        Path | None, typer.Option("--to", help="Weights root to write into (default: user data folder).")
+    ] = None,
+    preset: Annotated[str, typer.Option("--preset", help="Topology the files are for.")] = "sd15",
+    allow_missing: Annotated[
+        bool, typer.Option("--allow-missing", help="Keep initial values for missing keys.")
+    ] = False,
+    allow_unexpected: Annotated[bool, typer.Option("--allow-unexpected", help="Ignore keys the model lacks.")] = False,
+    weights: WeightsDirOpt = None,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Convert the official MotionFollower checkpoints into mfollow's safetensors layout."""
+    with guard(debug):
+        from mfollow.models.official import base_unet_state, import_official
+        from mfollow.models.weights import data_dir
+
+        dest = (to if to is not None else data_dir()) / "motionfollower"
+        censuses = import_official(
+            official, dest, preset=preset, base=base_unet_state(weights),
+            allow_missing=allow_missing, allow_unexpected=allow_unexpected,
+        )  # fmt: skip
+        if json_out:
+            emit_json({"installed": str(dest), "census": {k: c.to_json() for k, c in censuses.items()}})
+            return
+        for name, census in censuses.items():
+            stderr_line(f"{name}: {census.summary()}", quiet=quiet)
+            for old, new in census.renamed.items():
+                stderr_line(f"  renamed  {old} -> {new}", quiet=quiet)
+            for key, why in list(census.dropped.items())[:3]:
+                stderr_line(f"  dropped  {key} ({why})", quiet=quiet)
+            if len(census.dropped) > 3:
+                stderr_line(f"  dropped  ... {len(census.dropped) - 3} more of the same kind", quiet=quiet)
+        stderr_line(f"installed in {dest}", quiet=quiet)
+
+
+@weights_app.command("inspect")
+def weights_inspect(
+    file: Annotated[Path, typer.Argument(help="A .safetensors or .pth checkpoint.", metavar="FILE")],
+    preset: Annotated[str, typer.Option("--preset", help="Topology to compare with.")] = "sd15",
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Compare a checkpoint's keys, shapes and dtypes with a preset's U-Net or PoCtr."""
+    with guard(debug):
+        from mfollow.models.official import inspect_file
+
+        which, census = inspect_file(file, preset)
+        if json_out:
+            emit_json({"file": str(file), "preset": preset, "model": which, **census.to_json()})
+            return
+        print(f"{file}: compared with the {preset} {which}: {census.summary()}")
+        print(f"dtypes: {', '.join(f'{k} x{v}' for k, v in census.dtypes.items())}")
+        for title, keys in (("missing", census.missing), ("unexpected", census.unexpected)):
+            for key in keys[:5]:
+                print(f"  {title:<10} {key}")
+            if len(keys) > 5:
+                print(f"  {title:<10} ... {len(keys) - 5} more")
+        for key, (a, b) in list(census.shape_mismatches.items())[:5]:
+            print(f"  shape      {key}: file {a}, model {b}")
+        if census.dtype_mismatches:
+            print(f"  dtype      {len(census.dtype_mismatches)} tensors are not float32 (imports convert them)")
+
+
+@weights_app.command("verify")
+def weights_verify(
+    components: Annotated[
+        list[str] | None, typer.Argument(help="Default: every present component.", metavar="[NAME]...")
+    ] = None,
+    weights: WeightsDirOpt = None,
+    json_out: JsonOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Re-hash installed files against the known SHA-256 sums (or their install stamps)."""
+    with guard(debug):
+        from mfollow.models.weights import REGISTRY, locate, verify
+
+        names = components or [n for n in REGISTRY if locate(n, weights).path is not None]
+        results = {name: verify(name, weights) for name in names}
+        if json_out:
+            emit_json({"verified": results})
+            return
+        for name, files in results.items():
+            for f, state in files.items():
+                print(f"{name:<20} {state:<13} {f}")
