@@ -89,6 +89,7 @@ def execute(
     from mfollow.sampling.sampler import SamplerSettings
 
     o = options
+    stage_reports: dict[str, str] = {}
     if o["size"] % 64:
         raise UsageError(f"--size {o['size']} is not a multiple of 64")
     if o["case"] is not None:
@@ -96,7 +97,8 @@ def execute(
     else:
         given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
         if given["source_poses"] is None and given["edit_poses"] is None:
-            given = _run_stages(src, tgt, output, project, o, quiet) | {k: v for k, v in given.items() if v is not None}
+            staged, stage_reports = _run_stages(src, tgt, output, project, o, quiet)
+            given = staged | {k: v for k, v in given.items() if v is not None}
         missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
         if missing:
             raise UsageError(
@@ -137,20 +139,22 @@ def execute(
         if lock is not None:
             lock.close()
     report["weights"] = weights_id
+    report["stages"] = stage_reports  # cache decisions of the stages this run needed
     return report
 
 
 def _run_stages(
     src: Path, tgt: Path | None, output: Path, project: Path | None, o: dict[str, Any], quiet: bool
-) -> dict[str, Path]:
-    """Run (or reuse) the pose, align and mask stages in the project; their outputs as inputs."""
+) -> tuple[dict[str, Path], dict[str, str]]:
+    """Run (or reuse) the pose, align and mask stages in the project: their outputs as inputs, and
+    each stage's cache decision."""
     from mfollow.errors import UsageError
     from mfollow.project import default_project_dir
     from mfollow.stages import align_stage, mask_stage, pose_stage, project_inputs
 
     staged = project_inputs(project) if project is not None else None
-    if staged is not None and o["source_masks"] is None:
-        return staged  # fresh stages from earlier commands
+    if staged is not None and o["source_masks"] is None:  # fresh stages from earlier commands
+        return staged, dict.fromkeys(("pose-source", "pose-target", "align", "mask"), "hit")
     if tgt is None:
         raise UsageError(
             "no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR",
@@ -158,16 +162,18 @@ def _run_stages(
     if project is None:
         project = default_project_dir(output)
         stderr_line(f"project: {project}", quiet=quiet)
-    pose_stage(project, src, "source", backend="dwpose", weights=o["weights"])
-    pose_stage(project, tgt, "target", backend="dwpose", weights=o["weights"])
-    align_stage(project)
+    reports = [
+        pose_stage(project, src, "source", backend="dwpose", weights=o["weights"]),
+        pose_stage(project, tgt, "target", backend="dwpose", weights=o["weights"]),
+        align_stage(project),
+    ]
     if o["source_masks"] is not None:
-        mask_stage(project, source_masks=o["source_masks"], edit_backend="hull")
+        reports.append(mask_stage(project, source_masks=o["source_masks"], edit_backend="hull"))
     else:  # M_r segmented by mediapipe (the optional extra)
-        mask_stage(project, source_video=src, edit_backend="hull")
+        reports.append(mask_stage(project, source_video=src, edit_backend="hull"))
     staged = project_inputs(project)
     assert staged is not None
-    return staged
+    return staged, {r["stage"]: r["cache"] for r in reports}
 
 
 def run_command(*, json_out: bool, quiet: bool, **kwargs: Any) -> None:

@@ -250,6 +250,7 @@ def run_edit(
         "frames": n,
         "size": [w, h],
         "time_base": str(clip.time_base),
+        "fps": None if rate is None else round(float(rate), 6),
         "seed": s.seed,
         "preset": bundle.preset,
         "steps": s.sampler.steps,

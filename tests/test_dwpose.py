@@ -162,7 +162,9 @@ def test_edit_runs_the_stages_itself(tmp_path: Path, monkeypatch: pytest.MonkeyP
     one_line_error(mfollow("edit", base[0], *base[2:]), 2, "pass TGT")  # no target video: nothing to estimate
     r = mfollow("edit", *base, "--source-masks", str(pair / "source_masks"), "--json")
     assert r.returncode == 0, r.stderr
-    assert json.loads(r.stdout)["frames"] == 6
+    doc = json.loads(r.stdout)
+    assert doc["frames"] == 6 and doc["fps"] == 24.0
+    assert doc["stages"] == dict.fromkeys(["pose-source", "pose-target", "align", "mask"], "miss")
     status = json.loads(mfollow("status", "-p", str(tmp_path / "out.mfollow"), "--json").stdout)
     assert {s["name"]: s["state"] for s in status["stages"]} == dict.fromkeys(
         ["pose-source", "pose-target", "align", "mask"], "fresh"
