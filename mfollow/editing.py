@@ -15,7 +15,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -46,6 +46,7 @@ class EditSettings:
     dtype: str = "float32"
     checkpointing: bool = True  # recompute activations in the guided backward pass: less memory
     camera: bool = False  # masked K/V injection from the reconstruction (large camera motion)
+    output_size: Literal["source", "working"] = "source"  # write at the source's size or the model's
 
 
 # ---------------------------------------------------------------------------- conditioning
@@ -186,6 +187,7 @@ def run_edit(
     """Edit and write ``output``; returns a JSON-ready report. With a ``store``, the sampler state
     is saved after every step and a compatible saved state is resumed."""
     from mfollow.video import VideoWriter
+    from mfollow.video.read import restore_frame
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -231,15 +233,20 @@ def run_edit(
         timings["sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     rate = Fraction(n - 1) / ((clip.timestamps[-1] - clip.timestamps[0]) * clip.time_base) if n > 1 else None
+    geo = clip.geometry
+    restore = s.output_size == "source" and clip.original is not None and geo is not None
+    out_w, out_h = (geo.src_w, geo.src_h) if restore else (w, h)  # type: ignore[attr-defined]
     with VideoWriter(
-        output, w, h, clip.time_base, audio_from=clip.audio_from, audio_window=clip.audio_window,
+        output, out_w, out_h, clip.time_base, audio_from=clip.audio_from, audio_window=clip.audio_window,
         rate_hint=None if rate is None else rate.limit_denominator(10_000),
     ) as writer:  # fmt: skip
         for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time
             stop = min(n, start + DECODE_CHUNK)
-            for frame, pts in zip(
-                decode(bundle, state.z_e[:, :, start:stop]), clip.timestamps[start:stop], strict=True
-            ):
+            frames = decode(bundle, state.z_e[:, :, start:stop])
+            if restore:  # back at the source frames' size; margins cropped away stay the source's
+                originals = clip.original.get(start, stop)  # type: ignore[union-attr]
+                frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])  # type: ignore[arg-type]
+            for frame, pts in zip(frames, clip.timestamps[start:stop], strict=True):
                 writer.write(frame, pts)
     timings["decode_write"] = time.perf_counter() - t0
     if store is not None:
@@ -248,7 +255,8 @@ def run_edit(
     return {
         "output": str(output),
         "frames": n,
-        "size": [w, h],
+        "size": [out_w, out_h],
+        "working_size": [w, h],
         "time_base": str(clip.time_base),
         "fps": None if rate is None else round(float(rate), 6),
         "seed": s.seed,

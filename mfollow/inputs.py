@@ -233,6 +233,8 @@ class ClipSource:
     time_base: Fraction
     audio_from: Path | None = None
     audio_window: tuple[float, float] | None = None
+    original: Seq | None = None  # source frames at their own size (for writing at the source's size)
+    geometry: object = None  # the mfollow.video.Geometry from source to working frames
 
 
 def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
@@ -252,6 +254,7 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         geo = working_geometry(w0, h0, policy)
         size = (geo.width, geo.height)
         frames: Seq = FileSeq(files, lambda p: _cover_crop(_open_image(p, "RGB"), size))
+        original: Seq = FileSeq(files, lambda p: np.asarray(_open_image(p, "RGB")))
         timing = probe(inputs.target) if inputs.target is not None else None
         n_src = len(files)
         if still:  # the image stands for every frame of the target's length
@@ -259,6 +262,7 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
                 timing.frame_count if timing is not None else len(pose_seq(inputs.edit_poses, size, (w0, h0), s.colors))
             )
             frames = Mapped(frames, np.zeros(n_src, dtype=np.int64))
+            original = Mapped(original, np.zeros(n_src, dtype=np.int64))
         if timing is not None:
             if timing.frame_count < n_src:
                 raise MediaError(f"{inputs.target}: {timing.frame_count} frames, fewer than the source's {n_src}")
@@ -275,6 +279,7 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         geo = working_geometry(w0, h0, policy)
         size = (geo.width, geo.height)
         frames = VideoSeq(src, s.start, n_src, policy, info)
+        original = VideoSeq(src, s.start, n_src, None, info)
         ts = info.timestamps[s.start : stop]
         timestamps, time_base = [t - ts[0] for t in ts], info.time_base
         audio_from = src
@@ -310,6 +315,8 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         time_base=time_base,
         audio_from=audio_from,
         audio_window=audio_window,
+        original=Mapped(original, np.arange(n)),
+        geometry=geo,
     )
     expect = (size[1], size[0])
     for name in ("source_poses", "edit_poses", "source_masks", "edit_masks"):

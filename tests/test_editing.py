@@ -147,3 +147,18 @@ def test_official_case_layout(tmp_path: Path, bundle: ModelBundle, pair: Path) -
     assert report["frames"] == 12 and info.average_fps == 8  # the official cases' frame rate
     with pytest.raises(MediaError, match="not an official case folder"):
         case_inputs(tmp_path)
+
+
+def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    from mfollow.video import read_frames as frames_of
+
+    wide = make_video(tmp_path / "wide.mp4", n=12, width=96, height=64, time_base=Fraction(1, 24))
+    inputs = inputs_of(pair, source=wide)
+    report = run_edit(bundle, inputs, settings(), tmp_path / "src.mp4")
+    assert report["size"] == [96, 64] and report["working_size"] == [128, 64]
+    assert (probe(tmp_path / "src.mp4").width, probe(tmp_path / "src.mp4").height) == (96, 64)
+    run_edit(bundle, inputs, settings(output_size="working"), tmp_path / "work.mp4")
+    assert (probe(tmp_path / "work.mp4").width, probe(tmp_path / "work.mp4").height) == (128, 64)
+    # the rows that the crop cut away (top and bottom) are the source's own
+    out, src = frames_of(tmp_path / "src.mp4").astype(int), frames_of(wide).astype(int)
+    assert np.abs(out[:, :4] - src[:, :4]).mean() < 6 and np.abs(out[:, 20:44] - src[:, 20:44]).mean() > 20

@@ -198,3 +198,26 @@ def read_frames(
     if not frames:
         raise MediaError(f"{path}: the frame range {start}..{stop} is empty")
     return np.stack(frames)
+
+
+def restore_frame(edited: np.ndarray, original: np.ndarray, geo: Geometry) -> np.ndarray:
+    """Put a working-size frame back at the source's size: the inverse of the working geometry.
+
+    ``edited`` (height, width, 3) is resized onto the window of ``original`` (src_h, src_w, 3) that the
+    working frame shows; pixels outside that window (the parts ``crop`` cut away) stay exactly the
+    original's. For ``pad`` the padding is dropped; for ``stretch`` the window is the whole frame.
+    """
+    from PIL import Image
+
+    scale_x, scale_y = geo.scaled_w / geo.src_w, geo.scaled_h / geo.src_h
+    if geo.crop_x < 0 or geo.crop_y < 0:  # padded: the scaled picture sits inside the working frame
+        y0, x0 = max(0, -geo.crop_y), max(0, -geo.crop_x)
+        region = edited[y0 : y0 + geo.scaled_h, x0 : x0 + geo.scaled_w]
+        return np.asarray(Image.fromarray(region).resize((geo.src_w, geo.src_h), Image.Resampling.BICUBIC))
+    # the working window in source pixels
+    x0, y0 = round(geo.crop_x / scale_x), round(geo.crop_y / scale_y)
+    x1, y1 = round((geo.crop_x + geo.width) / scale_x), round((geo.crop_y + geo.height) / scale_y)
+    x1, y1 = min(geo.src_w, max(x1, x0 + 1)), min(geo.src_h, max(y1, y0 + 1))
+    out = original.copy()
+    out[y0:y1, x0:x1] = np.asarray(Image.fromarray(edited).resize((x1 - x0, y1 - y0), Image.Resampling.BICUBIC))
+    return out
