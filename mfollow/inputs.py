@@ -161,11 +161,10 @@ def _open_image(path: Path, mode: str) -> Image.Image:
 
 def _cover_crop(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """Scale to cover ``size`` (w, h), crop the centre: the video frames' policy."""
-    from mfollow.video import FramePolicy, working_geometry
+    from mfollow.video import FramePolicy, place, working_geometry
 
     geo = working_geometry(image.width, image.height, FramePolicy(size=size, multiple=1))
-    scaled = np.asarray(image.resize((geo.scaled_w, geo.scaled_h), Image.Resampling.BICUBIC))
-    return scaled[geo.crop_y : geo.crop_y + geo.height, geo.crop_x : geo.crop_x + geo.width]
+    return place(np.asarray(image.resize((geo.scaled_w, geo.scaled_h), Image.Resampling.BICUBIC)), geo)
 
 
 def pose_seq(path: Path, size: tuple[int, int], src_size: tuple[int, int], colors: ColorOrder) -> Seq:
@@ -190,11 +189,8 @@ def pose_seq(path: Path, size: tuple[int, int], src_size: tuple[int, int], color
         out[..., 1] = a[..., 1] * sy - oy
         return out
 
-    mapped = PoseSequence(
-        size[0], size[1], remap(poses.body), remap(poses.feet), remap(poses.hands), poses.box,
-        None if poses.face is None else remap(poses.face),
-    )  # fmt: skip
-    return PoseSeq(mapped, colors)
+    box = poses.box * np.array([sx, sy, sx, sy]) - np.array([ox, oy, ox, oy])  # (x0, y0, x1, y1) alike
+    return PoseSeq(poses.map_points(remap, size[0], size[1], box), colors)
 
 
 def mask_seq(path: Path, size: tuple[int, int]) -> Seq:
@@ -246,8 +242,8 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         raise MediaError(f"{src}: no such file or folder")
     policy = FramePolicy(short_side=s.short_side)
     offset, audio_from, audio_window = 0, None, None
-    if src.is_dir() or src.suffix.lower() in IMAGE_SUFFIXES:
-        still = src.is_file()
+    still = src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES
+    if src.is_dir() or still:
         files = [src] if still else image_files(src)
         first = _open_image(files[0], "RGB")
         w0, h0 = first.width, first.height
@@ -258,9 +254,8 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         timing = probe(inputs.target) if inputs.target is not None else None
         n_src = len(files)
         if still:  # the image stands for every frame of the target's length
-            n_src = (
-                timing.frame_count if timing is not None else len(pose_seq(inputs.edit_poses, size, (w0, h0), s.colors))
-            )
+            edit_poses = pose_seq(inputs.edit_poses, size, (w0, h0), s.colors)
+            n_src = timing.frame_count if timing is not None else len(edit_poses)
             frames = Mapped(frames, np.zeros(n_src, dtype=np.int64))
             original = Mapped(original, np.zeros(n_src, dtype=np.int64))
         if timing is not None:
@@ -288,7 +283,8 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         offset = s.start  # source poses and masks describe the whole source video
     src_poses = pose_seq(inputs.source_poses, size, (w0, h0), s.colors)
     src_masks = mask_seq(inputs.source_masks, size)
-    edit_poses = pose_seq(inputs.edit_poses, size, (w0, h0), s.colors)
+    if not still:
+        edit_poses = pose_seq(inputs.edit_poses, size, (w0, h0), s.colors)
     edit_masks = mask_seq(inputs.edit_masks, size)
     n = min(n_src, len(edit_poses), len(edit_masks)) if s.fit == "trim" else n_src
     if s.max_frames is not None and n > s.max_frames:

@@ -170,10 +170,7 @@ def apply(target: PoseSequence, t: Transform, width: int, height: int) -> PoseSe
     box = target.box.copy()
     corners = t.apply(np.stack([box[:, :2], box[:, 2:]], axis=1) * np.array([target.width, target.height]))
     box = (corners / np.array([width, height])).reshape(-1, 4)
-    return PoseSequence(
-        width, height, move(target.body), move(target.feet), move(target.hands), box,
-        None if target.face is None else move(target.face),
-    )  # fmt: skip
+    return target.map_points(move, width, height, box)
 
 
 def align(

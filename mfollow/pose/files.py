@@ -10,6 +10,7 @@ kept (``person="largest"`` by box area, or an index).
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,4 +100,4 @@ def read_keypoints(path: Path, width: int, height: int, person: str | int = "lar
     poses = PoseSequence.load(path)
     if poses.width * height != poses.height * width:
         raise MediaError(f"{path}: poses for {poses.width}x{poses.height}, the video is {width}x{height}")
-    return PoseSequence(width, height, poses.body, poses.feet, poses.hands, poses.box, poses.face)
+    return replace(poses, width=width, height=height)

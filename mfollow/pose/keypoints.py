@@ -18,6 +18,7 @@ the frame); score is in [0, 1], 0 meaning "not detected" (coordinates are then m
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -64,10 +65,23 @@ class PoseSequence:
 
     def __getitem__(self, frames: slice) -> PoseSequence:
         """The sub-sequence of the frames in ``frames`` (a slice)."""
-        face = None if self.face is None else self.face[frames]
+        return self.map_points(lambda a: a[frames], box=self.box[frames])
+
+    def map_points(
+        self,
+        fn: Callable[[np.ndarray], np.ndarray],
+        width: int | None = None,
+        height: int | None = None,
+        box: np.ndarray | None = None,
+    ) -> PoseSequence:
+        """The same person with ``fn`` applied to every keypoint group's (F, ..., 3) array (body,
+        feet, hands, face), in a ``width`` x ``height`` frame (default: this one) with ``box``
+        (default: this box)."""
         return PoseSequence(
-            self.width, self.height, self.body[frames], self.feet[frames], self.hands[frames], self.box[frames], face
-        )
+            self.width if width is None else width, self.height if height is None else height,
+            fn(self.body), fn(self.feet), fn(self.hands), self.box if box is None else box,
+            None if self.face is None else fn(self.face),
+        )  # fmt: skip
 
     def pixels(self, part: str = "body") -> np.ndarray:
         """(F, N, 2) pixel coordinates of a part (``body``, ``feet``, ``hands``, ``face``)."""

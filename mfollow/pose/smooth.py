@@ -63,7 +63,4 @@ def smooth_poses(poses: PoseSequence, fps: float, **kwargs: float) -> PoseSequen
         out[..., :2] = one_euro(arr[..., :2], arr[..., 2], fps, **kwargs)
         return out
 
-    face = None if poses.face is None else part(poses.face)
-    return PoseSequence(
-        poses.width, poses.height, part(poses.body), part(poses.feet), part(poses.hands), poses.box, face
-    )
+    return poses.map_points(part)

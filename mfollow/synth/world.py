@@ -16,7 +16,7 @@ equals the source frame for frame.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from functools import cached_property
 from typing import Literal
@@ -258,7 +258,7 @@ class PuppetPairs:
         masks = np.stack([r.mask for r in rendered])
         boxes = np.stack([mask_box(m) for m in masks])
         poses = video.poses()[start:stop]
-        poses = PoseSequence(poses.width, poses.height, poses.body, poses.feet, poses.hands, boxes)
+        poses = replace(poses, box=boxes)
         return {"frames": np.stack([r.rgb for r in rendered]), "masks": masks, "poses": poses}
 
     def image_pair(self, index: int) -> dict[str, object]:

@@ -13,10 +13,10 @@ Timestamps are integers in units of ``time_base`` and are normalised so that the
 """
 
 from mfollow.video.probe import AudioStreamInfo, VideoInfo, probe
-from mfollow.video.read import FitMode, FramePolicy, Geometry, iter_frames, read_frames, working_geometry
+from mfollow.video.read import FitMode, FramePolicy, Geometry, iter_frames, place, read_frames, working_geometry
 from mfollow.video.write import AudioMode, VideoWriter, even_size, rgb_to_yuv420p, write_video
 
 __all__ = [
     "AudioMode", "AudioStreamInfo", "FitMode", "FramePolicy", "Geometry", "VideoInfo", "VideoWriter",
-    "even_size", "iter_frames", "probe", "read_frames", "rgb_to_yuv420p", "working_geometry", "write_video",
+    "even_size", "iter_frames", "place", "probe", "read_frames", "rgb_to_yuv420p", "working_geometry", "write_video",
 ]  # fmt: skip

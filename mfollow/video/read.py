@@ -86,7 +86,7 @@ def working_geometry(src_w: int, src_h: int, policy: FramePolicy) -> Geometry:
     return Geometry(src_w, src_h, scaled_w, scaled_h, (scaled_w - width) // 2, (scaled_h - height) // 2, width, height)
 
 
-def _place(scaled: np.ndarray, geo: Geometry) -> np.ndarray:
+def place(scaled: np.ndarray, geo: Geometry) -> np.ndarray:
     """Crop or pad a (scaled_h, scaled_w, 3) array to the working (height, width, 3)."""
     if geo.crop_x >= 0 and geo.crop_y >= 0:
         return np.ascontiguousarray(scaled[geo.crop_y : geo.crop_y + geo.height, geo.crop_x : geo.crop_x + geo.width])
@@ -183,7 +183,7 @@ def _convert(frame: Any, k: int, geo: Geometry | None) -> np.ndarray:
     rgb = np.array(frame.reformat(width=tw, height=th, format="rgb24", interpolation="AREA").to_ndarray(), copy=True)
     if k:
         rgb = np.rot90(rgb, k)  # (th, tw, 3) -> upright (scaled_h, scaled_w, 3)
-    return _place(rgb, geo)
+    return place(rgb, geo)
 
 
 def read_frames(
