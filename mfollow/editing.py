@@ -188,6 +188,7 @@ def run_edit(
     is saved after every step and a compatible saved state is resumed."""
     from mfollow.video import VideoWriter
     from mfollow.video.read import restore_frame
+    from mfollow.video.write import average_rate
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -232,26 +233,25 @@ def run_edit(
                 camera_mode.uninstall(bundle.unet)
         timings["sample"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    rate = Fraction(n - 1) / ((clip.timestamps[-1] - clip.timestamps[0]) * clip.time_base) if n > 1 else None
+    rate = average_rate(clip.timestamps, clip.time_base)
     geo = clip.geometry
-    restore = s.output_size == "source" and clip.original is not None and geo is not None
-    out_w, out_h = (geo.src_w, geo.src_h) if restore else (w, h)  # type: ignore[attr-defined]
+    restore = s.output_size == "source"
+    out_w, out_h = (geo.src_w, geo.src_h) if restore else (w, h)
     with VideoWriter(
         output, out_w, out_h, clip.time_base, audio_from=clip.audio_from, audio_window=clip.audio_window,
-        rate_hint=None if rate is None else rate.limit_denominator(10_000),
+        rate_hint=rate,
     ) as writer:  # fmt: skip
         for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time
             stop = min(n, start + DECODE_CHUNK)
             frames = decode(bundle, state.z_e[:, :, start:stop])
             if restore:  # back at the source frames' size; margins cropped away stay the source's
-                originals = clip.original.get(start, stop)  # type: ignore[union-attr]
-                frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])  # type: ignore[arg-type]
+                originals = clip.original.get(start, stop)
+                frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])
             for frame, pts in zip(frames, clip.timestamps[start:stop], strict=True):
                 writer.write(frame, pts)
     timings["decode_write"] = time.perf_counter() - t0
     if store is not None:
         store.clear()
-    windows = layout(n, s.sampler.window, s.sampler.overlap)
     return {
         "output": str(output),
         "frames": n,

@@ -29,6 +29,7 @@ from mfollow.pose.render import ColorOrder, render_sequence
 
 if TYPE_CHECKING:
     from mfollow.editing import EditSettings
+    from mfollow.video import Geometry
 
 Fit = Literal["trim", "loop", "hold"]
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
@@ -227,10 +228,10 @@ class ClipSource:
     edit_masks: Seq
     timestamps: list[int]
     time_base: Fraction
+    original: Seq  # source frames at their own size (for writing at the source's size)
+    geometry: Geometry  # from source to working frames
     audio_from: Path | None = None
     audio_window: tuple[float, float] | None = None
-    original: Seq | None = None  # source frames at their own size (for writing at the source's size)
-    geometry: object = None  # the mfollow.video.Geometry from source to working frames
 
 
 def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:

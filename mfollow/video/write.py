@@ -43,12 +43,13 @@ def even_size(width: int, height: int) -> tuple[int, int]:
     return width + width % 2, height + height % 2
 
 
-def _rate_hint(timestamps: list[int] | None, time_base: Fraction) -> Fraction:
-    """An average frame rate for the container header (the timestamps are what count)."""
+def average_rate(timestamps: list[int] | None, time_base: Fraction) -> Fraction | None:
+    """The average frame rate of frames at ``timestamps`` (None for fewer than two distinct ones);
+    what the container header states (the timestamps are what count)."""
     if timestamps and len(timestamps) > 1 and timestamps[-1] > timestamps[0]:
         rate = Fraction(len(timestamps) - 1) / ((timestamps[-1] - timestamps[0]) * time_base)
         return rate.limit_denominator(10_000)
-    return Fraction(25)
+    return None
 
 
 class VideoWriter:
@@ -199,7 +200,7 @@ def write_video(
     """Write ``frames`` (each (H, W, 3) uint8) at ``timestamps`` into ``path``; see
     :class:`VideoWriter` for ``options``. Returns the path written."""
     ts = list(timestamps)
-    options.setdefault("rate_hint", _rate_hint(ts, Fraction(time_base)))
+    options.setdefault("rate_hint", average_rate(ts, Fraction(time_base)))
     writer: VideoWriter | None = None
     try:
         count = 0
