@@ -1,11 +1,12 @@
 """The preprocessing stages, cached in a project directory (design §1-2, §6).
 
-- ``pose-source`` / ``pose-target``: the poses of each video (``file`` backend: our keypoint JSON
-  or an OpenPose output folder), as ``poses.json``, with an optional rendered preview video;
+- ``pose-source`` / ``pose-target``: the poses of each video (``file``: our keypoint JSON or an
+  OpenPose output folder; ``dwpose`` or ``mediapipe``: estimated), as ``poses.json``, with an
+  optional rendered preview video;
 - ``align``: the target's poses moved onto the source person (:mod:`mfollow.pose.align`):
   ``edit_poses.json`` and ``transform.json``;
-- ``mask``: ``source_masks/`` (M_r: from files) and ``edit_masks/`` (M_e: ``warp`` of the target's
-  masks, ``hull`` of the edit poses, or files), 8-bit PNGs.
+- ``mask``: ``source_masks/`` (M_r: from files, or segmented by mediapipe) and ``edit_masks/``
+  (M_e: ``warp`` of the target's masks, ``hull`` of the edit poses, ``segdit``, or files), 8-bit PNGs.
 
 Each stage is a pure function of its inputs, parameters and code version: a rerun with the same key
 is a cache hit; any change makes it (and everything after it) stale.
@@ -172,12 +173,13 @@ def mask_stage(
     if edit_backend == "file":
         inputs["edit_masks"] = edit_masks
     segdit_dir = None
+    recorded_video = _source_video(root) if edit_backend == "segdit" or preview else None
     if edit_backend == "segdit":
         from mfollow.models.weights import resolve
 
         segdit_dir = resolve("segdit", weights_dir)  # missing -> exit 3 with how to get it
         inputs["segdit"] = segdit_dir / "diffusion_pytorch_model.safetensors"
-        inputs["source_video_segdit"] = _source_video(root)
+        inputs["source_video_segdit"] = recorded_video
     params = {
         "source_backend": "file" if source_masks is not None else "mediapipe",
         "edit_backend": edit_backend,
@@ -205,7 +207,7 @@ def mask_stage(
                 from mfollow.masks.segdit import SegDiT, segment_video
 
                 model = SegDiT.from_pretrained(str(segdit_dir)).eval()
-                m_e = segment_video(model, _source_video(root), edit)
+                m_e = segment_video(model, recorded_video, edit)  # type: ignore[arg-type]
             elif edit_backend == "warp":
                 from mfollow.masks.fallbacks import warp_masks
 
@@ -220,7 +222,7 @@ def mask_stage(
                 for i, m in enumerate(masks):
                     write_mask(out / folder / mask_name(i), m)
             if preview:
-                write_overlay(_source_video(root), m_r, m_e, out / "preview.mp4")
+                write_overlay(recorded_video, m_r, m_e, out / "preview.mp4")  # type: ignore[arg-type]
 
         return _run(proj, spec, build, force)
 
@@ -235,11 +237,11 @@ def project_inputs(root: Path) -> dict[str, Path] | None:
     """The edit's poses and masks from a project whose stages are all fresh, else None."""
     if not (root / "mfollow.json").is_file():
         return None
-    states = {s.name: s for s in Project.read(root).status()}
+    proj = Project.read(root)
+    states = {s.name: s for s in proj.status()}
     needed = ("pose-source", "align", "mask")
     if any(states.get(n) is None or states[n].state != "fresh" for n in needed):
         return None
-    proj = Project.read(root)
     return {
         "source_poses": proj.output("pose-source", "poses.json"),
         "edit_poses": proj.output("align", "edit_poses.json"),
