@@ -30,6 +30,11 @@ class Colors(StrEnum):
     standard = "standard"
 
 
+class OutputSizeChoice(StrEnum):
+    source = "source"
+    working = "working"
+
+
 class Blend(StrEnum):
     tent = "tent"
     mean = "mean"
@@ -63,7 +68,8 @@ Start = Annotated[int, typer.Option("--start", min=0, help="First source frame."
 Frames = Annotated[int | None, typer.Option("--frames", min=1, help="Number of source frames (default: to the end).")]
 Fit = Annotated[FitChoice, typer.Option("--fit", help="Edit poses shorter than the source: trim, loop or hold.")]
 OutputSize = Annotated[
-    str, typer.Option("--output-size", help="source: the source's size (default); working: the model's size.")
+    OutputSizeChoice,
+    typer.Option("--output-size", help="source: the source's size (default); working: the model's size."),
 ]
 CameraOpt = Annotated[bool, typer.Option("--camera", help="Inject the source's background attention (camera motion).")]
 ColorsOpt = Annotated[Colors, typer.Option("--pose-colors", help="Colour order of rendered poses.")]
@@ -95,8 +101,6 @@ def execute(
     stage_reports: dict[str, str] = {}
     if o["size"] % 64:
         raise UsageError(f"--size {o['size']} is not a multiple of 64")
-    if o["output_size"] not in ("source", "working"):
-        raise UsageError(f"--output-size {o['output_size']!r}: use source or working")
     if o["case"] is not None:
         inputs = case_inputs(o["case"], tgt)
     else:
@@ -119,7 +123,7 @@ def execute(
     settings = EditSettings(
         sampler=sampler, seed=o["seed"], short_side=o["size"], start=o["start"], frames=o["frames"],
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
-        device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"],
+        device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
     )  # fmt: skip
     model, weights_id = bundle or load_bundle(o["preset"], o["weights"])
     reporter = Reporter(progress.value, quiet=quiet)
