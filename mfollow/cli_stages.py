@@ -24,6 +24,23 @@ class AlignMethod(StrEnum):
     none = "none"
 
 
+class PoseBackend(StrEnum):
+    dwpose = "dwpose"
+    mediapipe = "mediapipe"
+    file = "file"
+
+
+class HeightFrom(StrEnum):
+    skeleton = "skeleton"
+    box = "box"
+
+
+class Anchor(StrEnum):
+    median = "median"
+    first = "first"
+    target = "target"
+
+
 class EditMaskBackend(StrEnum):
     hull = "hull"
     warp = "warp"
@@ -49,7 +66,8 @@ def pose(
     ] = None,
     role: Annotated[Role, typer.Option("--role", help="Which video of the edit this is.")] = Role.source,
     backend: Annotated[
-        str | None, typer.Option("--backend", help="dwpose (default), mediapipe, or file (default with --keypoints).")
+        PoseBackend | None,
+        typer.Option("--backend", help="dwpose (default), mediapipe, or file (default with --keypoints)."),
     ] = None,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Folder searched first for the DWPose models.")
@@ -66,16 +84,14 @@ def pose(
     with guard(debug):
         from mfollow.stages import pose_stage
 
-        backend = backend or ("file" if keypoints is not None else "dwpose")
-        if backend not in ("file", "dwpose", "mediapipe"):
-            raise UsageError(f"--backend {backend!r}: use dwpose, mediapipe or file")
+        backend = backend or (PoseBackend.file if keypoints is not None else PoseBackend.dwpose)
         if backend == "file" and keypoints is None:
             raise UsageError("--backend file needs --keypoints FILE_OR_FOLDER")
         if person != "largest" and not person.isdigit():
             raise UsageError(f"--person {person!r}: use 'largest' or a number")
         who = person if person == "largest" else int(person)
         report = pose_stage(
-            project, video, role.value, keypoints, backend=backend, weights=weights,  # type: ignore[arg-type]
+            project, video, role.value, keypoints, backend=backend.value, weights=weights,  # type: ignore[arg-type]
             person=who, preview=preview, smooth=smooth, force=force,
         )  # fmt: skip
         if report.get("missing_frames"):
@@ -87,8 +103,10 @@ def pose(
 def align(
     project: ProjectOpt,
     method: Annotated[AlignMethod, typer.Option("--method", help="Alignment method.")] = AlignMethod.motioneditor,
-    height: Annotated[str, typer.Option("--height", help="Person height from: skeleton or box.")] = "skeleton",
-    anchor: Annotated[str, typer.Option("--anchor", help="motioneditor anchor: median, first or target.")] = "median",
+    height: Annotated[HeightFrom, typer.Option("--height", help="Person height from the skeleton or the box.")] = (
+        HeightFrom.skeleton
+    ),
+    anchor: Annotated[Anchor, typer.Option("--anchor", help="Where the motioneditor method anchors.")] = Anchor.median,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -99,9 +117,8 @@ def align(
         from mfollow.pose.align import AlignSettings
         from mfollow.stages import align_stage
 
-        if height not in ("skeleton", "box") or anchor not in ("median", "first", "target"):
-            raise UsageError("--height is skeleton or box; --anchor is median, first or target")
-        report = align_stage(project, AlignSettings(method.value, height, anchor), force=force)  # type: ignore[arg-type]
+        settings = AlignSettings(method.value, height.value, anchor.value)  # type: ignore[arg-type]
+        report = align_stage(project, settings, force=force)
         _stage_report(report, json_out, quiet)
 
 
@@ -114,7 +131,7 @@ def mask(
         Path | None, typer.Option("--source-video", help="Without --source-masks: segment M_r from it (mediapipe).")
     ] = None,
     edit_backend: Annotated[
-        EditMaskBackend, typer.Option("--edit-backend", help="M_e: hull, warp or file.")
+        EditMaskBackend, typer.Option("--edit-backend", help="M_e: hull, warp, segdit or file.")
     ] = EditMaskBackend.hull,
     target_masks: Annotated[Path | None, typer.Option("--target-masks", help="Target person masks (for warp).")] = None,
     edit_masks: Annotated[Path | None, typer.Option("--edit-masks", help="M_e masks (for file).")] = None,
