@@ -64,17 +64,6 @@ class Seq(Protocol):
 
 
 @dataclass
-class ArraySeq:
-    array: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.array)
-
-    def get(self, a: int, b: int) -> np.ndarray:
-        return self.array[a:b]
-
-
-@dataclass
 class VideoSeq:
     """Frames start..start+n-1 of a video at the working size, decoded on demand (seeking)."""
 
