@@ -109,13 +109,16 @@ def schedule(config: dict[str, Any], steps: int) -> tuple[list[int], torch.Tenso
     return [int(t) for t in scheduler.timesteps], scheduler.alphas_cumprod.to(torch.float64)
 
 
+def _keyed_randn(shape: Sequence[int], *key: int) -> torch.Tensor:
+    """float32 standard normal noise from a generator seeded by ``key`` alone."""
+    g = torch.Generator().manual_seed(int(np.random.SeedSequence(list(key)).generate_state(1)[0]))
+    return torch.randn(tuple(shape), generator=g, dtype=torch.float32)
+
+
 def initial_noise(seed: int, frames: int, shape: Sequence[int], dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """(1, C, F, h, w) noise; frame k comes from its own generator seeded by (seed, k)."""
-    out = []
-    for k in range(frames):
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, k]).generate_state(1)[0]))
-        out.append(torch.randn(tuple(shape), generator=g, dtype=torch.float32))
-    return torch.stack(out, dim=1)[None].to(dtype)  # (C, F, h, w) -> (1, C, F, h, w)
+    out = [_keyed_randn(shape, seed, k) for k in range(frames)]
+    return torch.stack(out, dim=1)[None].to(dtype)  # F x (C, h, w) -> (1, C, F, h, w)
 
 
 def _predict(unet: Any, z: torch.Tensor, t: int, ctx: torch.Tensor, pose: torch.Tensor, app: list[torch.Tensor]) -> Any:
@@ -276,10 +279,9 @@ def _official_update(
     steps noise of strength 0.4 is added inside the edit mask only (reference §5.4)."""
     dtype = torch.promote_types(x.dtype, torch.float32)
     x32, v32 = x.to(dtype), v.to(dtype)
-    sa, s1a = st.a_t**0.5, (1 - st.a_t) ** 0.5
     v_g = v32 if gradient is None else v32 + OFFICIAL_SCALE * s.guidance_scale * gradient.to(dtype)
-    x0 = sa * x32 - s1a * v_g
-    eps = sa * v32 + s1a * x32
+    x0, _ = v_to_x0_eps(x32, v_g, st.a_t)  # the guided v moves x0 only
+    _, eps = v_to_x0_eps(x32, v32, st.a_t)
     x_det = st.a_prev**0.5 * x0 + (1 - st.a_prev) ** 0.5 * eps
     if not st.plan.sde or st.a_t >= 1 or st.a_prev >= 1:
         return x_det.to(x.dtype)
@@ -294,19 +296,21 @@ def _official_update(
 def step_noise(seed: int, step: int, first_frame: int, shape: Sequence[int]) -> torch.Tensor:
     """(1, C, n, h, w) noise for one step; frame k's comes from (seed, step, k) alone."""
     _, ch, n, h, w = shape
-    out = []
-    for k in range(first_frame, first_frame + n):
-        g = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, 1 + step, k]).generate_state(1)[0]))
-        out.append(torch.randn((ch, h, w), generator=g))
-    return torch.stack(out, dim=1)[None]
+    out = [_keyed_randn((ch, h, w), seed, 1 + step, k) for k in range(first_frame, first_frame + n)]
+    return torch.stack(out, dim=1)[None]  # n x (C, h, w) -> (1, C, n, h, w)
+
+
+def v_to_x0_eps(z: torch.Tensor, v: torch.Tensor, a: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """A v prediction at noise level abar = ``a`` as (x0, eps): x0 = sqrt(a) z - sqrt(1 - a) v,
+    eps = sqrt(a) v + sqrt(1 - a) z."""
+    sa, s1a = a**0.5, (1 - a) ** 0.5
+    return sa * z - s1a * v, sa * v + s1a * z
 
 
 def renoise(x_prev: torch.Tensor, v: torch.Tensor, a_prev: float, a_t: float) -> torch.Tensor:
     """Deterministic one-step DDIM re-noising from t_prev back to t (the release's "replay")."""
     dtype = torch.promote_types(x_prev.dtype, torch.float32)
-    xp, vv = x_prev.to(dtype), v.to(dtype)
-    x0 = a_prev**0.5 * xp - (1 - a_prev) ** 0.5 * vv
-    eps = a_prev**0.5 * vv + (1 - a_prev) ** 0.5 * xp
+    x0, eps = v_to_x0_eps(x_prev.to(dtype), v.to(dtype), a_prev)
     return (a_t**0.5 * x0 + (1 - a_t) ** 0.5 * eps).to(x_prev.dtype)
 
 
@@ -316,10 +320,9 @@ def ddim_step(
     """Deterministic DDIM (eta 0) from a v prediction, with Eq. 13's guided eps when a gradient is
     given (descent on the losses). Arithmetic in float32 at least."""
     dtype = torch.promote_types(z.dtype, torch.float32)
-    z32, v32 = z.to(dtype), v.to(dtype)
+    z32 = z.to(dtype)
+    x0, eps = v_to_x0_eps(z32, v.to(dtype), a_t)
     sa, s1a = a_t**0.5, (1 - a_t) ** 0.5
-    x0 = sa * z32 - s1a * v32
-    eps = sa * v32 + s1a * z32
     if gradient is not None:
         eps = eps + s1a * gradient.to(dtype)  # Eq. 13 with grad log q = -dL/dz
         x0 = (z32 - s1a * eps) / sa  # Algorithm 1: x0 consistent with the guided eps
