@@ -20,7 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-from mfollow.errors import ProjectError
+from mfollow.errors import MediaError, ProjectError
 from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip
 from mfollow.models.bundle import ModelBundle
 from mfollow.pose.render import ColorOrder
@@ -148,14 +148,14 @@ class StateStore:
 
 
 def run_key(inputs: EditInputs, s: EditSettings, weights: str) -> str:
-    """What a run depends on: input file contents, settings and the weights' identity."""
-    from mfollow.project import sha256_file
+    """What a run depends on: input file (or folder) contents, settings and the weights' identity."""
+    from mfollow.project import fingerprint
 
     h = hashlib.sha256()
     for p in (inputs.source, inputs.source_poses, inputs.edit_poses, inputs.source_masks, inputs.edit_masks):
-        files = sorted(q for q in p.rglob("*") if q.is_file()) if p.is_dir() else [p]
-        for q in files:
-            h.update(q.name.encode() + sha256_file(q).encode())
+        if not p.exists():
+            raise MediaError(f"{p}: no such file or folder")
+        h.update(fingerprint(p).sha256.encode())
     h.update(repr(sorted(asdict(s).items())).encode())
     h.update(weights.encode())
     return h.hexdigest()

@@ -68,6 +68,10 @@ def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
         3,
         "'tiny' bundle",
     )
+    for command in ("edit", "long"):  # a missing input is a media error before any work (long keys it)
+        missing = [str(tmp_path / "nope.mp4") if a.endswith("source.mp4") else a for a in args(world, "-o", "x.mp4")]
+        missing[missing.index("-o") + 1] = str(tmp_path / "x.mp4")
+        one_line_error(mfollow(command, *missing), 4, "nope.mp4", "no such file or folder")
     assert not (tmp_path / "x.mp4").exists()
 
 
