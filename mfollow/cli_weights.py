@@ -23,8 +23,9 @@ WeightsDirOpt = Annotated[
 def weights_list(weights: WeightsDirOpt = None, json_out: JsonOpt = False, debug: DebugOpt = False) -> None:
     """What each component is, where it comes from, and whether (and where) it is present."""
     with guard(debug):
-        from mfollow.models.weights import REGISTRY, locate
+        from mfollow.models.weights import REGISTRY, locate, require_folder
 
+        require_folder(weights)
         rows = []
         for name, comp in REGISTRY.items():
             loc = locate(name, weights)
@@ -152,9 +153,12 @@ def weights_verify(
 ) -> None:
     """Re-hash installed files against the known SHA-256 sums (or their install stamps)."""
     with guard(debug):
-        from mfollow.models.weights import REGISTRY, locate, verify
+        from mfollow.models.weights import REGISTRY, locate, require_folder, verify
 
+        require_folder(weights)
         names = components or [n for n in REGISTRY if locate(n, weights).path is not None]
+        if not names:
+            stderr_line("no weights are installed (see 'mfollow weights list')")
         results = {name: verify(name, weights) for name in names}
         if json_out:
             emit_json({"verified": results})

@@ -73,5 +73,10 @@ def test_weights_errors_exit_3(tmp_path: Path, official: Path) -> None:
     one_line_error(run("weights", "download", "motionfollower", home=tmp_path), 3, "cannot be downloaded")
     one_line_error(run("weights", "download", "sd-vae-ft-mse", "-q", home=tmp_path), 3, "HF_HUB_OFFLINE=1")
     one_line_error(run("weights", "download", "sd4", home=tmp_path), 3, "unknown weights component")
+    for argv in (["weights", "verify"], ["weights", "list"]):
+        typo = [*argv, "--weights", str(tmp_path / "wieghts")]  # a typo must not fall through to other roots
+        one_line_error(run(*typo, home=tmp_path), 3, "wieghts: no such folder")
+    r = run("weights", "verify", home=tmp_path)
+    assert r.returncode == 0 and r.stdout == "" and "no weights are installed" in r.stderr
     torch.save({"x": torch.zeros(1)}, tmp_path / "tiny.pth")
     assert run("weights", "inspect", str(tmp_path / "tiny.pth"), home=tmp_path).returncode == 0

@@ -155,6 +155,13 @@ def roots(explicit: Path | None = None) -> list[tuple[Origin, Path]]:
     return out
 
 
+def require_folder(explicit: Path | None) -> None:
+    """Refuse an explicit weights folder that does not exist (a typo, for commands that would
+    otherwise quietly report on the other roots)."""
+    if explicit is not None and not Path(explicit).is_dir():
+        raise WeightsError(f"--weights {explicit}: no such folder")
+
+
 def locate(name: str, explicit: Path | None = None) -> Location:
     """Find a component without touching the network."""
     comp = get_component(name)
@@ -193,6 +200,8 @@ def resolve(name: str, explicit: Path | None = None) -> Path:
     comp = get_component(name)
     how = comp.how if comp.repo_id is None else f"run: mfollow weights download {name}"
     detail = f" (incomplete: {', '.join(loc.missing_files)} missing)" if loc.missing_files else ""
+    if explicit is not None and not Path(explicit).is_dir():
+        detail += f" (--weights {explicit}: no such folder)"
     raise WeightsError(f"weights '{name}' not found{detail}", hint=how)
 
 
