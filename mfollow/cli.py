@@ -6,14 +6,15 @@ Heavy libraries (av, torch, diffusers, transformers) are imported inside command
 
 from __future__ import annotations
 
+import contextlib
 import sys
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-from mfollow import __version__, cli_stages
+from mfollow import __version__, cli_stages, cli_train
 from mfollow import cli_edit as E
 from mfollow.cli_common import (
     DebugOpt,
@@ -260,7 +261,75 @@ def eval_(
             print(f"{key:<8} {value if isinstance(value, str) or value is None else f'{value:.6g}'}")
 
 
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the demo's files.", metavar="[OUT_DIR]")] = Path(
+        "mfollow-demo"
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Synthetic pair seed (held out from training).")] = 7,
+    frames: Annotated[int, typer.Option("--frames", min=2, max=32, help="Frames to edit (one window).")] = 24,
+    steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps.")] = 25,
+    guidance: E.GuidanceOpt = E.Guidance.paper,
+    guidance_scale: E.GuidanceScale = None,
+    camera: Annotated[
+        Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="A tiny bundle folder, or a weights folder with tiny/ and segdit/.")
+    ] = None,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Edit a held-out synthetic pair with the bundled demo model: result.mp4, side_by_side.mp4
+    (source | target | result | ground truth) and metrics.json."""
+    with guard(debug):
+        from mfollow.demo import DemoSettings, run_demo
+        from mfollow.progress import Reporter
+
+        if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "pair" / "pair.json").is_file():
+            raise UsageError(f"{out_dir}: exists and is not a demo folder; choose another OUT_DIR")
+        settings = DemoSettings(
+            seed=seed,
+            frames=frames,
+            steps=steps,
+            guidance=guidance.value,
+            guidance_scale=guidance_scale,
+            camera=None if camera is None else camera.value,
+        )
+        reporter = Reporter(progress.value, quiet=quiet)
+        with contextlib.ExitStack() as stack:
+            current: dict[str, Any] = {"task": None}
+
+            def tick(task: str, done: int, total: int) -> None:
+                if current["task"] != task:  # one progress display per step of the demo
+                    if current["task"] is not None:
+                        current["stack"].close()
+                    current.update(task=task, stack=stack.enter_context(contextlib.ExitStack()))
+                    current["callback"] = current["stack"].enter_context(reporter.task(task, total))
+                current["callback"](done, total)
+
+            report = run_demo(out_dir, settings, weights=weights, progress=tick)
+        if json_out:
+            emit_json(report)
+            return
+        m = report["metrics"]
+        stderr_line(f"{report['side_by_side']}: source | target | result | ground truth", quiet=quiet)
+
+        def fmt(v: object, digits: int) -> str:
+            return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+        for name in ("result", "source_unchanged", "target_unchanged"):
+            r = m[name]
+            print(
+                f"{name:<17} PSNR {fmt(r['psnr'], 2)}  fg {fmt(r['psnr_fg'], 2)}  bg {fmt(r['psnr_bg'], 2)}  "
+                f"SSIM {fmt(r['ssim'], 3)}"
+            )
+
+
 cli_stages.register(app)
+cli_train.register(app)
 
 
 @app.command()
@@ -280,14 +349,14 @@ def edit(
     source_masks: E.SourceMasks = None,
     edit_masks: E.EditMasks = None,
     case: E.Case = None,
-    preset: E.Preset = "sd15",
+    preset: E.Preset = "auto",
     weights: E.Weights = None,
     steps: E.Steps = 25,
-    cfg: E.Cfg = 3.5,
+    cfg: E.Cfg = None,
     guidance: E.GuidanceOpt = E.Guidance.paper,
-    guidance_scale: E.GuidanceScale = 1.0,
+    guidance_scale: E.GuidanceScale = None,
     seed: SeedOpt = 0,
-    size: E.Size = 512,
+    size: E.Size = None,
     start: E.Start = 0,
     frames: E.Frames = None,
     max_frames: Annotated[int, typer.Option("--max-frames", min=1, help="Longest clip edit accepts.")] = 24,
@@ -326,14 +395,14 @@ def long_(
     source_masks: E.SourceMasks = None,
     edit_masks: E.EditMasks = None,
     case: E.Case = None,
-    preset: E.Preset = "sd15",
+    preset: E.Preset = "auto",
     weights: E.Weights = None,
     steps: E.Steps = 25,
-    cfg: E.Cfg = 3.5,
+    cfg: E.Cfg = None,
     guidance: E.GuidanceOpt = E.Guidance.paper,
-    guidance_scale: E.GuidanceScale = 1.0,
+    guidance_scale: E.GuidanceScale = None,
     seed: SeedOpt = 0,
-    size: E.Size = 512,
+    size: E.Size = None,
     start: E.Start = 0,
     frames: E.Frames = None,
     fit: E.Fit = E.FitChoice.trim,

@@ -57,13 +57,28 @@ EditMasks = Annotated[Path | None, typer.Option("--edit-masks", help="Folder of 
 Case = Annotated[
     Path | None, typer.Option("--case", help="An official case folder (source_images/, source_poses/, ...).")
 ]
-Preset = Annotated[str, typer.Option("--preset", help="Network size: sd15 or tiny.")]
+Preset = Annotated[
+    str,
+    typer.Option(
+        "--preset",
+        help="Network size: sd15, tiny, or auto (sd15 when installed, else the bundled tiny demo model).",
+    ),
+]
 Weights = Annotated[Path | None, typer.Option("--weights", help="A model bundle folder, or a weights root for sd15.")]
 Steps = Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")]
-Cfg = Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale on the CLIP context (1 = off).")]
+Cfg = Annotated[
+    float | None,
+    typer.Option("--cfg", help="Classifier-free guidance on the CLIP context, 1 = off (default: the preset's)."),
+]
 GuidanceOpt = Annotated[Guidance, typer.Option("--guidance", help="Consistency guidance: paper, official or none.")]
-GuidanceScale = Annotated[float, typer.Option("--guidance-scale", help="Step size of the consistency guidance.")]
-Size = Annotated[int, typer.Option("--size", min=64, help="Working short side in pixels (a multiple of 64).")]
+GuidanceScale = Annotated[
+    float | None,
+    typer.Option("--guidance-scale", help="Step size of the consistency guidance (default: the preset's, see docs)."),
+]
+Size = Annotated[
+    int | None,
+    typer.Option("--size", min=64, help="Working short side, a multiple of 64 (default: sd15 512, tiny 128)."),
+]
 Start = Annotated[int, typer.Option("--start", min=0, help="First source frame.")]
 Frames = Annotated[int | None, typer.Option("--frames", min=1, help="Number of source frames (default: to the end).")]
 Fit = Annotated[FitChoice, typer.Option("--fit", help="Edit poses shorter than the source: trim, loop or hold.")]
@@ -93,14 +108,30 @@ def execute(
     from mfollow.cli_common import check_device
     from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, run_edit, run_key
     from mfollow.errors import UsageError
-    from mfollow.loading import load_bundle
+    from mfollow.loading import choose_preset, load_bundle
+    from mfollow.models.presets import get_preset
     from mfollow.progress import Reporter
     from mfollow.sampling.sampler import SamplerSettings
 
     o = options
     stage_reports: dict[str, str] = {}
-    if o["size"] % 64:
+    if o["size"] is not None and o["size"] % 64:
         raise UsageError(f"--size {o['size']} is not a multiple of 64")
+    if bundle is not None:
+        preset = get_preset(bundle[0].preset)
+    else:
+        preset = get_preset(choose_preset(o["weights"]) if o["preset"] == "auto" else o["preset"])
+        if o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None:
+            stderr_line(
+                "using the bundled tiny demo model (128 px, trained on synthetic puppets only); "
+                "for real footage install the sd15 weights (docs/weights.md)",
+                quiet=quiet,
+            )
+    size = o["size"] or preset.working_size
+    guidance_scale = (
+        preset.default_guidance_scale(o["guidance"].value) if o["guidance_scale"] is None else o["guidance_scale"]
+    )
+    cfg = preset.cfg if o["cfg"] is None else o["cfg"]
     if o["case"] is not None:
         inputs = case_inputs(o["case"], tgt)
     else:
@@ -117,15 +148,15 @@ def execute(
         inputs = EditInputs(src, target=tgt, **given)  # type: ignore[arg-type]
     check_device(o["device"].value)
     sampler = SamplerSettings(
-        steps=o["steps"], cfg=o["cfg"], guidance=o["guidance"].value, guidance_scale=o["guidance_scale"],
+        steps=o["steps"], cfg=cfg, guidance=o["guidance"].value, guidance_scale=guidance_scale,
         window=o.get("window", 24), overlap=o.get("overlap", 8), blend=o.get("blend", Blend.tent).value,
     )  # fmt: skip
     settings = EditSettings(
-        sampler=sampler, seed=o["seed"], short_side=o["size"], start=o["start"], frames=o["frames"],
+        sampler=sampler, seed=o["seed"], short_side=size, start=o["start"], frames=o["frames"],
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
         device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
     )  # fmt: skip
-    model, weights_id = bundle or load_bundle(o["preset"], o["weights"])
+    model, weights_id = bundle or load_bundle(preset.name, o["weights"])
     reporter = Reporter(progress.value, quiet=quiet)
     store = None
     lock = None

@@ -162,13 +162,13 @@ def run_key(inputs: EditInputs, s: EditSettings, weights: str) -> str:
 
 
 def decode(bundle: ModelBundle, z: torch.Tensor, chunk: int = 4) -> np.ndarray:
-    """(1, 4, F, h, w) latents -> (F, H, W, 3) uint8 frames through the VAE, a few at a time."""
+    """(1, C, F, h, w) latents -> (F, H, W, 3) uint8 frames through the VAE, a few at a time."""
     vae = bundle.vae
     scale = float(getattr(vae.config, "scaling_factor", 0.18215))
     out = []
     with torch.no_grad():
         for i in range(0, z.shape[2], chunk):
-            part = z[0, :, i : i + chunk].permute(1, 0, 2, 3)  # (4, n, h, w) -> (n, 4, h, w)
+            part = z[0, :, i : i + chunk].permute(1, 0, 2, 3)  # (C, n, h, w) -> (n, C, h, w)
             img = vae.decode(part.to(next(vae.parameters()).dtype) / scale).sample
             img = ((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # [-1, 1] -> 0..255
             out.append(img.permute(0, 2, 3, 1).cpu().numpy())  # (n, 3, H, W) -> (n, H, W, 3)

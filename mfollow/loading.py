@@ -3,26 +3,49 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from pathlib import Path
 
 from mfollow.errors import WeightsError
 from mfollow.models.bundle import BUNDLE_FILE, ModelBundle
 
+SD15_COMPONENTS = ("motionfollower", "sd-vae-ft-mse", "sd-image-variations")
+
+
+def choose_preset(weights: Path | None) -> str:
+    """``--preset auto``: the preset of a bundle folder given as ``--weights``; else sd15 when all
+    its components are installed; else ``tiny`` (the bundled demo model)."""
+    from mfollow.models.weights import locate
+
+    if weights is not None and (weights / BUNDLE_FILE).is_file():
+        return str(json.loads((weights / BUNDLE_FILE).read_text()).get("preset"))
+    if all(locate(n, weights).path is not None for n in SD15_COMPONENTS):
+        return "sd15"
+    return "tiny"
+
 
 def load_bundle(preset: str, weights: Path | None) -> tuple[ModelBundle, str]:
     """(bundle, identity). ``--weights`` may name a bundle folder (any preset) or a weights root
-    searched for the sd15 components. The identity (files' names, sizes and mtimes) keys caches
-    and checkpoints without re-hashing gigabytes."""
+    searched for the sd15 components or a ``tiny/`` bundle (the package ships one). ``preset``
+    may be ``auto`` (:func:`choose_preset`). The identity (files' names, sizes and mtimes) keys
+    caches and checkpoints without re-hashing gigabytes."""
+    if preset == "auto":
+        preset = choose_preset(weights)
     if weights is not None and (weights / BUNDLE_FILE).is_file():
         bundle = ModelBundle.from_pretrained(weights)
         if bundle.preset != preset:
             raise WeightsError(f"{weights}: a '{bundle.preset}' bundle, but --preset {preset} was asked for")
         return bundle, identity(weights)
+    if preset == "tiny":
+        from mfollow.models.weights import resolve
+
+        folder = resolve("tiny", weights)
+        return ModelBundle.from_pretrained(folder), identity(folder)
     if preset == "sd15":
         bundle = ModelBundle.from_components(weights)
         from mfollow.models.weights import resolve
 
-        ids = [identity(resolve(n, weights)) for n in ("motionfollower", "sd-vae-ft-mse", "sd-image-variations")]
+        ids = [identity(resolve(n, weights)) for n in SD15_COMPONENTS]
         return bundle, hashlib.sha256("".join(ids).encode()).hexdigest()
     raise WeightsError(
         f"no weights for the '{preset}' preset",

@@ -16,8 +16,8 @@ def unet_and_inputs() -> tuple[UNet3D, torch.Tensor, torch.Tensor, torch.Tensor]
     g = torch.Generator().manual_seed(1)
     return (
         unet,
-        torch.randn(1, 4, 3, 8, 8, generator=g),
-        torch.randn(1, 4, 3, 8, 8, generator=g),
+        torch.randn(1, TINY.unet["in_channels"], 3, 8, 8, generator=g),
+        torch.randn(1, TINY.unet["in_channels"], 3, 8, 8, generator=g),
         torch.randn(1, 3, 32, generator=g),
     )
 
@@ -67,7 +67,7 @@ def test_sampler_uses_camera_from_its_start_and_cleans_up() -> None:
     c = Conditioning(ctx, torch.zeros(1, 32, 3, 8, 8), torch.zeros(1, 32, 3, 8, 8), None, M, M.roll(8, -1),
                      torch.nn.functional.interpolate(M[0], size=(8, 8))[None])  # type: ignore[arg-type]  # fmt: skip
     timesteps, abar = schedule(SCHEDULER, 4)
-    z = initial_noise(0, 3, (4, 8, 8))
+    z = initial_noise(0, 3, (TINY.unet["in_channels"], 8, 8))
     s = SamplerSettings(cfg=1.0, guidance="none", camera_start=0.5)
 
     def run(cam: camera.CameraState | None) -> dict[int, SamplerState]:

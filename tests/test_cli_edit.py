@@ -62,7 +62,8 @@ def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
     )
     no_weights = [a for a in args(world, "-o", str(tmp_path / "x.mp4"), "--frames", "4") if a != str(world / "bundle")]
     no_weights.remove("--weights")
-    one_line_error(mfollow("edit", *no_weights), 3, "no weights for the 'tiny' preset")
+    no_weights[no_weights.index("tiny")] = "sd15"
+    one_line_error(mfollow("edit", *no_weights), 3, "weights 'motionfollower' not found")
     one_line_error(
         mfollow("edit", *args(world, "-o", str(tmp_path / "x.mp4"), "--preset", "sd15", "--frames", "4")),
         3,

@@ -35,10 +35,11 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def test_list_import_verify(tmp_path: Path, official: Path) -> None:
     r = run("weights", "list", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
-    states = {c["name"]: c["state"] for c in json.loads(r.stdout)["components"]}
-    assert states == dict.fromkeys(
-        ["sd-image-variations", "sd-vae-ft-mse", "dwpose", "motionfollower", "segdit"], "missing"
-    )
+    rows = {c["name"]: c for c in json.loads(r.stdout)["components"]}
+    assert {n: c["state"] for n, c in rows.items()} == dict.fromkeys(
+        ["sd-image-variations", "sd-vae-ft-mse", "dwpose", "motionfollower"], "missing"
+    ) | dict.fromkeys(["segdit", "tiny"], "present")
+    assert rows["tiny"]["origin"] == rows["segdit"]["origin"] == "bundled"  # shipped with the package
     r = run("weights", "import", "--official", str(official), "--preset", "tiny", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -76,7 +77,9 @@ def test_weights_errors_exit_3(tmp_path: Path, official: Path) -> None:
     for argv in (["weights", "verify"], ["weights", "list"]):
         typo = [*argv, "--weights", str(tmp_path / "wieghts")]  # a typo must not fall through to other roots
         one_line_error(run(*typo, home=tmp_path), 3, "wieghts: no such folder")
-    r = run("weights", "verify", home=tmp_path)
-    assert r.returncode == 0 and r.stdout == "" and "no weights are installed" in r.stderr
+    r = run("weights", "verify", home=tmp_path)  # only the bundled demo model is installed
+    assert r.returncode == 0, r.stderr
+    rows = [line.split() for line in r.stdout.splitlines()]
+    assert {row[0] for row in rows} == {"tiny", "segdit"} and {row[1] for row in rows} == {"ok"}
     torch.save({"x": torch.zeros(1)}, tmp_path / "tiny.pth")
     assert run("weights", "inspect", str(tmp_path / "tiny.pth"), home=tmp_path).returncode == 0

@@ -39,7 +39,8 @@ def randomise_motion_modules(unet: UNet3D, seed: int = 1) -> None:
 
 def inputs(frames: int = 4, size: int = 16, batch: int = 1, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, 4, frames, size, size, generator=g), torch.randn(batch, frames, 32, generator=g)
+    c = TINY.unet["in_channels"]
+    return torch.randn(batch, c, frames, size, size, generator=g), torch.randn(batch, frames, 32, generator=g)
 
 
 # ------------------------------------------------------------------------------- spatial
@@ -51,9 +52,10 @@ def test_equals_diffusers_2d_unet_frame_by_frame() -> None:
     x, ctx = inputs(frames=5, batch=2)
     with torch.no_grad():
         ours = unet(x, torch.tensor([10, 700]), ctx).sample
-        folded = x.permute(0, 2, 1, 3, 4).reshape(10, 4, 16, 16)  # (B, C, F, H, W) -> (B*F, C, H, W)
+        c = x.shape[1]
+        folded = x.permute(0, 2, 1, 3, 4).reshape(10, c, 16, 16)  # (B, C, F, H, W) -> (B*F, C, H, W)
         ref = base(folded, torch.tensor([10] * 5 + [700] * 5), encoder_hidden_states=ctx.reshape(10, 1, 32)).sample
-    torch.testing.assert_close(ours, ref.reshape(2, 5, 4, 16, 16).permute(0, 2, 1, 3, 4), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours, ref.reshape(2, 5, c, 16, 16).permute(0, 2, 1, 3, 4), atol=1e-5, rtol=1e-5)
 
 
 def test_sd15_key_set_and_shapes_on_meta_device() -> None:

@@ -69,7 +69,7 @@ def window_of(c: Conditioning) -> callable:  # type: ignore[valid-type]
 
 
 def start(seed: int = 0) -> SamplerState:
-    z = initial_noise(seed, FRAMES, (4, 8, 8))
+    z = initial_noise(seed, FRAMES, (TINY.unet["in_channels"], 8, 8))
     return SamplerState(z.clone(), z.clone(), 0)
 
 
@@ -149,7 +149,9 @@ def test_resume_is_bit_identical(nets: tuple, conditioning: Conditioning) -> Non
 def test_a_guided_step_lowers_the_consistency_loss(nets: tuple, conditioning: Conditioning) -> None:
     unet, _ = nets
     timesteps, abar = schedule(SCHEDULER, 4)
-    state = SamplerState(*(initial_noise(0, FRAMES, (4, 8, 8)),) * 2, 1)  # from step 2 (abar > 0)
+    state = SamplerState(
+        *(initial_noise(0, FRAMES, (TINY.unet["in_channels"], 8, 8)),) * 2, 1
+    )  # from step 2 (abar > 0)
     c = conditioning
     t = timesteps[1]
 
@@ -211,7 +213,7 @@ def test_official_sde_noise_stays_inside_the_edit_mask(nets: tuple, conditioning
     assert StepPlan.official(i, 50).sde
     st = _Step(i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), False,
                StepPlan(False, 1, True), 0)  # fmt: skip
-    z = initial_noise(0, FRAMES, (4, 8, 8))
+    z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], 8, 8))
     outs = []
     for seed in (0, 1):
         s = SamplerSettings(guidance="official", cfg=1.0, seed=seed)
@@ -232,7 +234,7 @@ def test_official_replay_renoises_and_repeats(nets: tuple, conditioning: Conditi
     st = _Step(
         i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), True, plan, 0
     )
-    z = initial_noise(0, FRAMES, (4, 8, 8))
+    z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], 8, 8))
     _window_step(counting, z, z, st, conditioning, SamplerSettings(guidance="official", cfg=2.0))
     # reconstruction 1 + 3 x (edit cond + uncond) + 2 re-noising passes
     assert plan.replays == 3 and len(calls) == 1 + 3 * 2 + 2

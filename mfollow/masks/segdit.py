@@ -63,6 +63,14 @@ class DiTBlock(nn.Module):
         return x + self.mlp(self.norm2(x))
 
 
+#: Named sizes: ``full`` (the paper's ~23.5 M parameters, the constructor's defaults) and ``tiny``
+#: (the bundled demo model's, for 128x128 frames).
+SEGDIT_SIZES: dict[str, dict[str, object]] = {
+    "full": {},
+    "tiny": dict(channels=(16, 32, 64, 64), dim=64, depth=2, heads=2, groups=8),
+}
+
+
 class SegDiT(ModelMixin, ConfigMixin):
     """(frame, pose) -> mask probability (B, 1, H, W); see the module docstring."""
 

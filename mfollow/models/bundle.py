@@ -147,6 +147,8 @@ class ModelBundle:
             except (OSError, ValueError, RuntimeError) as exc:
                 raise WeightsError(f"{directory / name}: cannot load ({str(exc).splitlines()[0]})") from exc
             _check_keys(directory / name, loaded[name])
+        for module in loaded.values():
+            module.to(torch.float32)  # saved in any precision (the bundled model: float16); run in float32
         return cls(preset=str(meta.get("preset")), scheduler_config=scheduler, **loaded).eval()
 
     # -------------------------------------------------------------------------- conditioning

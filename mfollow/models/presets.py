@@ -17,6 +17,14 @@ class Preset:
     poctr: dict[str, Any]  # PoseController config
     vae: dict[str, Any] = field(default_factory=dict)  # AutoencoderKL config
     image_encoder: dict[str, Any] = field(default_factory=dict)  # CLIPVisionConfig
+    working_size: int = 512  # default working short side (pixels) of edit/long
+    guidance_scale: float = 1.0  # default --guidance-scale of `paper` (docs/benchmarks.md: how it was chosen)
+    cfg: float = 3.5  # default --cfg (classifier-free guidance on the CLIP context)
+
+    def default_guidance_scale(self, guidance: str) -> float:
+        """``--guidance-scale`` when not given: the preset's for ``paper``; 1.0 (the release's own
+        constants, reference §5.4) for ``official``."""
+        return self.guidance_scale if guidance == "paper" else 1.0
 
 
 #: The released scheduler settings (official ``inference_v2.yaml``): DDIM, v-prediction,
@@ -77,6 +85,8 @@ TINY = Preset(
     "tiny",
     unet=dict(
         sample_size=16,
+        in_channels=16,  # the tiny VAE's latent channels
+        out_channels=16,
         block_out_channels=(32, 64, 64, 64),
         layers_per_block=2,
         cross_attention_dim=32,
@@ -92,9 +102,9 @@ TINY = Preset(
         out_channels=3,
         down_block_types=("DownEncoderBlock2D",) * 4,
         up_block_types=("UpDecoderBlock2D",) * 4,
-        block_out_channels=(16, 32, 32, 32),
+        block_out_channels=(16, 32, 64, 64),
         layers_per_block=1,
-        latent_channels=4,
+        latent_channels=16,
         norm_num_groups=8,
         sample_size=128,
     ),
@@ -107,6 +117,9 @@ TINY = Preset(
         patch_size=8,
         projection_dim=32,
     ),
+    working_size=128,
+    guidance_scale=2000.0,  # chosen on held-out validation pairs (docs/benchmarks.md, quality)
+    cfg=3.5,
 )
 
 PRESETS = {p.name: p for p in (SD15, TINY)}

@@ -105,6 +105,7 @@ class UNet3D(ModelMixin, ConfigMixin):
             tuple(block_out_channels), adapter_blocks_per_stage, adapter_unshuffle, adapter_ksize
         )
         self.gradient_checkpointing = False
+        self.motion_bypass = False  # training stage 1 (paper §2.2): frames pass the motion modules untouched
 
     # ------------------------------------------------------------------------------ helpers
     def appearance_features(self, source: torch.Tensor) -> list[torch.Tensor]:
@@ -118,6 +119,9 @@ class UNet3D(ModelMixin, ConfigMixin):
         if self.gradient_checkpointing and torch.is_grad_enabled():
             return checkpoint(fn, *args, use_reentrant=False)
         return fn(*args)
+
+    def _motion(self, module: nn.Module, x: torch.Tensor, frames: int) -> torch.Tensor:
+        return x if self.motion_bypass else self._run(module, x, frames)
 
     # ------------------------------------------------------------------------------ forward
     def forward(
@@ -199,7 +203,7 @@ class UNet3D(ModelMixin, ConfigMixin):
                 x = self._run(_attend, attentions[j], x, ctx)
             if j == last and feat is not None:
                 x = x + feat.to(x.dtype)  # ReCtr: before the motion module and the downsampler
-            x = self._run(block.motion_modules[j], x, frames)
+            x = self._motion(block.motion_modules[j], x, frames)
             skips.append(x)
         if block.downsamplers is not None:
             x = block.downsamplers[0](x)
@@ -211,7 +215,7 @@ class UNet3D(ModelMixin, ConfigMixin):
         x = self._run(block.resnets[0], x, temb)
         for attention, motion, resnet in zip(block.attentions, block.motion_modules, block.resnets[1:], strict=True):
             x = self._run(_attend, attention, x, ctx)
-            x = self._run(motion, x, frames)
+            x = self._motion(motion, x, frames)
             x = self._run(resnet, x, temb)
         return x
 
@@ -231,7 +235,7 @@ class UNet3D(ModelMixin, ConfigMixin):
             x = self._run(resnet, x, temb)
             if attentions is not None:
                 x = self._run(_attend, attentions[j], x, ctx)
-            x = self._run(block.motion_modules[j], x, frames)
+            x = self._motion(block.motion_modules[j], x, frames)
         if block.upsamplers is not None:
             # exact 2x unless the skip it meets next says otherwise (odd latent sizes)
             odd = size is not None and tuple(size) != (2 * x.shape[2], 2 * x.shape[3])

@@ -6,7 +6,9 @@ A **component** is a named set of files (see :data:`REGISTRY`). Each is looked f
 2. the ``MFOLLOW_WEIGHTS`` environment variable (same layout);
 3. the user data folder, ``platformdirs.user_data_dir("mfollow")/weights`` (where
    ``mfollow weights download`` and ``weights import`` put files);
-4. the Hugging Face cache, read offline (``try_to_load_from_cache``: never the network).
+4. the Hugging Face cache, read offline (``try_to_load_from_cache``: never the network);
+5. the weights shipped inside the package (``mfollow/assets/weights``): the bundled demo model
+   ``tiny`` and its SegDiT, trained on synthetic puppets (docs/training.md).
 
 Nothing is downloaded except by ``mfollow weights download``. Downloads are pinned to a revision,
 checked against known SHA-256 sums, staged and moved into place only when complete, and stamped
@@ -33,7 +35,8 @@ ENV_VAR = "MFOLLOW_WEIGHTS"
 STAMP = ".mfollow-stamp.json"
 OFFICIAL_URL = "https://github.com/Francis-Rings/MotionFollower (README: Google Drive folder)"
 
-Origin = Literal["explicit", "env", "data-dir", "hf-cache"]
+Origin = Literal["explicit", "env", "data-dir", "hf-cache", "bundled"]
+BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "weights"
 
 
 @dataclass(frozen=True)
@@ -54,6 +57,40 @@ class Component:
     used_by: str = ""
     how: str = ""  # how to obtain it when it cannot be downloaded
 
+
+#: The bundled demo model's files.
+_TINY_FILES = (
+    "mfollow_bundle.json",
+    "scheduler/scheduler_config.json",
+    "unet/config.json",
+    "unet/diffusion_pytorch_model.safetensors",
+    "poctr/config.json",
+    "poctr/diffusion_pytorch_model.safetensors",
+    "vae/config.json",
+    "vae/diffusion_pytorch_model.safetensors",
+    "image_encoder/config.json",
+    "image_encoder/model.safetensors",
+)
+#: SHA-256 of the files shipped in ``mfollow/assets/weights`` (docs/training.md says how they were
+#: made); ``weights verify`` checks bundled components against these.
+BUNDLED_SHA256: dict[str, dict[str, str]] = {
+    "tiny": {
+        "mfollow_bundle.json": "c8b058fb200828ca2192e156e2c1517efbf640c2ee4fbb30fe1774cf4126381d",
+        "scheduler/scheduler_config.json": "7e05386c617fee6c21a455b6a940be69e5d0a8fbe7bc93fe51dcf031b75bdfa7",
+        "unet/config.json": "3f55a69be4595510c706521423a8c48ade49bc1847e223465bd4a8f0c3570965",
+        "unet/diffusion_pytorch_model.safetensors": "1030491210be3577f830efead155214c993ed6f488ab0a43d32ab8c8d287fda8",
+        "poctr/config.json": "4b254c932633032a7b2c8aa52c6f7bd51e6da999e754fbfd793e64d4c99db142",
+        "poctr/diffusion_pytorch_model.safetensors": "5f2f6c7497e5e60b821f5d7c0ddbf0bd445d433b40af15fbc0ffa938d66925ca",
+        "vae/config.json": "4ea96278e79cd7214b413354898a2f9341dbe68674785d0d40741f287edfe942",
+        "vae/diffusion_pytorch_model.safetensors": "8cb44e027033a3ddc0f02fb09c378fef77fbe8ba9d06fe9b86dfbc6e1948393b",
+        "image_encoder/config.json": "3239052061f7819a439f066f682ffd6180bcaeddaad4d5d11edc156b0293d985",
+        "image_encoder/model.safetensors": "8618573e000a87ef2a87580d69bc7b451395848b8054969c1ac6626b1f0453a4",
+    },
+    "segdit": {
+        "config.json": "cda2fa3a48e8d5a3ba2b240e39fde1742f830514848ba522278997e548b2627d",
+        "diffusion_pytorch_model.safetensors": "6af9715ee34a5701eb5265b958c9e15af41f9699ebbabfab76857d28d23e0575",
+    },
+}
 
 _YOLOX_SHA = "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411"
 _DWPOSE_SHA = "724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843"
@@ -115,8 +152,16 @@ REGISTRY: dict[str, Component] = {
             (WeightFile("config.json"), WeightFile("diffusion_pytorch_model.safetensors")),
             license="as mfollow",
             used_by="mask --edit-backend segdit",
-            how="train it (mfollow train --stage mask, a later release) or place a SegDiT save_pretrained folder "
-            "as segdit/ in a weights folder",
+            how="train it (mfollow train --stage mask) and place its segdit/ folder in a weights folder; "
+            "a tiny one (128x128, synthetic puppets) ships with mfollow",
+        ),
+        Component(
+            "tiny",
+            "the bundled demo model: tiny preset trained on synthetic puppets (docs/training.md)",
+            tuple(WeightFile(p) for p in _TINY_FILES),
+            license="as mfollow",
+            used_by="tiny preset (the default when no sd15 weights are installed), mfollow demo",
+            how="it ships with mfollow; reinstall the package, or train one (docs/training.md)",
         ),
     )
 }
@@ -155,6 +200,10 @@ def roots(explicit: Path | None = None) -> list[tuple[Origin, Path]]:
     return out
 
 
+def _bundled_root() -> list[tuple[Origin, Path]]:
+    return [("bundled", BUNDLED)] if BUNDLED.is_dir() else []
+
+
 def require_folder(explicit: Path | None) -> None:
     """Refuse an explicit weights folder that does not exist (a typo, for commands that would
     otherwise quietly report on the other roots)."""
@@ -177,6 +226,10 @@ def locate(name: str, explicit: Path | None = None) -> Location:
         snapshot = _hf_cached_snapshot(comp)
         if snapshot is not None:
             return Location(name, snapshot, "hf-cache")
+    for origin, root in _bundled_root():
+        folder = root / name
+        if all((folder / f.path).is_file() for f in comp.files):
+            return Location(name, folder, origin)
     return Location(name, None, None, partial)
 
 
@@ -269,10 +322,13 @@ def write_stamp(folder: Path, **info: object) -> None:
 def verify(name: str, explicit: Path | None = None) -> dict[str, str]:
     """Re-hash a component's files against the registry's SHA-256 (or the stamp written when the
     files were installed). Returns file -> "ok" | "no reference"; raises on any mismatch."""
+    loc = locate(name, explicit)
     folder = resolve(name, explicit)
     comp = get_component(name)
     recorded: dict[str, dict[str, object]] = {}
-    if (folder / STAMP).is_file():
+    if loc.origin == "bundled":
+        recorded = {p: {"sha256": sha} for p, sha in BUNDLED_SHA256.get(name, {}).items()}
+    elif (folder / STAMP).is_file():
         try:
             recorded = json.loads((folder / STAMP).read_text())["files"]
         except (OSError, ValueError, KeyError) as exc:

@@ -95,7 +95,7 @@ class Conditioning:
 class SamplerState:
     """Everything needed to continue sampling: the two latents and the next step index."""
 
-    z_e: torch.Tensor  # (1, 4, F, h, w)
+    z_e: torch.Tensor  # (1, C, F, h, w)
     z_r: torch.Tensor
     step: int = 0
 

@@ -1,0 +1,120 @@
+"""Edit quality of the bundled demo model on held-out synthetic pairs. Prints JSON.
+
+    python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps 20] [--first-seed 10000]
+                                 [--configs paper,official,none] [--scales 1.0] [--cfg X] [--weights DIR]
+
+For each pair (seeds ``first-seed`` .. ``first-seed + pairs - 1``; training draws its pairs from
+hashed seeds of ``PuppetPairs(1000, ...)``, never these), the demo's preprocessing runs (ground-truth
+keypoints, align, M_r from the world, M_e from the bundled SegDiT), then one edit per guidance
+configuration; every result and the two trivial baselines (the source video unchanged; the target
+video unchanged) are scored against the ground-truth edit: full frame, foreground (the true M_e)
+and background PSNR / SSIM. ``--scales`` lists guidance scales to try with the ``paper`` preset
+(how the default ``--guidance-scale`` of the tiny preset was chosen: docs/benchmarks.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from mfollow.demo import edit_pair, prepare_pair, sampler_settings, scores
+from mfollow.loading import load_bundle
+from mfollow.sampling.sampler import SamplingError
+from mfollow.synth import PuppetPairs
+
+KEYS = ("psnr", "psnr_fg", "psnr_bg", "ssim", "ssim_fg", "ssim_bg")
+
+
+def training_seeds(count: int = 160) -> set[int]:
+    """The derived seeds of the bundled model's training pairs (docs/training.md)."""
+    pairs = PuppetPairs(1000, count)
+    return {int(np.random.SeedSequence([pairs.seed, i]).generate_state(1)[0]) for i in range(count)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--pairs", type=int, default=20)
+    ap.add_argument("--frames", type=int, default=16)
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--first-seed", type=int, default=10_000)
+    ap.add_argument("--configs", default="paper,official,none")
+    ap.add_argument("--scales", default="", help="paper guidance scales to try (comma separated)")
+    ap.add_argument("--cfg", type=float, default=None, help="CFG scale (default: the tiny preset's)")
+    ap.add_argument("--weights", type=Path, default=None)
+    args = ap.parse_args()
+
+    seeds = list(range(args.first_seed, args.first_seed + args.pairs))
+    assert not set(seeds) & training_seeds(), "a benchmark seed was used in training"
+    bundle, weights_id = load_bundle("tiny", args.weights)
+    configs: dict[str, tuple[str, float | None]] = {c: (c, None) for c in args.configs.split(",") if c}
+    for s in (float(x) for x in args.scales.split(",") if x):
+        configs[f"paper@{s:g}"] = ("paper", s)
+    table: dict[str, list[dict[str, float]]] = {name: [] for name in (*configs, "source_unchanged", "target_unchanged")}
+    seconds: dict[str, float] = dict.fromkeys(configs, 0.0)
+    failures: dict[str, list[str]] = {}
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        for seed in seeds:
+            out = Path(tmp) / str(seed)
+            _, pair_dir, staged = prepare_pair(seed, args.frames, out, weights=args.weights)
+            table["source_unchanged"].append(scores(pair_dir / "source.mp4", pair_dir))  # type: ignore[arg-type]
+            table["target_unchanged"].append(scores(pair_dir / "target.mp4", pair_dir))  # type: ignore[arg-type]
+            for name, (guidance, scale) in configs.items():
+                t0 = time.perf_counter()
+                settings = sampler_settings(guidance, args.steps, scale, args.cfg)
+                try:
+                    result = edit_pair(bundle, pair_dir, staged, settings, out / f"{name}.mp4")
+                except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
+                    failures.setdefault(name, []).append(f"seed {seed}: {exc}")
+                    continue
+                seconds[name] += time.perf_counter() - t0
+                table[name].append(scores(result, pair_dir))  # type: ignore[arg-type]
+    means = {
+        name: {k: round(float(np.mean([float(r[k]) for r in rows])), 3) for k in KEYS}
+        for name, rows in table.items()
+        if rows
+    }
+    best = {
+        name: m
+        for name, m in means.items()
+        if name.split("@")[0] in ("paper", "official") and name not in ("source_unchanged", "target_unchanged")
+    }
+    checks = {}
+    for name, m in best.items():
+        if name in failures:
+            continue  # a configuration that failed on some pairs is not compared
+        checks[name] = {
+            "beats_source_full": m["psnr"] > means["source_unchanged"]["psnr"],
+            "beats_target_full": m["psnr"] > means["target_unchanged"]["psnr"],
+            "beats_source_fg": m["psnr_fg"] > means["source_unchanged"]["psnr_fg"],
+            "beats_target_fg": m["psnr_fg"] > means["target_unchanged"]["psnr_fg"],
+            "bg_over_none": None if "none" not in means else m["psnr_bg"] > means["none"]["psnr_bg"],
+        }
+    print(
+        json.dumps(
+            {
+                "pairs": args.pairs,
+                "frames": args.frames,
+                "steps": args.steps,
+                "cfg": sampler_settings("none", 1, None, args.cfg).cfg,
+                "seeds": [seeds[0], seeds[-1]],
+                "size": 128,
+                "weights": weights_id,
+                "means": means,
+                "targets": checks,
+                "failures": failures,
+                "edit_seconds_per_pair": {k: round(v / args.pairs, 2) for k, v in seconds.items()},
+                "total_seconds": round(time.perf_counter() - started, 1),
+            },
+            indent=2,
+        )
+    )
+
+
+if __name__ == "__main__":
+    main()

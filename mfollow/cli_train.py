@@ -1,0 +1,123 @@
+"""``mfollow train`` (registered by :mod:`mfollow.cli`): one training stage into a run folder."""
+
+from __future__ import annotations
+
+import os
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from mfollow.cli_common import (
+    DebugOpt,
+    DeviceOpt,
+    JsonOpt,
+    ProgressOpt,
+    QuietOpt,
+    SeedOpt,
+    check_device,
+    emit_json,
+    guard,
+    stderr_line,
+)
+
+
+class StageChoice(StrEnum):
+    vae = "vae"
+    image = "image"
+    video = "video"
+    mask = "mask"
+
+
+def train(
+    run_dir: Annotated[Path, typer.Argument(help="Run folder: settings, checkpoint, log.csv, loss.png, the export.")],
+    stage: Annotated[
+        StageChoice, typer.Option("--stage", help="image (stage 1), video (stage 2), mask (SegDiT), vae.")
+    ],
+    preset: Annotated[str, typer.Option("--preset", help="Network size: tiny or sd15.")] = "tiny",
+    data: Annotated[
+        str, typer.Option("--data", help="'synth' (the puppet world) or a folder of prepared videos.")
+    ] = "synth",
+    data_cache: Annotated[
+        Path | None, typer.Option("--data-cache", help="Folder keeping rendered synthetic data between runs.")
+    ] = None,
+    synth_pairs: Annotated[int, typer.Option("--synth-pairs", help="Synthetic data: number of puppet pairs.")] = 64,
+    synth_frames: Annotated[int, typer.Option("--synth-frames", help="Synthetic data: frames per pair.")] = 48,
+    init: Annotated[
+        Path | None, typer.Option("--init", help="Start from this bundle (or SegDiT folder for --stage mask).")
+    ] = None,
+    steps: Annotated[int, typer.Option("--steps", help="Total optimiser steps (raise it to continue a run).")] = 1000,
+    batch: Annotated[int, typer.Option("--batch", help="Examples per step and process.")] = 8,
+    grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
+    lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (the paper: 1e-5).")] = 1e-5,
+    size: Annotated[int, typer.Option("--size", help="Square frame size in pixels (a multiple of 32).")] = 128,
+    clip_length: Annotated[int, typer.Option("--clip-length", help="Frames per clip (--stage video).")] = 8,
+    checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 100,
+    segdit_size: Annotated[str, typer.Option("--segdit-size", help="SegDiT size: tiny or full.")] = "tiny",
+    checkpointing: Annotated[
+        bool, typer.Option("--checkpointing", help="Activation checkpointing in the U-Net (less memory).")
+    ] = False,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard the run's checkpoint and start over.")] = False,
+    seed: SeedOpt = 0,
+    device: DeviceOpt = "cpu",  # type: ignore[assignment]
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    progress: ProgressOpt = "auto",  # type: ignore[assignment]
+    debug: DebugOpt = False,
+) -> None:
+    """Train one stage (resumable: run the same command again to continue after an interruption).
+
+    Launch with ``torchrun --nproc-per-node N -m mfollow train ...`` to train on N processes
+    (DistributedDataParallel; gloo on CPU, nccl on CUDA).
+    """
+    with guard(debug):
+        from mfollow.progress import Reporter
+        from mfollow.training import TrainSettings
+        from mfollow.training import train as run_training
+
+        dev = getattr(device, "value", str(device))
+        check_device(dev)
+        settings = TrainSettings(
+            stage=stage.value,  # type: ignore[arg-type]
+            preset=preset,
+            steps=steps,
+            batch=batch,
+            grad_accum=grad_accum,
+            lr=lr,
+            size=size,
+            clip_length=clip_length,
+            checkpoint_every=checkpoint_every,
+            seed=seed,
+            data=data if data == "synth" else str(Path(data).resolve()),
+            synth_pairs=synth_pairs,
+            synth_frames=synth_frames,
+            init=None if init is None else str(init.resolve()),
+            segdit_size=segdit_size,
+            device=dev,
+            checkpointing=checkpointing,
+        )
+        main = int(os.environ.get("RANK", "0")) == 0
+        mode = getattr(progress, "value", str(progress))
+        reporter = Reporter(mode, quiet=quiet or not main)  # type: ignore[arg-type]
+        with reporter.task(f"train {stage.value}", steps) as tick:
+            summary = run_training(
+                settings,
+                run_dir,
+                restart=restart,
+                data_cache=data_cache,
+                callback=lambda e: tick(e["step"], e["steps"]),
+            )
+        if main:
+            if json_out:
+                emit_json(summary)
+            else:
+                stderr_line(
+                    f"train {stage.value}: {summary['steps']} steps, loss {summary['loss']:.4g}; "
+                    f"exported to {summary['export']}",
+                    quiet=quiet,
+                )
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(train)

@@ -1,0 +1,218 @@
+"""Training data: videos with per-frame pose renders and person masks, held in memory as uint8
+arrays, and batch sampling keyed by (seed, step, rank) so that a run resumed from a checkpoint
+draws exactly the batches an uninterrupted run draws.
+
+Two sources give the same :class:`Item` arrays:
+
+- :func:`synth_items` renders puppet pairs of the synthetic world (:class:`mfollow.synth.PuppetPairs`):
+  each item holds the source clip *and* the ground-truth edit of the same puppet, scene and camera
+  (the target's motion), so an item is one clip of one puppet seen under two motions;
+- :func:`folder_items` reads a folder of prepared videos (layout in ``docs/training.md``):
+  ``DATA/NAME/video.mp4``, ``DATA/NAME/poses.json`` (our keypoint JSON, e.g. from ``mfollow pose``)
+  and, for ``--stage mask``, ``DATA/NAME/masks/`` (8-bit PNGs, one per frame).
+
+Frames are square: the centre square of the short side, resized to ``size``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from mfollow.atomic import atomic_path
+from mfollow.errors import MediaError, UsageError
+
+#: Probability that a video-stage batch is a batch of image pairs (paper §2.2, stage 2).
+IMAGE_PAIR_RATE = 0.4
+#: Probability that an image/clip pair of a synthetic item takes its target from the ground-truth
+#: edit (same frame index as the reference, so the same camera position) rather than from another
+#: frame/clip of the source video.
+EDIT_TARGET_RATE = 0.5
+
+
+@dataclass
+class Item:
+    """One video. Arrays are (F, S, S, 3) uint8 for frames and pose renders, (F, S, S) bool for
+    masks; the ``edit_*`` arrays are the synthetic ground-truth edit (None for real videos)."""
+
+    frames: np.ndarray
+    poses: np.ndarray
+    masks: np.ndarray | None = None
+    edit_frames: np.ndarray | None = None
+    edit_poses: np.ndarray | None = None
+    edit_masks: np.ndarray | None = None
+
+    @property
+    def length(self) -> int:
+        return len(self.frames)
+
+
+# ----------------------------------------------------------------------------- sources
+def synth_items(seed: int, count: int, frames: int, size: int, cache: Path | None = None) -> list[Item]:
+    """Render ``count`` puppet pairs of ``PuppetPairs(seed, count)`` at ``size``; with ``cache``,
+    the arrays are stored there (an .npz keyed by the arguments) and reused by later runs."""
+    key = hashlib.sha256(json.dumps(["synth", 1, seed, count, frames, size]).encode()).hexdigest()[:16]
+    path = None if cache is None else cache / f"synth-{key}.npz"
+    if path is not None and path.is_file():
+        return _unpack(np.load(path))
+    from mfollow.pose.render import render_sequence
+    from mfollow.synth import PuppetPairs
+
+    pairs = PuppetPairs(seed, count, frames=frames, size=size)
+    items = []
+    for index in range(count):
+        pair = pairs.pair(index)
+        clips = {role: pairs.clip(pair, role, 0, frames) for role in ("source", "edit")}
+        renders = {role: np.stack(list(render_sequence(c["poses"], size, size))) for role, c in clips.items()}  # type: ignore[arg-type]
+        items.append(
+            Item(
+                frames=clips["source"]["frames"],  # type: ignore[arg-type]
+                poses=renders["source"],
+                masks=clips["source"]["masks"],  # type: ignore[arg-type]
+                edit_frames=clips["edit"]["frames"],  # type: ignore[arg-type]
+                edit_poses=renders["edit"],
+                edit_masks=clips["edit"]["masks"],  # type: ignore[arg-type]
+            )
+        )
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **_pack(items))
+    return items
+
+
+def _pack(items: list[Item]) -> dict[str, np.ndarray]:
+    fields = ("frames", "poses", "masks", "edit_frames", "edit_poses", "edit_masks")
+    return {f: np.stack([getattr(i, f) for i in items]) for f in fields}
+
+
+def _unpack(arrays: object) -> list[Item]:
+    data = {k: arrays[k] for k in arrays.files}  # type: ignore[attr-defined]
+    return [Item(**{k: v[n] for k, v in data.items()}) for n in range(len(data["frames"]))]
+
+
+def folder_items(folder: Path, size: int, *, need_masks: bool = False) -> list[Item]:
+    """Read ``folder/NAME/{video.mp4, poses.json[, masks/]}`` for every NAME (sorted)."""
+    from PIL import Image
+
+    from mfollow.masks.files import read_masks
+    from mfollow.pose.keypoints import PoseSequence
+    from mfollow.pose.render import render_sequence
+    from mfollow.video import iter_frames, probe
+
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: training data folder not found")
+    names = sorted(p for p in folder.iterdir() if (p / "video.mp4").is_file())
+    if not names:
+        raise UsageError(f"{folder}: no NAME/video.mp4 inside (see docs/training.md for the layout)")
+    items = []
+    for d in names:
+        if not (d / "poses.json").is_file():
+            raise UsageError(f"{d}: poses.json missing (run mfollow pose on the video)")
+        info = probe(d / "video.mp4")
+        w, h = info.display_width, info.display_height
+        s = min(w, h)
+        box = ((w - s) // 2, (h - s) // 2, (w - s) // 2 + s, (h - s) // 2 + s)  # centre square
+
+        def square(img: np.ndarray, resample: Image.Resampling, box: tuple[int, ...] = box) -> np.ndarray:
+            return np.asarray(Image.fromarray(img).crop(box).resize((size, size), resample))
+
+        frames = np.stack([square(f, Image.Resampling.BILINEAR) for f in iter_frames(d / "video.mp4", info=info)])
+        poses = PoseSequence.load(d / "poses.json")
+        if len(poses) != len(frames):
+            raise MediaError(f"{d}: {len(poses)} poses for {len(frames)} frames")
+        renders = list(render_sequence(poses, w, h))
+        renders = np.stack([square(r, Image.Resampling.BILINEAR) for r in renders])
+        masks = None
+        if need_masks:
+            if not (d / "masks").is_dir():
+                raise UsageError(f"{d}: masks/ missing (needed by --stage mask)")
+            m = read_masks(d / "masks")
+            if len(m) != len(frames):
+                raise MediaError(f"{d}: {len(m)} masks for {len(frames)} frames")
+            masks = np.stack([square(x.astype(np.uint8) * 255, Image.Resampling.NEAREST) > 127 for x in m])
+        items.append(Item(frames=frames, poses=renders, masks=masks))
+    return items
+
+
+# ----------------------------------------------------------------------------- sampling
+def batch_rng(seed: int, step: int, rank: int, purpose: int) -> np.random.Generator:
+    """The generator of one batch: a pure function of its key (resume-safe, rank-distinct)."""
+    return np.random.default_rng([seed, step, rank, purpose])
+
+
+def image_batch(items: list[Item], rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+    """Stage-1 pairs: ``reference`` (B, S, S, 3) frames, ``target`` frames and ``target_pose``
+    renders. Reference and target come from one clip: another frame of the same video, or (for a
+    synthetic item, with probability ``EDIT_TARGET_RATE``) the ground-truth edit at the
+    reference's frame index."""
+    return _stack([_pair(items, rng, 1) for _ in range(batch)])
+
+
+def clip_batch(items: list[Item], rng: np.random.Generator, batch: int, length: int) -> dict[str, np.ndarray]:
+    """Stage-2 clip pairs (B, L, S, S, 3): the reference clip and a distinct target clip of the
+    same video (or the ground-truth edit of the reference clip, for synthetic items)."""
+    return _stack([_pair(items, rng, length) for _ in range(batch)])
+
+
+def video_stage_batch(
+    items: list[Item], rng: np.random.Generator, batch: int, length: int
+) -> tuple[bool, dict[str, np.ndarray]]:
+    """(is_image_batch, batch): with probability ``IMAGE_PAIR_RATE`` a batch of image pairs as in
+    stage 1 (clips of one frame), otherwise clip pairs of ``length`` frames."""
+    if rng.random() < IMAGE_PAIR_RATE:
+        return True, _stack([_pair(items, rng, 1) for _ in range(batch)])
+    return False, _stack([_pair(items, rng, length) for _ in range(batch)])
+
+
+def _pair(items: list[Item], rng: np.random.Generator, length: int) -> dict[str, np.ndarray]:
+    item = items[int(rng.integers(len(items)))]
+    n = item.length
+    if n < length + (0 if item.edit_frames is not None else 1):
+        raise UsageError(f"a training video has {n} frames, fewer than the clip length {length} needs")
+    a = int(rng.integers(0, n - length + 1))
+    ref = slice(a, a + length)
+    if item.edit_frames is not None and item.edit_poses is not None and rng.random() < EDIT_TARGET_RATE:
+        return {"reference": item.frames[ref], "target": item.edit_frames[ref], "target_pose": item.edit_poses[ref]}
+    # another start (a distinct frame or clip) of the same video
+    starts = [s for s in range(0, n - length + 1) if s != a]
+    if not starts:
+        starts = [a]
+    b = starts[int(rng.integers(len(starts)))]
+    tgt = slice(b, b + length)
+    return {"reference": item.frames[ref], "target": item.frames[tgt], "target_pose": item.poses[tgt]}
+
+
+def mask_batch(items: list[Item], rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+    """SegDiT examples: ``frame`` (B, S, S, 3), ``pose`` render and ``mask`` (B, S, S) of the
+    person in that pose — the frame's own pose (M_r), or, for synthetic items, the edit pose of
+    another frame with the ground-truth edit mask (M_e)."""
+    out = []
+    for _ in range(batch):
+        item = items[int(rng.integers(len(items)))]
+        if item.masks is None:
+            raise UsageError("--stage mask needs masks (folder data: NAME/masks/)")
+        i, j = (int(v) for v in rng.integers(0, item.length, size=2))
+        if item.edit_masks is not None and item.edit_poses is not None and rng.random() < 0.5:
+            out.append({"frame": item.frames[i], "pose": item.edit_poses[j], "mask": item.edit_masks[j]})
+        else:
+            out.append({"frame": item.frames[i], "pose": item.poses[i], "mask": item.masks[i]})
+    return _stack(out)
+
+
+def frame_batch(items: list[Item], rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
+    """VAE examples: ``frame`` (B, S, S, 3) drawn from every video (and synthetic edits)."""
+    out = []
+    for _ in range(batch):
+        item = items[int(rng.integers(len(items)))]
+        pool = item.frames if item.edit_frames is None or rng.random() < 0.5 else item.edit_frames
+        out.append({"frame": pool[int(rng.integers(item.length))]})
+    return _stack(out)
+
+
+def _stack(rows: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    return {k: np.stack([r[k] for r in rows]) for k in rows[0]}

@@ -1,0 +1,414 @@
+"""The training loop shared by every stage: seeded, resumable bit for bit, checkpointed into its
+run directory, distributed through PyTorch's DistributedDataParallel when launched by ``torchrun``.
+
+Run directory::
+
+    RUN/settings.json        the settings of the run (a resumed run must match, ``steps`` aside)
+    RUN/checkpoint/          model.safetensors (every module of the run), optim.safetensors
+                             (AdamW moments), state.json (steps done); replaced atomically
+    RUN/log.csv              step, loss, seconds
+    RUN/loss.png             the loss curve (moving average), redrawn at every checkpoint
+    RUN/bundle/              the exported model bundle (stages vae, image, video)
+    RUN/segdit/              the exported SegDiT (stage mask)
+
+Every batch and every noise draw is a function of (seed, step, rank, micro-batch), so a resumed
+run draws exactly what the uninterrupted run draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from mfollow.atomic import atomic_write_json
+from mfollow.errors import ProjectError, UsageError
+from mfollow.training import data as D
+from mfollow.training.objectives import alphas_cumprod, diffusion_loss, mask_loss, vae_loss
+from mfollow.training.plot import plot_losses
+
+Stage = Literal["vae", "image", "video", "mask"]
+STAGES: tuple[str, ...] = ("vae", "image", "video", "mask")
+#: Settings that may differ when a run is resumed.
+RESUMABLE_CHANGES = ("steps", "checkpoint_every")
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    stage: Stage
+    preset: str = "tiny"
+    steps: int = 1000
+    batch: int = 8
+    grad_accum: int = 1
+    lr: float = 1e-5  # the paper's learning rate
+    size: int = 128  # square frames (pixels)
+    clip_length: int = 8  # frames per clip (stage video)
+    checkpoint_every: int = 100
+    seed: int = 0
+    data: str = "synth"  # "synth" or a folder of prepared videos
+    synth_pairs: int = 64  # synthetic data: how many puppet pairs
+    synth_frames: int = 48  # ... of how many frames
+    init: str | None = None  # a bundle folder (vae/image/video) or SegDiT folder (mask)
+    segdit_size: str = "tiny"
+    device: str = "cpu"
+    checkpointing: bool = False  # activation checkpointing in the U-Net (less memory)
+
+    def check(self) -> None:
+        if self.stage not in STAGES:
+            raise UsageError(f"unknown stage {self.stage!r}; choose from {', '.join(STAGES)}")
+        for name in ("steps", "batch", "grad_accum", "checkpoint_every", "synth_pairs", "clip_length"):
+            if getattr(self, name) < 1:
+                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
+        if self.size % 32:
+            raise UsageError(f"--size {self.size} is not a multiple of 32")
+        if self.lr <= 0:
+            raise UsageError("--lr must be positive")
+        if self.stage == "video" and self.synth_frames < self.clip_length:
+            raise UsageError("--synth-frames must be at least --clip-length")
+
+
+@dataclass
+class _Dist:
+    rank: int = 0
+    world: int = 1
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            torch.distributed.barrier()
+
+
+def _init_distributed(device: str) -> _Dist:
+    """Join the process group ``torchrun`` describes in the environment (gloo on CPU, nccl on CUDA)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return _Dist()
+    dist = torch.distributed
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    return _Dist(dist.get_rank(), dist.get_world_size())
+
+
+# ----------------------------------------------------------------------------- the trainee
+class Trainee(nn.Module):
+    """The modules of one stage and its loss: ``forward(batch, generator) -> loss``. Wrapped in
+    DistributedDataParallel when several processes train together."""
+
+    def __init__(self, stage: Stage, modules: dict[str, nn.Module], bundle: Any | None) -> None:
+        super().__init__()
+        self.stage = stage
+        self.nets = nn.ModuleDict(modules)
+        self._bundle = bundle  # frozen helpers (VAE, CLIP) live here, outside the DDP module tree
+        self._abar = None if bundle is None else alphas_cumprod(bundle.scheduler_config)
+
+    def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
+        if self.stage == "vae":
+            return vae_loss(self.nets["vae"], batch["frame"], generator)
+        if self.stage == "mask":
+            return mask_loss(self.nets["segdit"], batch["frame"], batch["pose"], batch["mask"])
+        b = self._bundle
+        assert b is not None and self._abar is not None
+        target, reference = batch["target"], batch["reference"]  # (B, 3, F, H, W) in [-1, 1]
+        bsz, _, frames, h, w = target.shape
+        with torch.no_grad():
+            flat = target.permute(0, 2, 1, 3, 4).reshape(bsz * frames, 3, h, w)  # (B, 3, F, H, W) -> (B*F, 3, H, W)
+            scale = float(getattr(b.vae.config, "scaling_factor", 0.18215))
+            z = b.vae.encode(flat).latent_dist.mean * scale  # (B*F, C, h', w')
+            z0 = z.reshape(bsz, frames, *z.shape[1:]).permute(0, 2, 1, 3, 4)  # -> (B, C, F, h', w')
+            context = b.clip_context(batch["reference_uint8"].reshape(-1, h, w, 3).cpu().numpy())  # (B*F, D)
+            context = context.reshape(bsz, frames, -1)  # (B*F, D) -> (B, F, D)
+        return diffusion_loss(
+            self.nets["unet"], self.nets["poctr"], z0, reference, batch["target_pose"], context, self._abar, generator
+        )
+
+
+def _video(x: np.ndarray, lo: float, hi: float, device: str) -> torch.Tensor:
+    """uint8 (B, F, H, W, 3) -> float (B, 3, F, H, W) in [lo, hi]."""
+    t = torch.from_numpy(np.ascontiguousarray(x)).to(device).permute(0, 4, 1, 2, 3).float()
+    return t / 255.0 * (hi - lo) + lo
+
+
+def _image(x: np.ndarray, lo: float, hi: float, device: str) -> torch.Tensor:
+    """uint8 (B, H, W, 3) -> float (B, 3, H, W) in [lo, hi]."""
+    return _video(x[:, None], lo, hi, device)[:, :, 0]
+
+
+def _draw(s: TrainSettings, items: list[D.Item], step: int, rank: int, micro: int) -> dict[str, torch.Tensor]:
+    """The batch of (step, rank, micro-batch) as tensors on the device."""
+    rng = D.batch_rng(s.seed, step, rank, micro)
+    dev = s.device
+    if s.stage == "vae":
+        return {"frame": _image(D.frame_batch(items, rng, s.batch)["frame"], -1.0, 1.0, dev)}
+    if s.stage == "mask":
+        m = D.mask_batch(items, rng, s.batch)
+        return {
+            "frame": _image(m["frame"], -1.0, 1.0, dev),
+            "pose": _image(m["pose"], 0.0, 1.0, dev),
+            "mask": torch.from_numpy(m["mask"]).to(dev),
+        }
+    if s.stage == "image":
+        pairs = D.clip_batch(items, rng, s.batch, 1)
+    else:
+        _, pairs = D.video_stage_batch(items, rng, s.batch, s.clip_length)
+    return {
+        "reference": _video(pairs["reference"], -1.0, 1.0, dev),
+        "reference_uint8": torch.from_numpy(pairs["reference"]),
+        "target": _video(pairs["target"], -1.0, 1.0, dev),
+        "target_pose": _video(pairs["target_pose"], 0.0, 1.0, dev),
+    }
+
+
+def _generator(s: TrainSettings, step: int, rank: int, micro: int) -> torch.Generator:
+    key = int(np.random.SeedSequence([s.seed, step, rank, micro, 7]).generate_state(1, np.uint64)[0] >> 1)
+    return torch.Generator(device=s.device).manual_seed(key)
+
+
+# ----------------------------------------------------------------------------- set-up
+def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
+    """(every module of the run by name, the bundle or None) from ``--init`` or a fresh start."""
+    if s.stage == "mask":
+        from mfollow.masks.segdit import SEGDIT_SIZES, SegDiT
+
+        if s.init:
+            return {"segdit": SegDiT.from_pretrained(s.init).train()}, None
+        if s.segdit_size not in SEGDIT_SIZES:
+            raise UsageError(f"unknown SegDiT size {s.segdit_size!r}; choose from {', '.join(SEGDIT_SIZES)}")
+        torch.manual_seed(s.seed)  # module initialisers draw from the global generator
+        return {"segdit": SegDiT(**SEGDIT_SIZES[s.segdit_size])}, None  # type: ignore[arg-type]
+    from mfollow.models.bundle import ModelBundle
+
+    if s.init:
+        bundle = ModelBundle.from_pretrained(Path(s.init))
+        if bundle.preset != s.preset:
+            raise UsageError(f"{s.init}: a '{bundle.preset}' bundle, but --preset {s.preset} was asked for")
+    elif s.preset == "sd15":
+        from mfollow.training.base import sd15_base_bundle
+
+        bundle = sd15_base_bundle()
+    else:
+        bundle = ModelBundle.random(s.preset, seed=s.seed)
+    bundle.to(s.device, torch.float32)
+    return bundle.modules(), bundle
+
+
+def _trainable(s: TrainSettings, modules: dict[str, nn.Module]) -> list[tuple[str, nn.Parameter]]:
+    """Freeze everything, then unfreeze what the stage trains; (qualified name, parameter) pairs."""
+    for m in modules.values():
+        m.requires_grad_(False).eval()
+    chosen: list[tuple[str, nn.Parameter]] = []
+
+    def take(prefix: str, module: nn.Module, keep: Callable[[str], bool] = lambda n: True) -> None:
+        module.train()
+        for n, p in module.named_parameters():
+            if keep(n):
+                p.requires_grad_(True)
+                chosen.append((f"{prefix}.{n}", p))
+
+    if s.stage in ("vae", "mask"):
+        name = "vae" if s.stage == "vae" else "segdit"
+        take(name, modules[name])
+    elif s.stage == "image":  # PoCtr, ReCtr and the U-Net's spatial layers; motion modules bypassed
+        take("unet", modules["unet"], lambda n: ".motion_modules." not in n)
+        take("poctr", modules["poctr"])
+        modules["unet"].motion_bypass = True  # type: ignore[assignment]
+    else:  # video: only the motion modules
+        take("unet", modules["unet"], lambda n: ".motion_modules." in n)
+        modules["unet"].motion_bypass = False  # type: ignore[assignment]
+    return chosen
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def _save_checkpoint(run: Path, modules: dict[str, nn.Module], opt: torch.optim.Optimizer, step: int) -> None:
+    """Write ``checkpoint.new/`` completely, then swap it in: a crash leaves the old one usable."""
+    from safetensors.torch import save_file
+
+    new, cur, old = run / "checkpoint.new", run / "checkpoint", run / "checkpoint.old"
+    shutil.rmtree(new, ignore_errors=True)
+    new.mkdir()
+    tensors = {f"{k}.{n}": t.detach().cpu().contiguous() for k, m in modules.items() for n, t in m.state_dict().items()}
+    save_file(tensors, str(new / "model.safetensors"))
+    moments: dict[str, torch.Tensor] = {}
+    for i, st in opt.state_dict()["state"].items():
+        for name, value in st.items():
+            moments[f"{i}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    save_file(moments, str(new / "optim.safetensors"))
+    atomic_write_json(new / "state.json", {"step": step})
+    shutil.rmtree(old, ignore_errors=True)
+    if cur.exists():
+        cur.rename(old)
+    new.rename(cur)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_checkpoint(run: Path, modules: dict[str, nn.Module], opt: torch.optim.Optimizer) -> int:
+    """Restore the newest complete checkpoint; returns the steps it holds (0 when none)."""
+    from safetensors.torch import load_file
+
+    folder = next((d for d in (run / "checkpoint", run / "checkpoint.old") if (d / "state.json").is_file()), None)
+    if folder is None:
+        return 0
+    try:
+        tensors = load_file(str(folder / "model.safetensors"))
+        moments = load_file(str(folder / "optim.safetensors"))
+        step = int(json.loads((folder / "state.json").read_text())["step"])
+    except (OSError, ValueError, KeyError) as exc:
+        raise ProjectError(f"{folder}: unreadable checkpoint ({exc})", hint="pass --restart to start over") from exc
+    for k, m in modules.items():
+        prefix = f"{k}."
+        m.load_state_dict({n[len(prefix) :]: t for n, t in tensors.items() if n.startswith(prefix)}, strict=True)
+    state: dict[int, dict[str, torch.Tensor]] = {}
+    for key, value in moments.items():
+        i, name = key.split(".", 1)
+        state.setdefault(int(i), {})[name] = value
+    opt.load_state_dict({"state": state, "param_groups": opt.state_dict()["param_groups"]})
+    return step
+
+
+def _read_log(run: Path, upto: int) -> list[tuple[int, float, float]]:
+    """The log's rows for steps <= ``upto`` (rows a crash left beyond the checkpoint are dropped)."""
+    path = run / "log.csv"
+    rows = []
+    if path.is_file():
+        for line in path.read_text().splitlines()[1:]:
+            parts = line.split(",")
+            if len(parts) == 3 and int(parts[0]) <= upto:
+                rows.append((int(parts[0]), float(parts[1]), float(parts[2])))
+    return rows
+
+
+def _write_log(run: Path, rows: list[tuple[int, float, float]]) -> None:
+    from mfollow.atomic import atomic_write_text
+
+    atomic_write_text(run / "log.csv", "step,loss,seconds\n" + "".join(f"{a},{b:.6g},{c:.3f}\n" for a, b, c in rows))
+
+
+def _weights_hash(params: list[tuple[str, nn.Parameter]]) -> str:
+    h = hashlib.sha256()
+    for name, p in params:
+        h.update(name.encode())
+        h.update(p.detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()
+
+
+# ----------------------------------------------------------------------------- the loop
+def train(
+    settings: TrainSettings,
+    run: Path,
+    *,
+    restart: bool = False,
+    items: list[D.Item] | None = None,
+    data_cache: Path | None = None,
+    callback: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train one stage into ``run`` (resuming from its checkpoint) and export the result.
+
+    Returns a JSON-ready summary: steps, last loss, the export folder and its weights hash.
+    """
+    s = settings
+    s.check()
+    dist = _init_distributed(s.device)
+    run.mkdir(parents=True, exist_ok=True)
+    recorded = run / "settings.json"
+    if restart and dist.main:
+        for p in ("checkpoint", "checkpoint.old", "checkpoint.new", "log.csv", "loss.png", "settings.json"):
+            target = run / p
+            shutil.rmtree(target, ignore_errors=True) if target.is_dir() else target.unlink(missing_ok=True)
+    dist.barrier()
+    if recorded.is_file():
+        before = json.loads(recorded.read_text())
+        now = asdict(s)
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
+        if changed:
+            raise ProjectError(
+                f"{run}: holds a run with other settings ({', '.join(changed)})",
+                hint="use another run folder, the same settings, or --restart",
+            )
+    elif dist.main:
+        atomic_write_json(recorded, asdict(s))
+
+    if items is None:
+        if s.data == "synth":
+            items = D.synth_items(s.seed + 1000, s.synth_pairs, s.synth_frames, s.size, data_cache)
+        else:
+            items = D.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask")
+    modules, bundle = _models(s)
+    params = _trainable(s, modules)
+    if s.checkpointing and "unet" in modules:
+        modules["unet"].gradient_checkpointing = True  # type: ignore[assignment]
+    opt = torch.optim.AdamW([p for _, p in params], lr=s.lr, weight_decay=0.0)
+    done = _load_checkpoint(run, modules, opt)
+    rows = _read_log(run, done)
+    trainee: nn.Module = Trainee(s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle)
+    if dist.world > 1:
+        trainee = nn.parallel.DistributedDataParallel(trainee)
+    started = time.perf_counter()
+    loss_value = rows[-1][1] if rows else float("nan")
+    for step in range(done, s.steps):
+        opt.zero_grad(set_to_none=True)
+        total = 0.0
+        for micro in range(s.grad_accum):
+            batch = _draw(s, items, step, dist.rank, micro)
+            loss = trainee(batch, _generator(s, step, dist.rank, micro)) / s.grad_accum
+            if not torch.isfinite(loss):
+                raise ProjectError(f"training diverged at step {step + 1} (loss {loss.item()})", hint="lower --lr")
+            loss.backward()
+            total += float(loss.detach())
+        torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        opt.step()
+        loss_value = total
+        rows.append((step + 1, total, time.perf_counter() - started))
+        last = step + 1 == s.steps
+        if (step + 1) % s.checkpoint_every == 0 or last:
+            if dist.main:
+                _save_checkpoint(run, modules, opt, step + 1)
+                _write_log(run, rows)
+                plot_losses(rows, run / "loss.png", title=f"mfollow train --stage {s.stage}")
+            dist.barrier()
+        if callback is not None:
+            callback({"step": step + 1, "steps": s.steps, "loss": total})
+    digest = _weights_hash(params)
+    if dist.world > 1:
+        atomic_write_json(run / f"rank-{dist.rank}.json", {"rank": dist.rank, "weights_sha256": digest})
+    export = _export(s, run, modules, bundle, items) if dist.main else None
+    dist.barrier()
+    return {
+        "stage": s.stage,
+        "steps": s.steps,
+        "resumed_from": done,
+        "loss": loss_value,
+        "export": None if export is None else str(export),
+        "weights_sha256": digest,
+        "world_size": dist.world,
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _trained_modules(s: TrainSettings) -> tuple[str, ...]:
+    return {"vae": ("vae",), "mask": ("segdit",), "image": ("unet", "poctr"), "video": ("unet", "poctr")}[s.stage]
+
+
+def _export(s: TrainSettings, run: Path, modules: dict[str, nn.Module], bundle: Any, items: list[D.Item]) -> Path:
+    """Save the trained model for use: ``RUN/segdit`` or ``RUN/bundle`` (replaced atomically)."""
+    from mfollow.training.export import export_bundle, export_segdit
+
+    if s.stage == "mask":
+        return export_segdit(modules["segdit"], run / "segdit")
+    if s.stage == "vae":
+        from mfollow.training.export import fit_latent_scale
+
+        fit_latent_scale(bundle.vae, items, replace(s, batch=max(s.batch, 32)))
+    bundle.unet.motion_bypass = False
+    return export_bundle(bundle, run / "bundle")

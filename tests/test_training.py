@@ -1,0 +1,197 @@
+"""Training: which parameters each stage trains, hybrid batches, bit-identical resume, the run
+folder, folder data, distributed data parallel on two CPU processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from mfollow.errors import ProjectError, UsageError
+from mfollow.training import TrainSettings, train
+from mfollow.training import data as D
+from mfollow.training.loop import _models, _trainable
+
+SIZE, FRAMES, PAIRS = 64, 6, 3
+
+
+@pytest.fixture(scope="module")
+def items(tmp_path_factory: pytest.TempPathFactory) -> list[D.Item]:
+    return D.synth_items(5, PAIRS, FRAMES, SIZE, tmp_path_factory.mktemp("cache"))
+
+
+def settings(stage: str, **kw: object) -> TrainSettings:
+    base = dict(
+        stage=stage, steps=1, batch=2, lr=1e-3, size=SIZE, clip_length=3, synth_pairs=PAIRS, synth_frames=FRAMES
+    )
+    return TrainSettings(**(base | kw))  # type: ignore[arg-type]
+
+
+def _state(run: Path) -> dict[str, torch.Tensor]:
+    from safetensors.torch import load_file
+
+    return load_file(str(run / "checkpoint" / "model.safetensors"))
+
+
+def _perturbed_init(tmp: Path, stage: str) -> Path | None:
+    """A starting point whose every parameter is non-zero noise (zero-initialised projections
+    would otherwise block the gradient of the layers before them in a first step)."""
+    s = settings(stage)
+    modules, bundle = _models(s)
+    g = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for m in modules.values():
+            for p in m.parameters():
+                p.add_(0.01 * torch.randn(p.shape, generator=g))
+    if stage == "mask":
+        modules["segdit"].save_pretrained(str(tmp / "init"), safe_serialization=True)
+    else:
+        bundle.save_pretrained(tmp / "init")
+    return tmp / "init"
+
+
+@pytest.mark.parametrize("stage", ["vae", "image", "video", "mask"])
+def test_one_step_changes_exactly_the_stage_parameters(stage: str, items: list[D.Item], tmp_path: Path) -> None:
+    init = _perturbed_init(tmp_path, stage)
+    s = settings(stage, init=str(init))
+    modules, _ = _models(s)
+    before = {f"{k}.{n}": t.clone() for k, m in modules.items() for n, t in m.state_dict().items()}
+    trainable = {n for n, _ in _trainable(s, modules)}
+    train(s, tmp_path / "run", items=items)
+    after = _state(tmp_path / "run")
+    assert set(after) == set(before)
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed <= trainable  # nothing frozen moved
+    # Every trained parameter moved, except the query side of cross-attention: the context is one
+    # CLIP token per frame, so its softmax is constant and queries get no gradient (exactly 0 or
+    # rounding noise).
+    query_side = {k for k in trainable if ".attn2.to_q." in k or ("transformer_blocks" in k and ".norm2." in k)}
+    assert trainable - changed <= query_side
+    assert len(trainable - query_side) > 0.9 * len(trainable)
+    if stage == "image":
+        assert not any(".motion_modules." in k for k in changed) and any(k.startswith("poctr.") for k in changed)
+        assert any("appearance_adapter" in k for k in changed)  # ReCtr
+    if stage == "video":
+        assert changed and all(".motion_modules." in k for k in changed)
+
+
+def test_hybrid_batches_are_image_pairs_at_the_stated_rate(items: list[D.Item]) -> None:
+    n = 2000
+    kinds = [D.video_stage_batch(items, D.batch_rng(0, step, 0, 0), 1, 3)[0] for step in range(n)]
+    rate = sum(kinds) / n
+    assert abs(rate - D.IMAGE_PAIR_RATE) < 3 * (0.4 * 0.6 / n) ** 0.5
+    image = D.video_stage_batch(items, D.batch_rng(0, kinds.index(True), 0, 0), 2, 3)[1]
+    clips = D.video_stage_batch(items, D.batch_rng(0, kinds.index(False), 0, 0), 2, 3)[1]
+    assert image["target"].shape == (2, 1, SIZE, SIZE, 3) and clips["target"].shape == (2, 3, SIZE, SIZE, 3)
+
+
+def test_pairs_come_from_one_clip(items: list[D.Item]) -> None:
+    """A target is another frame/clip of the reference's video, or its ground-truth edit at the
+    same frame index — never material from another item."""
+    rng = D.batch_rng(1, 0, 0, 0)
+    for _ in range(50):
+        b = D.clip_batch(items, rng, 1, 2)
+        ref, tgt = b["reference"][0], b["target"][0]
+        owner = [i for i in items if any(np.array_equal(ref[0], f) for f in i.frames)]
+        assert owner
+        item = owner[0]
+        start = next(s for s in range(FRAMES) if np.array_equal(item.frames[s], ref[0]))
+        same_edit = item.edit_frames is not None and np.array_equal(tgt, item.edit_frames[start : start + 2])
+        other_clip = any(np.array_equal(tgt, item.frames[s : s + 2]) for s in range(FRAMES - 1) if s != start)
+        assert same_edit or other_clip
+
+
+def test_resume_is_bit_identical(items: list[D.Item], tmp_path: Path) -> None:
+    s = settings("image", steps=4, checkpoint_every=2, grad_accum=2)
+    full = train(s, tmp_path / "full", items=items)
+    part = train(replace(s, steps=2), tmp_path / "part", items=items)
+    assert part["steps"] == 2
+    resumed = train(s, tmp_path / "part", items=items)
+    assert resumed["resumed_from"] == 2
+    a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert full["weights_sha256"] == resumed["weights_sha256"]
+    log = (tmp_path / "part" / "log.csv").read_text().splitlines()
+    assert log[0] == "step,loss,seconds" and [r.split(",")[0] for r in log[1:]] == ["1", "2", "3", "4"]
+    full_log = (tmp_path / "full" / "log.csv").read_text().splitlines()
+    assert [r.split(",")[1] for r in log[1:]] == [r.split(",")[1] for r in full_log[1:]]  # same losses
+    assert (tmp_path / "part" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_run_folder_refuses_other_settings(items: list[D.Item], tmp_path: Path) -> None:
+    train(settings("mask"), tmp_path / "run", items=items)
+    with pytest.raises(ProjectError, match="other settings \\(lr\\)"):
+        train(settings("mask", lr=5e-4), tmp_path / "run", items=items)
+    again = train(settings("mask", lr=5e-4), tmp_path / "run", items=items, restart=True)
+    assert again["resumed_from"] == 0
+
+
+def test_exports_load(items: list[D.Item], tmp_path: Path) -> None:
+    from mfollow.masks.segdit import SegDiT
+    from mfollow.models.bundle import ModelBundle
+
+    r = train(settings("vae", steps=2), tmp_path / "vae", items=items)
+    bundle = ModelBundle.from_pretrained(Path(r["export"]))
+    scale = bundle.vae.config.scaling_factor
+    assert scale != 0.18215 and 0.01 < scale < 100  # fitted to the trained latents
+    r = train(settings("mask"), tmp_path / "mask", items=items)
+    assert isinstance(SegDiT.from_pretrained(r["export"]), SegDiT)
+
+
+def test_folder_data(tmp_path: Path) -> None:
+    from mfollow.synth import make_pair
+    from mfollow.synth.files import write_pair
+
+    write_pair(make_pair(3, frames=4, size=64), tmp_path / "pair")
+    data = tmp_path / "data" / "clip1"
+    data.mkdir(parents=True)
+    (data / "video.mp4").write_bytes((tmp_path / "pair" / "source.mp4").read_bytes())
+    (data / "poses.json").write_bytes((tmp_path / "pair" / "source_poses.json").read_bytes())
+    with pytest.raises(UsageError, match="masks/ missing"):
+        D.folder_items(tmp_path / "data", 32, need_masks=True)
+    (tmp_path / "pair" / "source_masks").rename(data / "masks")
+    items = D.folder_items(tmp_path / "data", 32, need_masks=True)
+    assert items[0].frames.shape == (4, 32, 32, 3) and items[0].masks.shape == (4, 32, 32)  # type: ignore[union-attr]
+    assert items[0].masks.any() and items[0].edit_frames is None  # type: ignore[union-attr]
+    r = train(settings("mask", data=str(tmp_path / "data"), size=32), tmp_path / "run")
+    assert r["steps"] == 1
+    with pytest.raises(UsageError, match="not found"):
+        D.folder_items(tmp_path / "nowhere", 32)
+
+
+def test_cli_train_errors_and_json(tmp_path: Path) -> None:
+    from test_cli import mfollow, one_line_error
+
+    one_line_error(mfollow("train", str(tmp_path / "r"), "--stage", "mask", "--size", "50"), 2, "multiple of 32")
+    one_line_error(
+        mfollow("train", str(tmp_path / "r"), "--stage", "mask", "--data", str(tmp_path / "x")), 2, "not found"
+    )
+    args = ["train", str(tmp_path / "r2"), "--stage", "mask", "--steps", "2", "--batch", "2", "--size", "64"]
+    args += ["--synth-pairs", "2", "--synth-frames", "4", "--clip-length", "2", "--json", "--progress", "none"]
+    r = mfollow(*args)
+    assert r.returncode == 0, r.stderr
+    summary = json.loads(r.stdout)
+    assert summary["steps"] == 2 and Path(summary["export"]).name == "segdit"
+    one_line_error(mfollow(*args, "--lr", "1"), 5, "other settings (lr)")
+
+
+def test_distributed_two_processes_end_identical(tmp_path: Path) -> None:
+    """torchrun, two CPU processes, gloo: both ranks end with the same weights, which moved."""
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
+    cmd += ["-m", "mfollow", "train", str(run), "--stage", "image", "--steps", "2", "--batch", "1"]
+    cmd += ["--size", "64", "--synth-pairs", "2", "--synth-frames", "4", "--lr", "1e-3", "--progress", "none"]
+    env = os.environ | {"OMP_NUM_THREADS": "1"}
+    r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stderr[-3000:]
+    ranks = [json.loads((run / f"rank-{i}.json").read_text()) for i in (0, 1)]
+    assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
+    single = train(settings("image", steps=2, batch=1, synth_frames=4, synth_pairs=2), tmp_path / "one")
+    assert single["weights_sha256"] != ranks[0]["weights_sha256"]  # the two ranks saw different data
