@@ -121,12 +121,6 @@ def execute(
         preset = get_preset(bundle[0].preset)
     else:
         preset = get_preset(choose_preset(o["weights"]) if o["preset"] == "auto" else o["preset"])
-        if o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None:
-            stderr_line(
-                "using the bundled tiny demo model (128 px, trained on synthetic puppets only); "
-                "for real footage install the sd15 weights (docs/weights.md)",
-                quiet=quiet,
-            )
     size = o["size"] or preset.working_size
     guidance_scale = (
         preset.default_guidance_scale(o["guidance"].value) if o["guidance_scale"] is None else o["guidance_scale"]
@@ -156,6 +150,7 @@ def execute(
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
         device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
     )  # fmt: skip
+    bundled_default = bundle is None and o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None
     model, weights_id = bundle or load_bundle(preset.name, o["weights"])
     reporter = Reporter(progress.value, quiet=quiet)
     store = None
@@ -179,6 +174,12 @@ def execute(
         if lock is not None:
             lock.close()
     report["weights"] = weights_id
+    if bundled_default:  # said after the run, so that an error stays a single line
+        stderr_line(
+            "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "
+            "for real footage install the sd15 weights (docs/weights.md)",
+            quiet=quiet,
+        )
     report["stages"] = stage_reports  # cache decisions of the stages this run needed
     return report
 

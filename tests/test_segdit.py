@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import torch
 
-from mfollow.errors import WeightsError
 from mfollow.masks.segdit import SegDiT, loss_mse
 
 TINY = dict(channels=(8, 16, 16, 32), dim=32, depth=2, heads=2, groups=8)
@@ -65,8 +64,8 @@ def test_segdit_mask_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) ->
     pose_stage(root, pair / "source.mp4", "source", pair / "source_poses.json")
     pose_stage(root, pair / "target.mp4", "target", pair / "target_poses.json")
     align_stage(root)
-    with pytest.raises(WeightsError, match=r"weights 'segdit' not found.*mfollow train --stage mask"):
-        mask_stage(root, source_masks=pair / "source_masks", edit_backend="segdit")
+    bundled = mask_stage(root, source_masks=pair / "source_masks", edit_backend="segdit")  # the shipped SegDiT
+    assert read_masks(Path(bundled["outputs"]["edit_masks/frame_00000.png"]).parent).shape == (3, 64, 64)
     torch.manual_seed(0)
     SegDiT(**TINY).save_pretrained(tmp_path / "w" / "segdit")
     report = mask_stage(root, source_masks=pair / "source_masks", edit_backend="segdit", weights_dir=tmp_path / "w")
