@@ -72,7 +72,7 @@ def _setup(preset: str, frames: int, size: int, seed: int = 0):  # type: ignore[
             M_r=m_r,
             M_e_latent=torch.nn.functional.interpolate(m_e[0], size=(lat, lat), mode="nearest")[None],
         )
-    return unet, cond, (4, lat, lat)
+    return unet, cond, (p.unet.get("in_channels", 4), lat, lat)
 
 
 def run_sampler(preset: str, frames: int, size: int, steps: int, guidance: str, ckpt: bool, measure_steps: int) -> dict:
