@@ -288,6 +288,8 @@ def demo(
         from mfollow.demo import DemoSettings, run_demo
         from mfollow.progress import Reporter
 
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
         if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "pair" / "pair.json").is_file():
             raise UsageError(f"{out_dir}: exists and is not a demo folder; choose another OUT_DIR")
         settings = DemoSettings(

@@ -163,8 +163,7 @@ def run_key(inputs: EditInputs, s: EditSettings, weights: str) -> str:
 
 def decode(bundle: ModelBundle, z: torch.Tensor, chunk: int = 4) -> np.ndarray:
     """(1, C, F, h, w) latents -> (F, H, W, 3) uint8 frames through the VAE, a few at a time."""
-    vae = bundle.vae
-    scale = float(getattr(vae.config, "scaling_factor", 0.18215))
+    vae, scale = bundle.vae, bundle.latent_scale
     out = []
     with torch.no_grad():
         for i in range(0, z.shape[2], chunk):

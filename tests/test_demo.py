@@ -72,3 +72,5 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     r = subprocess.run([*cmd[:4], str(tmp_path / "mine")], capture_output=True, text=True, env=bare_home)
     assert r.returncode == 2 and "not a demo folder" in r.stderr
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
+    r = subprocess.run([*cmd[:4], str(tmp_path / "mine" / "notes.txt")], capture_output=True, text=True, env=bare_home)
+    assert r.returncode == 2 and "is not a folder" in r.stderr

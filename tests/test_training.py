@@ -170,6 +170,8 @@ def test_cli_train_errors_and_json(tmp_path: Path) -> None:
     from test_cli import mfollow, one_line_error
 
     one_line_error(mfollow("train", str(tmp_path / "r"), "--stage", "mask", "--size", "50"), 2, "multiple of 32")
+    no_init = ["train", str(tmp_path / "r0"), "--stage", "mask", "--init", str(tmp_path / "none")]
+    one_line_error(mfollow(*no_init), 3, "not a SegDiT folder")
     one_line_error(
         mfollow("train", str(tmp_path / "r"), "--stage", "mask", "--data", str(tmp_path / "x")), 2, "not found"
     )

@@ -60,6 +60,11 @@ class ModelBundle:
             scheduler_config=dict(SCHEDULER),
         )
 
+    @property
+    def latent_scale(self) -> float:
+        """The VAE's latent scaling factor (Stable Diffusion's 0.18215 unless the config says)."""
+        return float(getattr(self.vae.config, "scaling_factor", 0.18215))
+
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"unet": self.unet, "poctr": self.poctr, "vae": self.vae, "image_encoder": self.image_encoder}
 

@@ -323,7 +323,7 @@ def verify(name: str, explicit: Path | None = None) -> dict[str, str]:
     """Re-hash a component's files against the registry's SHA-256 (or the stamp written when the
     files were installed). Returns file -> "ok" | "no reference"; raises on any mismatch."""
     loc = locate(name, explicit)
-    folder = resolve(name, explicit)
+    folder = loc.path or resolve(name, explicit)  # resolve: the error saying how to get it
     comp = get_component(name)
     recorded: dict[str, dict[str, object]] = {}
     if loc.origin == "bundled":

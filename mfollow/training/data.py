@@ -145,17 +145,11 @@ def batch_rng(seed: int, step: int, rank: int, purpose: int) -> np.random.Genera
     return np.random.default_rng([seed, step, rank, purpose])
 
 
-def image_batch(items: list[Item], rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
-    """Stage-1 pairs: ``reference`` (B, S, S, 3) frames, ``target`` frames and ``target_pose``
-    renders. Reference and target come from one clip: another frame of the same video, or (for a
-    synthetic item, with probability ``EDIT_TARGET_RATE``) the ground-truth edit at the
-    reference's frame index."""
-    return _stack([_pair(items, rng, 1) for _ in range(batch)])
-
-
 def clip_batch(items: list[Item], rng: np.random.Generator, batch: int, length: int) -> dict[str, np.ndarray]:
-    """Stage-2 clip pairs (B, L, S, S, 3): the reference clip and a distinct target clip of the
-    same video (or the ground-truth edit of the reference clip, for synthetic items)."""
+    """Clip pairs (B, L, S, S, 3): ``reference`` frames, ``target`` frames and ``target_pose``
+    renders of one video — a distinct frame/clip of it, or (for a synthetic item, with probability
+    ``EDIT_TARGET_RATE``) its ground-truth edit at the reference's frame indices. ``length`` 1
+    gives stage 1's image pairs."""
     return _stack([_pair(items, rng, length) for _ in range(batch)])
 
 

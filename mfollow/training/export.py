@@ -6,7 +6,6 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from mfollow.training import data as D
@@ -37,16 +36,17 @@ def export_segdit(model: Any, folder: Path) -> Path:
 
 
 @torch.no_grad()
-def fit_latent_scale(vae: Any, items: list[D.Item], settings: Any, frames: int = 256) -> float:
+def fit_latent_scale(vae: Any, items: list[D.Item], seed: int, device: str, frames: int = 256) -> float:
     """Set the VAE's ``scaling_factor`` to 1 / std of its latents over ``frames`` training frames
-    (as Stable Diffusion's 0.18215 was chosen), so the diffusion sees unit-variance latents."""
-    rng = D.batch_rng(settings.seed, -1 & 0xFFFF, 0, 99)
+    (as Stable Diffusion's 0.18215 was chosen), so the diffusion sees unit-variance latents.
+    Returns the factor set."""
+    rng = D.batch_rng(seed, 65535, 0, 99)  # a batch key of its own (purpose 99 is no micro-batch)
     batch = D.frame_batch(items, rng, frames)["frame"]
     x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, H, W, 3) -> (B, 3, H, W) in [-1, 1]
     was_training = vae.training
     vae.eval()
-    z = torch.cat([vae.encode(c.to(settings.device)).latent_dist.mean.cpu() for c in x.split(32)])
+    z = torch.cat([vae.encode(c.to(device)).latent_dist.mean.cpu() for c in x.split(32)])
     vae.train(was_training)
-    scale = float(1.0 / z.float().std())
-    vae.register_to_config(scaling_factor=round(scale, 6))
-    return float(np.float32(scale))
+    scale = round(float(1.0 / z.float().std()), 6)
+    vae.register_to_config(scaling_factor=scale)
+    return scale

@@ -23,7 +23,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from mfollow.atomic import atomic_write_json
-from mfollow.errors import ProjectError, UsageError
+from mfollow.errors import ProjectError, UsageError, WeightsError
 from mfollow.training import data as D
 from mfollow.training.objectives import alphas_cumprod, diffusion_loss, mask_loss, vae_loss
 from mfollow.training.plot import plot_losses
@@ -125,8 +125,7 @@ class Trainee(nn.Module):
         bsz, _, frames, h, w = target.shape
         with torch.no_grad():
             flat = target.permute(0, 2, 1, 3, 4).reshape(bsz * frames, 3, h, w)  # (B, 3, F, H, W) -> (B*F, 3, H, W)
-            scale = float(getattr(b.vae.config, "scaling_factor", 0.18215))
-            z = b.vae.encode(flat).latent_dist.mean * scale  # (B*F, C, h', w')
+            z = b.vae.encode(flat).latent_dist.mean * b.latent_scale  # (B*F, C, h', w')
             z0 = z.reshape(bsz, frames, *z.shape[1:]).permute(0, 2, 1, 3, 4)  # -> (B, C, F, h', w')
             context = b.clip_context(batch["reference_uint8"].reshape(-1, h, w, 3).cpu().numpy())  # (B*F, D)
             context = context.reshape(bsz, frames, -1)  # (B*F, D) -> (B, F, D)
@@ -183,6 +182,8 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
         from mfollow.masks.segdit import SEGDIT_SIZES, SegDiT
 
         if s.init:
+            if not (Path(s.init) / "config.json").is_file():
+                raise WeightsError(f"{s.init}: not a SegDiT folder (no config.json)")
             return {"segdit": SegDiT.from_pretrained(s.init).train()}, None
         if s.segdit_size not in SEGDIT_SIZES:
             raise UsageError(f"unknown SegDiT size {s.segdit_size!r}; choose from {', '.join(SEGDIT_SIZES)}")
@@ -409,6 +410,6 @@ def _export(s: TrainSettings, run: Path, modules: dict[str, nn.Module], bundle: 
     if s.stage == "vae":
         from mfollow.training.export import fit_latent_scale
 
-        fit_latent_scale(bundle.vae, items, replace(s, batch=max(s.batch, 32)))
+        fit_latent_scale(bundle.vae, items, s.seed, s.device)
     bundle.unet.motion_bypass = False
     return export_bundle(bundle, run / "bundle")
