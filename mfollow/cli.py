@@ -28,6 +28,7 @@ from mfollow.cli_common import (
     ProjectOpt,
     QuietOpt,
     SeedOpt,
+    check_device,
     emit_json,
     guard,
     stderr_line,
@@ -157,6 +158,11 @@ def clean(
         )
 
 
+class LpipsNet(StrEnum):
+    alex = "alex"
+    vgg = "vgg"
+
+
 class Camera(StrEnum):
     pan = "pan"
     zoom = "zoom"
@@ -236,21 +242,45 @@ def eval_(
     per_frame: Annotated[Path | None, typer.Option("--per-frame", help="Write a per-frame CSV table here.")] = None,
     trim: Annotated[bool, typer.Option("--trim", help="Different lengths: score the frames both have.")] = False,
     resize: Annotated[bool, typer.Option("--resize", help="Different sizes: resize the result.")] = False,
+    lpips: Annotated[
+        LpipsNet | None, typer.Option("--lpips", help="Also LPIPS v0.1 with this trunk (weights lpips-NET).")
+    ] = None,
+    fid: Annotated[bool, typer.Option("--fid", help="Also FID between the frames (weights fid-inception).")] = False,
+    fvd: Annotated[bool, typer.Option("--fvd", help="Also FVD between the clips (weights fvd-i3d).")] = False,
+    fvd_clip: Annotated[int, typer.Option("--fvd-clip", min=1, help="FVD: frames per clip.")] = 16,
+    fvd_stride: Annotated[int, typer.Option("--fvd-stride", min=1, help="FVD: a clip starts every N frames.")] = 8,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Folder searched first for the learned metrics' weights.")
+    ] = None,
+    device: DeviceOpt = "cpu",  # type: ignore[assignment]
     json_out: JsonOpt = False,
     progress: ProgressOpt = ProgressChoice.auto,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Score a result against a reference: L1, PSNR, SSIM (full frame, and inside/outside masks)."""
+    """Score a result against a reference: L1, PSNR, SSIM (full frame, and inside/outside masks);
+    optionally LPIPS, FID and FVD (extra ``mfollow[metrics]``; weights via 'mfollow weights download')."""
     with guard(debug):
         from mfollow.evaluation import EvalSettings, check_writable, evaluate_videos, json_number, write_per_frame_csv
         from mfollow.progress import Reporter
 
         if per_frame is not None:
             check_writable(per_frame)
+        from mfollow.learned.settings import LearnedSettings
+
         settings = EvalSettings(length="trim" if trim else "error", size="resize" if resize else "error")
+        dev = getattr(device, "value", str(device))
+        check_device(dev)
+        learned = LearnedSettings(
+            lpips=None if lpips is None else lpips.value,  # type: ignore[arg-type]
+            fid=fid,
+            fvd=fvd,
+            fvd_clip=fvd_clip,
+            fvd_stride=fvd_stride,
+            device=dev,
+        )
         with Reporter(progress.value, quiet=quiet).task("eval", 0) as callback:
-            report, header = evaluate_videos(result, reference, fg_masks, settings, callback)
+            report, header = evaluate_videos(result, reference, fg_masks, settings, callback, learned, weights)
         if per_frame is not None:
             write_per_frame_csv(report, per_frame)
         summary = {k: json_number(v) for k, v in report.summary.items() if not k.startswith("frames")}

@@ -30,6 +30,11 @@ class StageChoice(StrEnum):
     mask = "mask"
 
 
+class LrSchedule(StrEnum):
+    constant = "constant"
+    cosine = "cosine"
+
+
 def train(
     run_dir: Annotated[Path, typer.Argument(help="Run folder: settings, checkpoint, log.csv, loss.png, the export.")],
     stage: Annotated[
@@ -47,10 +52,17 @@ def train(
     init: Annotated[
         Path | None, typer.Option("--init", help="Start from this bundle (or SegDiT folder for --stage mask).")
     ] = None,
+    vae: Annotated[
+        Path | None,
+        typer.Option("--vae", help="Stage image/video: take the autoencoder from this bundle instead of --init's."),
+    ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Total optimiser steps (raise it to continue a run).")] = 1000,
     batch: Annotated[int, typer.Option("--batch", help="Examples per step and process.")] = 8,
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (the paper: 1e-5).")] = 1e-5,
+    lr_schedule: Annotated[
+        LrSchedule, typer.Option("--lr-schedule", help="constant, or cosine (down to 0 over --steps).")
+    ] = LrSchedule.constant,  # type: ignore[assignment]
     size: Annotated[int, typer.Option("--size", help="Square frame size in pixels (a multiple of 32).")] = 128,
     clip_length: Annotated[int, typer.Option("--clip-length", help="Frames per clip (--stage video).")] = 8,
     checkpoint_every: Annotated[int, typer.Option("--checkpoint-every", help="Steps between checkpoints.")] = 100,
@@ -85,6 +97,7 @@ def train(
             batch=batch,
             grad_accum=grad_accum,
             lr=lr,
+            lr_schedule=lr_schedule.value,
             size=size,
             clip_length=clip_length,
             checkpoint_every=checkpoint_every,
@@ -93,6 +106,7 @@ def train(
             synth_pairs=synth_pairs,
             synth_frames=synth_frames,
             init=None if init is None else str(init.resolve()),
+            vae=None if vae is None else str(vae.resolve()),
             segdit_size=segdit_size,
             device=dev,
             checkpointing=checkpointing,

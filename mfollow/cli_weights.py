@@ -30,7 +30,7 @@ def weights_list(weights: WeightsDirOpt = None, json_out: JsonOpt = False, debug
         for name, comp in REGISTRY.items():
             loc = locate(name, weights)
             state = "present" if loc.path else ("incomplete" if loc.missing_files else "missing")
-            source = f"{comp.repo_id}@{comp.revision}" if comp.repo_id else "official release (Google Drive; import)"
+            source = comp.source
             path = None if loc.path is None else str(loc.path)
             rows.append({"name": name, "state": state, "origin": loc.origin, "path": path, "source": source})
             rows[-1].update(used_by=comp.used_by, description=comp.description)
@@ -52,7 +52,7 @@ def weights_download(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Download components from the Hugging Face Hub (pinned revision, checked, then installed)."""
+    """Download components (pinned hub revision or SHA-256-pinned HTTPS file; checked, then installed)."""
     with guard(debug):
         from mfollow.models.weights import download, get_component
 

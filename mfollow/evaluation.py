@@ -13,7 +13,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 from PIL import Image
@@ -21,6 +21,11 @@ from PIL import Image
 from mfollow.atomic import atomic_write_text
 from mfollow.errors import MediaError
 from mfollow.metrics import NAMES, REGIONS, SSIM_VARIANT, Report, evaluate
+
+if TYPE_CHECKING:
+    from mfollow.learned.settings import LearnedSettings
+
+PER_FRAME_LEARNED = ("lpips",)
 
 
 @dataclass(frozen=True)
@@ -35,12 +40,18 @@ def evaluate_videos(
     fg_masks: Path | None = None,
     settings: EvalSettings = EvalSettings(),
     progress: Callable[[int, int], None] | None = None,
+    learned: LearnedSettings | None = None,
+    weights: Path | None = None,
 ) -> tuple[Report, dict[str, Any]]:
     """Compute the metrics of ``result`` against ``reference`` (and inside/outside ``fg_masks``,
-    a folder of one mask image per reference frame). Returns the report and a JSON-ready header.
+    a folder of one mask image per reference frame), plus the ``learned`` metrics asked for
+    (networks from the weights resolver, ``weights`` searched first). Returns the report and a
+    JSON-ready header.
 
     Raises:
         MediaError: unreadable inputs, or a size/length mismatch the settings do not allow.
+        UsageError: a learned metric that the length cannot support (FID < 2 frames, FVD < 2 clips).
+        WeightsError: a learned metric's network is not installed.
     """
     from mfollow.masks.files import read_masks
     from mfollow.video import iter_frames, probe
@@ -73,8 +84,14 @@ def evaluate_videos(
                 frame = np.asarray(Image.fromarray(frame).resize(size_b, Image.Resampling.BICUBIC))
             yield frame
 
+    scorer = None
+    if learned is not None and learned.any:
+        from mfollow.learned.scorer import LearnedScorer, load_models
+
+        learned.check(n, *size_b)
+        scorer = LearnedScorer(learned, load_models(learned, weights))
     callback = None if progress is None else (lambda done: progress(done, n))
-    report = evaluate(results(), iter_frames(reference, 0, n, info=b), masks, callback=callback)
+    report = evaluate(results(), iter_frames(reference, 0, n, info=b), masks, callback=callback, learned=scorer)
     header = {
         "result": str(result),
         "reference": str(reference),
@@ -85,6 +102,8 @@ def evaluate_videos(
         "resized": size_a != size_b,
         "ssim_variant": SSIM_VARIANT,
     }
+    if scorer is not None:
+        header["learned"] = learned.lineage()  # type: ignore[union-attr]
     return report, header
 
 
@@ -108,6 +127,7 @@ def check_writable(path: Path) -> None:
 def write_per_frame_csv(report: Report, path: Path) -> None:
     """One row per frame (``frame`` then each metric), written atomically."""
     keys = ["frame"] + [f"{n}{s}" for s in REGIONS for n in NAMES if f"{n}{s}" in report.rows[0]]
+    keys += [k for k in PER_FRAME_LEARNED if k in report.rows[0]]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     writer.writerow(keys)

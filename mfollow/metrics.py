@@ -15,6 +15,9 @@ Conventions (frames are (H, W, 3) uint8 RGB, converted to float64 in [0, 1]):
 
 A region with no pixels gives NaN for that frame, and summaries average only the frames where the
 region exists (``frames_fg`` / ``frames_bg`` count them).
+
+The learned metrics (LPIPS, FID, FVD) live in :mod:`mfollow.learned` and join a report through
+:func:`evaluate`'s ``learned`` scorer.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
@@ -140,17 +144,32 @@ def evaluate(
     masks: Iterable[np.ndarray] | None = None,
     *,
     callback: Callable[[int], None] | None = None,
+    learned: FrameScorer | None = None,
 ) -> Report:
-    """Stream frame pairs (and optional masks) through :func:`frame_metrics`; the iterables must
-    have equal lengths."""
+    """Stream frame pairs (and optional masks) through :func:`frame_metrics` (and ``learned``'s
+    per-frame metrics; its video-level ones join the summary); the iterables must have equal
+    lengths."""
     mask_iter: Iterator[np.ndarray | None] = iter(masks) if masks is not None else _nones()
     rows = []
     for i, (res, ref) in enumerate(zip(results, references, strict=True)):
         row = {"frame": float(i), **frame_metrics(res, ref, next(mask_iter))}
+        if learned is not None:
+            row.update(learned.add(res, ref))
         rows.append(row)
         if callback is not None:
             callback(i + 1)
-    return Report(rows, summarise(rows))
+    summary = summarise(rows)
+    if learned is not None:
+        summary.update(learned.finish())
+    return Report(rows, summary)
+
+
+class FrameScorer(Protocol):
+    """Extra metrics fed frame pair by frame pair (:class:`mfollow.learned.scorer.LearnedScorer`)."""
+
+    def add(self, result: np.ndarray, reference: np.ndarray) -> dict[str, float]: ...
+
+    def finish(self) -> dict[str, float]: ...
 
 
 def _nones() -> Iterator[None]:

@@ -38,7 +38,11 @@ def test_list_import_verify(tmp_path: Path, official: Path) -> None:
     rows = {c["name"]: c for c in json.loads(r.stdout)["components"]}
     assert {n: c["state"] for n, c in rows.items()} == dict.fromkeys(
         ["sd-image-variations", "sd-vae-ft-mse", "dwpose", "motionfollower"], "missing"
-    ) | dict.fromkeys(["segdit", "tiny"], "present")
+    ) | dict.fromkeys(["lpips-alex", "lpips-vgg", "fid-inception", "fvd-i3d"], "missing") | dict.fromkeys(
+        ["segdit", "tiny"], "present"
+    )
+    assert rows["lpips-vgg"]["source"] == "https://download.pytorch.org, raw.githubusercontent.com (pinned by SHA-256)"
+    assert rows["motionfollower"]["source"].startswith("by hand: download the official release")
     assert rows["tiny"]["origin"] == rows["segdit"]["origin"] == "bundled"  # shipped with the package
     r = run("weights", "import", "--official", str(official), "--preset", "tiny", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr

@@ -3,6 +3,7 @@ folder, folder data, distributed data parallel on two CPU processes."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -108,11 +109,21 @@ def test_pairs_come_from_one_clip(items: list[D.Item]) -> None:
         assert same_edit or other_clip
 
 
-def test_resume_is_bit_identical(items: list[D.Item], tmp_path: Path) -> None:
-    s = settings("image", steps=4, checkpoint_every=2, grad_accum=2)
+@pytest.mark.parametrize("schedule", ["constant", "cosine"])
+def test_resume_is_bit_identical(schedule: str, items: list[D.Item], tmp_path: Path) -> None:
+    s = settings("image", steps=4, checkpoint_every=2, grad_accum=2, lr_schedule=schedule)
     full = train(s, tmp_path / "full", items=items)
-    part = train(replace(s, steps=2), tmp_path / "part", items=items)
-    assert part["steps"] == 2
+    if schedule == "constant":  # continued with a larger --steps
+        part = train(replace(s, steps=2), tmp_path / "part", items=items)
+        assert part["steps"] == 2
+    else:  # interrupted after the checkpoint of step 2 (the cosine spans --steps: same command again)
+
+        def stop(event: dict[str, object]) -> None:
+            if event["step"] == 2:
+                raise KeyboardInterrupt
+
+        with pytest.raises(KeyboardInterrupt):
+            train(s, tmp_path / "part", items=items, callback=stop)
     resumed = train(s, tmp_path / "part", items=items)
     assert resumed["resumed_from"] == 2
     a, b = _state(tmp_path / "full"), _state(tmp_path / "part")
@@ -123,6 +134,19 @@ def test_resume_is_bit_identical(items: list[D.Item], tmp_path: Path) -> None:
     full_log = (tmp_path / "full" / "log.csv").read_text().splitlines()
     assert [r.split(",")[1] for r in log[1:]] == [r.split(",")[1] for r in full_log[1:]]  # same losses
     assert (tmp_path / "part" / "loss.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_learning_rate_schedules() -> None:
+    from mfollow.training.loop import learning_rate
+
+    s = settings("image", steps=10, lr=1e-3)
+    assert [learning_rate(s, k) for k in (0, 5, 9)] == [1e-3] * 3
+    c = replace(s, lr_schedule="cosine")
+    assert learning_rate(c, 0) == 1e-3 and learning_rate(c, 5) == pytest.approx(5e-4)
+    values = [learning_rate(c, k) for k in range(10)]
+    assert all(a > b > 0 for a, b in itertools.pairwise(values))
+    with pytest.raises(UsageError, match="unknown --lr-schedule"):
+        replace(s, lr_schedule="step").check()
 
 
 def test_run_folder_refuses_other_settings(items: list[D.Item], tmp_path: Path) -> None:
@@ -164,6 +188,27 @@ def test_folder_data(tmp_path: Path) -> None:
     assert r["steps"] == 1
     with pytest.raises(UsageError, match="not found"):
         D.folder_items(tmp_path / "nowhere", 32)
+
+
+def test_vae_from_another_bundle(items: list[D.Item], tmp_path: Path) -> None:
+    """--vae swaps in another bundle's autoencoder: the image stage keeps it frozen and exports it
+    (with its latent scale); the vae and mask stages refuse the option."""
+    from mfollow.models.bundle import ModelBundle
+
+    init = _perturbed_init(tmp_path, "image")
+    other = ModelBundle.random("tiny", seed=3)
+    other.vae.register_to_config(scaling_factor=0.77)
+    other.save_pretrained(tmp_path / "other")
+    r = train(settings("image", init=str(init), vae=str(tmp_path / "other")), tmp_path / "run", items=items)
+    out = ModelBundle.from_pretrained(Path(r["export"]))
+    assert out.latent_scale == pytest.approx(0.77)
+    for (name, a), b in zip(out.vae.state_dict().items(), other.vae.state_dict().values(), strict=True):
+        assert torch.equal(a, b), name
+    mine = ModelBundle.from_pretrained(init).vae.state_dict()
+    assert any(not torch.equal(a, b) for a, b in zip(out.vae.state_dict().values(), mine.values(), strict=True))
+    for stage in ("vae", "mask"):
+        with pytest.raises(UsageError, match="--vae applies"):
+            settings(stage, vae=str(tmp_path / "other")).check()
 
 
 def test_cli_train_errors_and_json(tmp_path: Path) -> None:

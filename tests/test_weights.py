@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 from pathlib import Path
@@ -266,6 +267,71 @@ def test_download_checks_sha256_and_leaves_nothing_on_failure(fake_hub: dict[str
         W.download("sd-image-variations")  # nothing served for it
     with pytest.raises(WeightsError, match="cannot be downloaded automatically"):
         W.download("motionfollower")
+
+
+@pytest.fixture
+def fake_https(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
+    """A local stand-in for plain HTTPS sources: serves ``{url: bytes}``, else a URLError."""
+    import io
+    import urllib.error
+
+    served: dict[str, bytes] = {}
+
+    def urlopen(request: object, timeout: float) -> io.BytesIO:
+        url = request.full_url  # type: ignore[attr-defined]
+        assert request.get_header("User-agent", "").startswith("mfollow/")  # type: ignore[attr-defined]
+        if url not in served:
+            raise urllib.error.URLError("404 Not Found")
+        return io.BytesIO(served[url])
+
+    monkeypatch.setattr(W, "_urlopen", urlopen)
+    return served
+
+
+def test_https_download_checks_full_and_prefix_hashes(fake_https: dict[str, bytes], monkeypatch) -> None:
+    import hashlib
+
+    a, b = b"alpha" * 1000, b"beta" * 7
+    sha_a, sha_b = hashlib.sha256(a).hexdigest(), hashlib.sha256(b).hexdigest()
+    web = W.Component(
+        "web",
+        "two files served over HTTPS",
+        (
+            W.WeightFile("a.bin", url="https://example.org/a-x.bin", sha256_prefix=sha_a[:8]),
+            W.WeightFile("sub/b.bin", sha_b, len(b), url="https://example.org/v1/b.bin"),
+        ),
+    )
+    monkeypatch.setitem(W.REGISTRY, "web", web)
+    assert web.downloadable and web.source == "https://example.org (pinned by SHA-256)"
+    fake_https.update({"https://example.org/a-x.bin": a, "https://example.org/v1/b.bin": b})
+    folder = W.download("web")
+    assert (folder / "a.bin").read_bytes() == a and (folder / "sub" / "b.bin").read_bytes() == b
+    stamp = json.loads((folder / W.STAMP).read_text())
+    assert stamp["files"]["a.bin"] == {"size": len(a), "sha256": sha_a}
+    assert W.verify("web") == {"a.bin": "ok", "sub/b.bin": "ok"} and W.resolve("web") == folder
+    (folder / "a.bin").write_bytes(b"tampered")
+    with pytest.raises(WeightsError, match=r"a\.bin: SHA-256 .* does not match"):
+        W.verify("web")
+    # the published prefix alone (no stamp) still catches a wrong file
+    (folder / W.STAMP).unlink()
+    with pytest.raises(WeightsError, match=rf"does not match {sha_a[:8]}\.\.\."):
+        W.verify("web")
+
+
+def test_https_download_failures_leave_nothing(fake_https: dict[str, bytes], monkeypatch) -> None:
+    comp = W.get_component("lpips-alex")
+    fake_https.update({f.url: b"not the weights" for f in comp.files})  # type: ignore[misc]
+    with pytest.raises(WeightsError, match=r"lpips-alex/alexnet-owt-7be5be79\.pth: SHA-256 .* expected 7be5be79\.\.\."):
+        W.download("lpips-alex")
+    fake_https.clear()
+    with pytest.raises(WeightsError, match=r"cannot download https://download\.pytorch\.org/.*404"):
+        W.download("lpips-alex")
+    assert not W.data_dir().exists() or not any(W.data_dir().iterdir())
+    monkeypatch.setitem(W.REGISTRY, "plain", W.Component("plain", "", (W.WeightFile("x", url="http://a/x"),)))
+    with pytest.raises(WeightsError, match="only https:// sources"):
+        W.download("plain")
+    with pytest.raises(WeightsError, match="mfollow weights download fid-inception"):
+        W.resolve("fid-inception")
 
 
 def test_known_sha256_is_verified_without_a_stamp(tmp_path: Path) -> None:

@@ -10,8 +10,10 @@ A **component** is a named set of files (see :data:`REGISTRY`). Each is looked f
 5. the weights shipped inside the package (``mfollow/assets/weights``): the bundled demo model
    ``tiny`` and its SegDiT, trained on synthetic puppets (docs/training.md).
 
-Nothing is downloaded except by ``mfollow weights download``. Downloads are pinned to a revision,
-checked against known SHA-256 sums, staged and moved into place only when complete, and stamped
+Nothing is downloaded except by ``mfollow weights download``. Hub downloads are pinned to a
+revision; files served at a plain HTTPS address (the learned metrics' backbones) are pinned by their
+SHA-256 (or by the hash prefix their publisher puts in the file name, as ``torch.hub`` checks it).
+Everything is checked against known SHA-256 sums, staged and moved into place only when complete, and stamped
 (``.mfollow-stamp.json``: revision and per-file size/SHA-256) so ``weights verify`` can re-check.
 The official MotionFollower checkpoints are on Google Drive: they are fetched by hand and converted
 by ``mfollow weights import --official DIR``.
@@ -22,6 +24,8 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,18 @@ class WeightFile:
     path: str  # relative to the component folder (and to the repo root for hub components)
     sha256: str | None = None
     size: int | None = None
+    url: str | None = None  # a plain HTTPS source (components without a hub repo)
+    sha256_prefix: str | None = None  # when the publisher gives only a prefix (torchvision, pytorch-fid)
+
+    def matches(self, digest: str) -> bool:
+        """Whether a file's SHA-256 is the one recorded (in full, or its published prefix)."""
+        if self.sha256 is not None:
+            return digest == self.sha256
+        return self.sha256_prefix is None or digest.startswith(self.sha256_prefix)
+
+    @property
+    def expected(self) -> str | None:
+        return self.sha256 or (None if self.sha256_prefix is None else f"{self.sha256_prefix}...")
 
 
 @dataclass(frozen=True)
@@ -56,6 +72,20 @@ class Component:
     license: str = ""
     used_by: str = ""
     how: str = ""  # how to obtain it when it cannot be downloaded
+
+    @property
+    def downloadable(self) -> bool:
+        return self.repo_id is not None or all(f.url for f in self.files)
+
+    @property
+    def source(self) -> str:
+        """Where ``weights download`` fetches it from, in words."""
+        if self.repo_id is not None:
+            return f"{self.repo_id}@{self.revision}"
+        if self.downloadable:
+            hosts = sorted({f.url.split("/")[2] for f in self.files if f.url})
+            return f"https://{', '.join(hosts)} (pinned by SHA-256)"
+        return "by hand: " + self.how
 
 
 #: The bundled demo model's files.
@@ -92,6 +122,11 @@ BUNDLED_SHA256: dict[str, dict[str, str]] = {
     },
 }
 
+_TORCHVISION = "https://download.pytorch.org/models"
+_LPIPS_V01 = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/master/lpips/weights/v0.1"
+_FID_INCEPTION = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights"
+_LPIPS_ALEX_SHA = "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
+_LPIPS_VGG_SHA = "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
 _YOLOX_SHA = "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411"
 _DWPOSE_SHA = "724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843"
 
@@ -154,6 +189,50 @@ REGISTRY: dict[str, Component] = {
             used_by="mask --edit-backend segdit",
             how="train it (mfollow train --stage mask) and place its segdit/ folder in a weights folder; "
             "a tiny one (128x128, synthetic puppets) ships with mfollow",
+        ),
+        Component(
+            "lpips-alex",
+            "LPIPS v0.1 (alex): torchvision's ImageNet AlexNet and the perceptual linear layers",
+            (
+                WeightFile(
+                    "alexnet-owt-7be5be79.pth", url=f"{_TORCHVISION}/alexnet-owt-7be5be79.pth", sha256_prefix="7be5be79"
+                ),
+                WeightFile("lpips-v0.1-alex.pth", _LPIPS_ALEX_SHA, 6_009, url=f"{_LPIPS_V01}/alex.pth"),
+            ),
+            license="BSD-3-Clause (torchvision, lpips)",
+            used_by="eval --lpips alex",
+        ),
+        Component(
+            "lpips-vgg",
+            "LPIPS v0.1 (vgg): torchvision's ImageNet VGG-16 and the perceptual linear layers",
+            (
+                WeightFile("vgg16-397923af.pth", url=f"{_TORCHVISION}/vgg16-397923af.pth", sha256_prefix="397923af"),
+                WeightFile("lpips-v0.1-vgg.pth", _LPIPS_VGG_SHA, 7_289, url=f"{_LPIPS_V01}/vgg.pth"),
+            ),
+            license="BSD-3-Clause (torchvision, lpips)",
+            used_by="eval --lpips vgg",
+        ),
+        Component(
+            "fid-inception",
+            "FID Inception-v3 (TensorFlow's 2015-12-05 graph, as ported by pytorch-fid)",
+            (
+                WeightFile(
+                    "pt_inception-2015-12-05-6726825d.pth",
+                    url=f"{_FID_INCEPTION}/pt_inception-2015-12-05-6726825d.pth",
+                    sha256_prefix="6726825d",
+                ),
+            ),
+            license="Apache-2.0 (TensorFlow models; pytorch-fid)",
+            used_by="eval --fid",
+        ),
+        Component(
+            "fvd-i3d",
+            "FVD I3D (Kinetics-400), StyleGAN-V's TorchScript export, from a pinned Hub mirror",
+            (WeightFile("auxiliary/i3d_torchscript.pt"),),
+            repo_id="ByteDance/LatentSync-1.6",
+            revision="c42c7e6c8e9c213626389fa7d9a3c444b8536353",
+            license="Apache-2.0 (kinetics-i3d)",
+            used_by="eval --fvd",
         ),
         Component(
             "tiny",
@@ -251,7 +330,7 @@ def resolve(name: str, explicit: Path | None = None) -> Path:
     if loc.path is not None:
         return loc.path
     comp = get_component(name)
-    how = comp.how if comp.repo_id is None else f"run: mfollow weights download {name}"
+    how = f"run: mfollow weights download {name}" if comp.downloadable else comp.how
     detail = f" (incomplete: {', '.join(loc.missing_files)} missing)" if loc.missing_files else ""
     if explicit is not None and not Path(explicit).is_dir():
         detail += f" (--weights {explicit}: no such folder)"
@@ -260,44 +339,32 @@ def resolve(name: str, explicit: Path | None = None) -> Path:
 
 # ------------------------------------------------------------------------------- download
 def download(name: str, to: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> Path:
-    """Fetch a hub component into ``to`` (default: the data folder). Verified, staged, stamped.
+    """Fetch a component into ``to`` (default: the data folder): from its pinned hub revision, or
+    from its HTTPS addresses. Verified, staged, stamped; nothing is left behind on failure.
 
     Raises:
-        WeightsError: not downloadable, hub unreachable, or a checksum mismatch.
+        WeightsError: not downloadable, source unreachable, or a checksum mismatch.
     """
-    from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
-
     comp = get_component(name)
-    if comp.repo_id is None:
-        raise WeightsError(f"'{name}' cannot be downloaded automatically", hint=f"see {OFFICIAL_URL}")
-    from huggingface_hub import constants
-
-    if constants.HF_HUB_OFFLINE:
-        raise WeightsError(
-            f"cannot download '{name}': the Hugging Face Hub is switched off (HF_HUB_OFFLINE=1)",
-            hint="unset it, or place the files by hand and pass --weights DIR",
-        )
+    if not comp.downloadable:
+        raise WeightsError(f"'{name}' cannot be downloaded automatically", hint=comp.how or f"see {OFFICIAL_URL}")
+    fetch = _hub_fetcher(comp) if comp.repo_id is not None else _https_fetch
     root = Path(to) if to is not None else data_dir()
     final = root / name
     staging = root / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    stamp: dict[str, object] = {"repo_id": comp.repo_id, "revision": comp.revision, "files": {}}
+    stamp: dict[str, object] = {"source": comp.source, "repo_id": comp.repo_id, "revision": comp.revision, "files": {}}
     try:
         for i, f in enumerate(comp.files):
             if progress is not None:
                 progress(f.path, i, len(comp.files))
-            try:
-                got = Path(hf_hub_download(comp.repo_id, f.path, revision=comp.revision, local_dir=str(staging)))
-            except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
-                raise WeightsError(
-                    f"cannot download {comp.repo_id}/{f.path}@{comp.revision} ({str(exc).splitlines()[0]})",
-                    hint="check the network, or place the files by hand and pass --weights DIR",
-                ) from exc
+            got = fetch(f, staging)
             digest = sha256_file(got)
-            if f.sha256 is not None and digest != f.sha256:
-                raise WeightsError(f"{comp.repo_id}/{f.path}: SHA-256 {digest} does not match the expected {f.sha256}")
+            if not f.matches(digest):
+                raise WeightsError(f"{name}/{f.path}: SHA-256 {digest} does not match the expected {f.expected}")
+            if f.size is not None and got.stat().st_size != f.size:
+                raise WeightsError(f"{name}/{f.path}: {got.stat().st_size} bytes, expected {f.size}")
             stamp["files"][f.path] = {"size": got.stat().st_size, "sha256": digest}  # type: ignore[index]
         shutil.rmtree(staging / ".cache", ignore_errors=True)  # huggingface_hub's local_dir metadata
         atomic_write_json(staging / STAMP, stamp)
@@ -307,6 +374,55 @@ def download(name: str, to: Path | None = None, progress: Callable[[str, int, in
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return final
+
+
+def _hub_fetcher(comp: Component) -> Callable[[WeightFile, Path], Path]:
+    """A fetcher for one hub component's files (refused up front when the hub is switched off)."""
+    from huggingface_hub import constants, hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if constants.HF_HUB_OFFLINE:
+        raise WeightsError(
+            f"cannot download '{comp.name}': the Hugging Face Hub is switched off (HF_HUB_OFFLINE=1)",
+            hint="unset it, or place the files by hand and pass --weights DIR",
+        )
+
+    def fetch(f: WeightFile, staging: Path) -> Path:
+        try:
+            return Path(hf_hub_download(comp.repo_id, f.path, revision=comp.revision, local_dir=str(staging)))
+        except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
+            raise WeightsError(
+                f"cannot download {comp.repo_id}/{f.path}@{comp.revision} ({str(exc).splitlines()[0]})",
+                hint="check the network, or place the files by hand and pass --weights DIR",
+            ) from exc
+
+    return fetch
+
+
+#: Opens an HTTPS request (a seam for tests, which serve files without a network).
+_urlopen = urllib.request.urlopen
+
+
+def _https_fetch(f: WeightFile, staging: Path) -> Path:
+    """Stream ``f.url`` into ``staging/f.path``."""
+    from mfollow import __version__
+
+    assert f.url is not None
+    if not f.url.startswith("https://"):
+        raise WeightsError(f"{f.url}: only https:// sources are fetched")
+    dest = staging / f.path
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    request = urllib.request.Request(f.url, headers={"User-Agent": f"mfollow/{__version__}"})
+    try:
+        with _urlopen(request, timeout=60) as response, open(dest, "wb") as out:
+            while chunk := response.read(1 << 20):
+                out.write(chunk)
+    except (urllib.error.URLError, OSError) as exc:
+        raise WeightsError(
+            f"cannot download {f.url} ({str(exc).splitlines()[0] if str(exc) else type(exc).__name__})",
+            hint="check the network, or place the file by hand and pass --weights DIR",
+        ) from exc
+    return dest
 
 
 def write_stamp(folder: Path, **info: object) -> None:
@@ -335,14 +451,16 @@ def verify(name: str, explicit: Path | None = None) -> dict[str, str]:
             raise WeightsError(f"{folder / STAMP}: unreadable stamp ({exc})") from exc
     result = {}
     for f in comp.files:
-        expected = f.sha256 or (recorded.get(f.path) or {}).get("sha256")
-        if expected is None:
+        reference = f if f.sha256 else WeightFile(f.path, (recorded.get(f.path) or {}).get("sha256"))  # type: ignore[arg-type]
+        if reference.sha256 is None and f.sha256_prefix is not None:
+            reference = f  # no stamp: at least the published prefix
+        if reference.expected is None:
             result[f.path] = "no reference"
             continue
         digest = sha256_file(folder / f.path)
-        if digest != expected:
+        if not reference.matches(digest):
             raise WeightsError(
-                f"{folder / f.path}: SHA-256 {digest} does not match {expected}", hint="download it again"
+                f"{folder / f.path}: SHA-256 {digest} does not match {reference.expected}", hint="download it again"
             )
         result[f.path] = "ok"
     return result

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import time
@@ -39,6 +40,7 @@ from mfollow.training.plot import plot_losses
 
 Stage = Literal["vae", "image", "video", "mask"]
 STAGES: tuple[str, ...] = ("vae", "image", "video", "mask")
+LR_SCHEDULES = ("constant", "cosine")
 #: Settings that may differ when a run is resumed.
 RESUMABLE_CHANGES = ("steps", "checkpoint_every")
 
@@ -51,6 +53,7 @@ class TrainSettings:
     batch: int = 8
     grad_accum: int = 1
     lr: float = 1e-5  # the paper's learning rate
+    lr_schedule: str = "constant"  # or "cosine": from lr down to 0 over the run's --steps
     size: int = 128  # square frames (pixels)
     clip_length: int = 8  # frames per clip (stage video)
     checkpoint_every: int = 100
@@ -59,6 +62,7 @@ class TrainSettings:
     synth_pairs: int = 64  # synthetic data: how many puppet pairs
     synth_frames: int = 48  # ... of how many frames
     init: str | None = None  # a bundle folder (vae/image/video) or SegDiT folder (mask)
+    vae: str | None = None  # image/video: take the autoencoder (and its latent scale) from this bundle
     segdit_size: str = "tiny"
     device: str = "cpu"
     checkpointing: bool = False  # activation checkpointing in the U-Net (less memory)
@@ -73,6 +77,10 @@ class TrainSettings:
             raise UsageError(f"--size {self.size} is not a multiple of 32")
         if self.lr <= 0:
             raise UsageError("--lr must be positive")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
+        if self.vae is not None and self.stage not in ("image", "video"):
+            raise UsageError(f"--vae applies to --stage image or video, not {self.stage}")
         if self.stage == "video" and self.synth_frames < self.clip_length:
             raise UsageError("--synth-frames must be at least --clip-length")
 
@@ -201,6 +209,11 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
         bundle = sd15_base_bundle()
     else:
         bundle = ModelBundle.random(s.preset, seed=s.seed)
+    if s.vae:  # a retrained autoencoder under a trained U-Net (the U-Net then adapts to its latents)
+        other = ModelBundle.from_pretrained(Path(s.vae))
+        if other.preset != bundle.preset:
+            raise UsageError(f"--vae {s.vae}: a '{other.preset}' bundle, but the run is '{bundle.preset}'")
+        bundle.vae = other.vae
     bundle.to(s.device, torch.float32)
     return bundle.modules(), bundle
 
@@ -331,7 +344,8 @@ def train(
     if recorded.is_file():
         before = json.loads(recorded.read_text())
         now = asdict(s)
-        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k) != now[k])
+        defaults = asdict(TrainSettings(stage=s.stage))  # settings added since the run began
+        changed = sorted(k for k in now if k not in RESUMABLE_CHANGES and before.get(k, defaults[k]) != now[k])
         if changed:
             raise ProjectError(
                 f"{run}: holds a run with other settings ({', '.join(changed)})",
@@ -368,6 +382,8 @@ def train(
             loss.backward()
             total += float(loss.detach())
         torch.nn.utils.clip_grad_norm_([p for _, p in params], 1.0)
+        for group in opt.param_groups:
+            group["lr"] = learning_rate(s, step)
         opt.step()
         loss_value = total
         rows.append((step + 1, total, time.perf_counter() - started))
@@ -395,6 +411,15 @@ def train(
         "world_size": dist.world,
         "seconds": round(time.perf_counter() - started, 3),
     }
+
+
+def learning_rate(s: TrainSettings, step: int) -> float:
+    """The learning rate of (0-based) ``step``: ``--lr`` throughout, or a cosine from ``--lr`` at
+    the first step towards 0 after the last (lr * (1 + cos(pi * step / steps)) / 2). The cosine
+    spans the run's current ``--steps``: continuing a run with more steps stretches what is left."""
+    if s.lr_schedule == "cosine":
+        return s.lr * 0.5 * (1.0 + math.cos(math.pi * step / s.steps))
+    return s.lr
 
 
 def _trained_modules(s: TrainSettings) -> tuple[str, ...]:
