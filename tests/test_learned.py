@@ -52,7 +52,7 @@ def write_learned_weights(root: Path, nets: tuple[str, ...] = ("alex",)) -> dict
         model = _lpips(net)
         folder = root / f"lpips-{net}"
         folder.mkdir(parents=True)
-        trunk_file, lin_file = L.FILES[net]
+        trunk_file, lin_file = L.files(net)
         trunk = {k: v for k, v in model.net.state_dict().items()}
         trunk["classifier.1.weight"] = torch.zeros(2, 2)  # torchvision files carry the classifier
         torch.save(trunk, folder / trunk_file)
@@ -165,7 +165,6 @@ def test_published_files_load_and_reproduce(tmp_path: Path) -> None:
 
 # ------------------------------------------------------------------------------------ Fréchet
 def test_frechet_distance_closed_forms() -> None:
-    pytest.importorskip("scipy")
     # 1-D: (m1 - m2)^2 + s1 + s2 - 2 sqrt(s1 s2)
     assert frechet_distance(np.array([1.0]), np.array([[4.0]]), np.array([3.0]), np.array([[9.0]])) == pytest.approx(
         4 + 4 + 9 - 2 * 6
@@ -198,7 +197,6 @@ def _video(seed: int, n: int, size: int = 32) -> list[np.ndarray]:
 
 
 def test_scorer_streams_frames_and_clips() -> None:
-    pytest.importorskip("scipy")
     s = LearnedSettings(lpips="alex", fid=True, fvd=True, fvd_clip=4, fvd_stride=3, batch=2)
     assert [s.clips(n) for n in (3, 4, 6, 7, 10)] == [0, 1, 1, 2, 3]
     models = {"lpips": _lpips("alex"), "fid": _MeanColour(), "fvd": FakeI3D()}
@@ -236,7 +234,6 @@ def test_scorer_streams_frames_and_clips() -> None:
 
 # ---------------------------------------------------------------------------------------- CLI
 def test_cli_eval_learned_metrics(tmp_path: Path) -> None:
-    pytest.importorskip("scipy")
     from test_cli import mfollow, one_line_error
 
     pair = tmp_path / "pair"

@@ -17,11 +17,14 @@ from mfollow.learned.published import load_into, load_pth
 #: The fixed input shift and scale of LPIPS v0.1 (applied to images in [-1, 1]).
 SHIFT = (-0.030, -0.088, -0.188)
 SCALE = (0.458, 0.448, 0.450)
-#: File names in the ``lpips-<net>`` weights component.
-FILES = {
-    "alex": ("alexnet-owt-7be5be79.pth", "lpips-v0.1-alex.pth"),
-    "vgg": ("vgg16-397923af.pth", "lpips-v0.1-vgg.pth"),
-}
+
+
+def files(net: str) -> tuple[str, str]:
+    """(trunk file, linear-layer file) of the ``lpips-<net>`` weights component."""
+    from mfollow.models.weights import get_component
+
+    trunk, linear = (f.path for f in get_component(f"lpips-{net}").files)
+    return trunk, linear
 
 
 def unit(f: torch.Tensor, eps: float = 1e-10) -> torch.Tensor:
@@ -52,7 +55,7 @@ class LPIPS(nn.Module):
     def from_folder(cls, net: str, folder: Path) -> LPIPS:
         """Load the ``lpips-<net>`` component: torchvision's trunk file and the linear layers."""
         model = cls(net)
-        trunk, linear = (folder / name for name in FILES[net])
+        trunk, linear = (folder / name for name in files(net))
         load_into(model.net, load_pth(trunk), trunk, ignore=("classifier.",))
         # the lpips package stores lin<k>.model.1.weight (model.0 is a dropout)
         rename = {f"lin{k}.model.1.weight": f"{k}.weight" for k in range(len(model.lins))}

@@ -127,6 +127,28 @@ _LPIPS_V01 = "https://raw.githubusercontent.com/richzhang/PerceptualSimilarity/m
 _FID_INCEPTION = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights"
 _LPIPS_ALEX_SHA = "df73285e35b22355a2df87cdb6b70b343713b667eddbda73e1977e0c860835c0"
 _LPIPS_VGG_SHA = "a78928a0af1e5f0fcb1f3b9e8f8c3a2a5a3de244d830ad5c1feddc79b8432868"
+
+
+def _hash_named(url: str) -> WeightFile:
+    """A file named the torch.hub way, ``name-<first 8+ hex digits of its SHA-256>.ext``."""
+    name = url.rsplit("/", 1)[1]
+    return WeightFile(name, url=url, sha256_prefix=name.rsplit("-", 1)[1].split(".")[0])
+
+
+def _lpips_component(net: str, trunk: str, trunk_file: str, linear_sha: str, linear_size: int) -> Component:
+    """LPIPS v0.1: torchvision's ImageNet trunk and the lpips package's linear layers."""
+    return Component(
+        f"lpips-{net}",
+        f"LPIPS v0.1 ({net}): torchvision's ImageNet {trunk} and the perceptual linear layers",
+        (
+            _hash_named(f"{_TORCHVISION}/{trunk_file}"),
+            WeightFile(f"lpips-v0.1-{net}.pth", linear_sha, linear_size, url=f"{_LPIPS_V01}/{net}.pth"),
+        ),
+        license="BSD-3-Clause (torchvision, lpips)",
+        used_by=f"eval --lpips {net}",
+    )
+
+
 _YOLOX_SHA = "7860ae79de6c89a3c1eb72ae9a2756c0ccfbe04b7791bb5880afabd97855a411"
 _DWPOSE_SHA = "724f4ff2439ed61afb86fb8a1951ec39c6220682803b4a8bd4f598cd913b1843"
 
@@ -190,38 +212,12 @@ REGISTRY: dict[str, Component] = {
             how="train it (mfollow train --stage mask) and place its segdit/ folder in a weights folder; "
             "a tiny one (128x128, synthetic puppets) ships with mfollow",
         ),
-        Component(
-            "lpips-alex",
-            "LPIPS v0.1 (alex): torchvision's ImageNet AlexNet and the perceptual linear layers",
-            (
-                WeightFile(
-                    "alexnet-owt-7be5be79.pth", url=f"{_TORCHVISION}/alexnet-owt-7be5be79.pth", sha256_prefix="7be5be79"
-                ),
-                WeightFile("lpips-v0.1-alex.pth", _LPIPS_ALEX_SHA, 6_009, url=f"{_LPIPS_V01}/alex.pth"),
-            ),
-            license="BSD-3-Clause (torchvision, lpips)",
-            used_by="eval --lpips alex",
-        ),
-        Component(
-            "lpips-vgg",
-            "LPIPS v0.1 (vgg): torchvision's ImageNet VGG-16 and the perceptual linear layers",
-            (
-                WeightFile("vgg16-397923af.pth", url=f"{_TORCHVISION}/vgg16-397923af.pth", sha256_prefix="397923af"),
-                WeightFile("lpips-v0.1-vgg.pth", _LPIPS_VGG_SHA, 7_289, url=f"{_LPIPS_V01}/vgg.pth"),
-            ),
-            license="BSD-3-Clause (torchvision, lpips)",
-            used_by="eval --lpips vgg",
-        ),
+        _lpips_component("alex", "AlexNet", "alexnet-owt-7be5be79.pth", _LPIPS_ALEX_SHA, 6_009),
+        _lpips_component("vgg", "VGG-16", "vgg16-397923af.pth", _LPIPS_VGG_SHA, 7_289),
         Component(
             "fid-inception",
             "FID Inception-v3 (TensorFlow's 2015-12-05 graph, as ported by pytorch-fid)",
-            (
-                WeightFile(
-                    "pt_inception-2015-12-05-6726825d.pth",
-                    url=f"{_FID_INCEPTION}/pt_inception-2015-12-05-6726825d.pth",
-                    sha256_prefix="6726825d",
-                ),
-            ),
+            (_hash_named(f"{_FID_INCEPTION}/pt_inception-2015-12-05-6726825d.pth"),),
             license="Apache-2.0 (TensorFlow models; pytorch-fid)",
             used_by="eval --fid",
         ),
