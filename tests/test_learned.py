@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import json
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -70,7 +71,9 @@ def write_learned_weights(root: Path, nets: tuple[str, ...] = ("alex",)) -> dict
     torch.save(state, root / "fid-inception" / inception.FILE)
     models["fid-inception"] = fid
     (root / "fvd-i3d" / "auxiliary").mkdir(parents=True)
-    torch.jit.save(torch.jit.script(FakeI3D()), str(root / "fvd-i3d" / i3d.FILE))
+    with warnings.catch_warnings():  # TorchScript is deprecated; the published I3D file is one
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(torch.jit.script(FakeI3D()), str(root / "fvd-i3d" / i3d.FILE))
     return models
 
 
@@ -233,6 +236,7 @@ def test_scorer_streams_frames_and_clips() -> None:
 
 
 # ---------------------------------------------------------------------------------------- CLI
+@pytest.mark.slow
 def test_cli_eval_learned_metrics(tmp_path: Path) -> None:
     from test_cli import mfollow, one_line_error
 

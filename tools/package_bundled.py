@@ -31,6 +31,10 @@ def main() -> None:
     SegDiT.from_pretrained(str(segdit_dir)).to(torch.float16).save_pretrained(
         str(BUNDLED / "segdit"), safe_serialization=True
     )
+    for config in sorted(BUNDLED.rglob("config.json")):  # no build machine's paths in the package
+        data = json.loads(config.read_text())
+        if data.pop("_name_or_path", None) is not None:
+            config.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
     sums = {
         name: {f.path: sha256_file(BUNDLED / name / f.path) for f in get_component(name).files}
         for name in ("tiny", "segdit")
