@@ -30,7 +30,6 @@ def main() -> None:
     ap.add_argument("--first-seed", type=int, default=10_000)
     ap.add_argument("--weights", type=Path, default=None)
     args = ap.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     bundle, weights_id = load_bundle("tiny", args.weights)
     rows = []
     started = time.perf_counter()

@@ -35,6 +35,7 @@ from mfollow.cli_common import (
 )
 from mfollow.cli_weights import weights_app
 from mfollow.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from mfollow.learned import settings as FVD
 
 app = typer.Typer(
     name="mfollow",
@@ -247,8 +248,10 @@ def eval_(
     ] = None,
     fid: Annotated[bool, typer.Option("--fid", help="Also FID between the frames (weights fid-inception).")] = False,
     fvd: Annotated[bool, typer.Option("--fvd", help="Also FVD between the clips (weights fvd-i3d).")] = False,
-    fvd_clip: Annotated[int, typer.Option("--fvd-clip", min=1, help="FVD: frames per clip.")] = 16,
-    fvd_stride: Annotated[int, typer.Option("--fvd-stride", min=1, help="FVD: a clip starts every N frames.")] = 8,
+    fvd_clip: Annotated[int, typer.Option("--fvd-clip", min=1, help="FVD: frames per clip.")] = FVD.CLIP,
+    fvd_stride: Annotated[
+        int, typer.Option("--fvd-stride", min=1, help="FVD: a clip starts every N frames.")
+    ] = FVD.STRIDE,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Folder searched first for the learned metrics' weights.")
     ] = None,
@@ -266,12 +269,10 @@ def eval_(
 
         if per_frame is not None:
             check_writable(per_frame)
-        from mfollow.learned.settings import LearnedSettings
-
         settings = EvalSettings(length="trim" if trim else "error", size="resize" if resize else "error")
         dev = getattr(device, "value", str(device))
         check_device(dev)
-        learned = LearnedSettings(
+        learned = FVD.LearnedSettings(
             lpips=None if lpips is None else lpips.value,  # type: ignore[arg-type]
             fid=fid,
             fvd=fvd,

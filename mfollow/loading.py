@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from mfollow.errors import WeightsError
-from mfollow.models.bundle import BUNDLE_FILE, ModelBundle
+from mfollow.models.bundle import BUNDLE_FILE, ModelBundle, read_meta
 
 SD15_COMPONENTS = ("motionfollower", "sd-vae-ft-mse", "sd-image-variations")
 
@@ -18,7 +17,7 @@ def choose_preset(weights: Path | None) -> str:
     from mfollow.models.weights import locate
 
     if weights is not None and (weights / BUNDLE_FILE).is_file():
-        return str(json.loads((weights / BUNDLE_FILE).read_text()).get("preset"))
+        return str(read_meta(weights).get("preset"))
     if all(locate(n, weights).path is not None for n in SD15_COMPONENTS):
         return "sd15"
     return "tiny"

@@ -155,6 +155,13 @@ def test_run_folder_refuses_other_settings(items: list[D.Item], tmp_path: Path) 
         train(settings("mask", lr=5e-4), tmp_path / "run", items=items)
     again = train(settings("mask", lr=5e-4), tmp_path / "run", items=items, restart=True)
     assert again["resumed_from"] == 0
+    # a run folder from before a setting existed resumes when the setting keeps its default
+    recorded = tmp_path / "run" / "settings.json"
+    old = {k: v for k, v in json.loads(recorded.read_text()).items() if k not in ("lr_schedule", "vae")}
+    recorded.write_text(json.dumps(old))
+    assert train(settings("mask", lr=5e-4, steps=2), tmp_path / "run", items=items)["resumed_from"] == 1
+    with pytest.raises(ProjectError, match="other settings \\(lr_schedule\\)"):
+        train(settings("mask", lr=5e-4, steps=3, lr_schedule="cosine"), tmp_path / "run", items=items)
 
 
 def test_exports_load(items: list[D.Item], tmp_path: Path) -> None:

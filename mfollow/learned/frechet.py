@@ -10,13 +10,14 @@ covariances are offset by eps * I; a numerically complex root must be real to 1e
 from __future__ import annotations
 
 import warnings
+from types import ModuleType
 
 import numpy as np
 
 from mfollow.errors import UsageError
 
 
-def _scipy_linalg():
+def _scipy_linalg() -> ModuleType:
     try:
         import scipy.linalg
     except ImportError as exc:

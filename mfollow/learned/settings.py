@@ -11,6 +11,7 @@ from mfollow.errors import UsageError
 #: convolution; vgg: four 2x2 pools before its fifth layer).
 LPIPS_MIN_SIDE = {"alex": 31, "vgg": 16}
 CLIP = 16  # FVD frames per clip, as StyleGAN-V and common_metrics_on_video_quality use
+STRIDE = 8  # a clip starts every STRIDE frames (half-overlapping clips)
 
 LINEAGE = {
     "lpips": "LPIPS v0.1 ({net}; lpips package weights, inputs in [-1,1], spatial mean, mean over frames)",
@@ -25,7 +26,7 @@ class LearnedSettings:
     fid: bool = False
     fvd: bool = False
     fvd_clip: int = CLIP
-    fvd_stride: int = 8
+    fvd_stride: int = STRIDE
     batch: int = 8
     device: str = "cpu"
 

@@ -123,37 +123,12 @@ class ModelBundle:
     @classmethod
     def from_pretrained(cls, directory: Path) -> ModelBundle:
         """Load a bundle folder offline. Raises :class:`WeightsError` naming what is wrong."""
-        from diffusers import AutoencoderKL
-        from transformers import CLIPVisionModelWithProjection
-
-        _quiet_hf()
-        meta_path = directory / BUNDLE_FILE
-        if not meta_path.is_file():
-            raise WeightsError(f"{directory}: not a model bundle (no {BUNDLE_FILE})")
+        meta = read_meta(directory)
         try:
-            meta = json.loads(meta_path.read_text())
             scheduler = json.loads((directory / "scheduler" / "scheduler_config.json").read_text())
         except (OSError, ValueError) as exc:
             raise WeightsError(f"{directory}: unreadable bundle metadata ({exc})") from exc
-        if meta.get("format") != BUNDLE_FORMAT:
-            raise WeightsError(f"{meta_path}: bundle format {meta.get('format')!r} is not {BUNDLE_FORMAT}")
-        loaders = {
-            "unet": UNet3D.from_pretrained,
-            "poctr": PoseController.from_pretrained,
-            "vae": AutoencoderKL.from_pretrained,
-            "image_encoder": CLIPVisionModelWithProjection.from_pretrained,
-        }
-        loaded = {}
-        for name, load in loaders.items():
-            if not (directory / name / "config.json").is_file():
-                raise WeightsError(f"{directory / name}: component missing")
-            try:
-                loaded[name] = load(str(directory / name), local_files_only=True)
-            except (OSError, ValueError, RuntimeError) as exc:
-                raise WeightsError(f"{directory / name}: cannot load ({str(exc).splitlines()[0]})") from exc
-            _check_keys(directory / name, loaded[name])
-        for module in loaded.values():
-            module.to(torch.float32)  # saved in any precision (the bundled model: float16); run in float32
+        loaded = {name: load_component(directory, name) for name in COMPONENTS}
         return cls(preset=str(meta.get("preset")), scheduler_config=scheduler, **loaded).eval()
 
     # -------------------------------------------------------------------------- conditioning
@@ -176,6 +151,43 @@ class ModelBundle:
         x = (x - mean) / std
         with torch.no_grad():
             return self.image_encoder(pixel_values=x.to(p.dtype)).image_embeds
+
+
+def read_meta(directory: Path) -> dict[str, Any]:
+    """A bundle folder's ``mfollow_bundle.json`` (format checked)."""
+    meta_path = directory / BUNDLE_FILE
+    if not meta_path.is_file():
+        raise WeightsError(f"{directory}: not a model bundle (no {BUNDLE_FILE})")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{directory}: unreadable bundle metadata ({exc})") from exc
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise WeightsError(f"{meta_path}: bundle format {meta.get('format')!r} is not {BUNDLE_FORMAT}")
+    return meta
+
+
+def load_component(directory: Path, name: str) -> Any:
+    """One network of a bundle folder (``unet``, ``poctr``, ``vae``, ``image_encoder``), checked
+    key by key, in float32 (files may be saved in any precision; the bundled model's are float16)."""
+    from diffusers import AutoencoderKL
+    from transformers import CLIPVisionModelWithProjection
+
+    _quiet_hf()
+    load = {
+        "unet": UNet3D.from_pretrained,
+        "poctr": PoseController.from_pretrained,
+        "vae": AutoencoderKL.from_pretrained,
+        "image_encoder": CLIPVisionModelWithProjection.from_pretrained,
+    }[name]
+    if not (directory / name / "config.json").is_file():
+        raise WeightsError(f"{directory / name}: component missing")
+    try:
+        module = load(str(directory / name), local_files_only=True)
+    except (OSError, ValueError, RuntimeError) as exc:
+        raise WeightsError(f"{directory / name}: cannot load ({str(exc).splitlines()[0]})") from exc
+    _check_keys(directory / name, module)
+    return module.to(torch.float32).eval()
 
 
 def _check_keys(folder: Path, module: torch.nn.Module) -> None:

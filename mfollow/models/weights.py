@@ -447,9 +447,9 @@ def verify(name: str, explicit: Path | None = None) -> dict[str, str]:
             raise WeightsError(f"{folder / STAMP}: unreadable stamp ({exc})") from exc
     result = {}
     for f in comp.files:
-        reference = f if f.sha256 else WeightFile(f.path, (recorded.get(f.path) or {}).get("sha256"))  # type: ignore[arg-type]
-        if reference.sha256 is None and f.sha256_prefix is not None:
-            reference = f  # no stamp: at least the published prefix
+        stamped = (recorded.get(f.path) or {}).get("sha256")
+        # the registry's full SHA-256, else the stamp's, else the published prefix (if any)
+        reference = WeightFile(f.path, str(stamped)) if stamped and not f.sha256 else f
         if reference.expected is None:
             result[f.path] = "no reference"
             continue

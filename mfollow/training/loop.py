@@ -197,7 +197,7 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
             raise UsageError(f"unknown SegDiT size {s.segdit_size!r}; choose from {', '.join(SEGDIT_SIZES)}")
         torch.manual_seed(s.seed)  # module initialisers draw from the global generator
         return {"segdit": SegDiT(**SEGDIT_SIZES[s.segdit_size])}, None  # type: ignore[arg-type]
-    from mfollow.models.bundle import ModelBundle
+    from mfollow.models.bundle import ModelBundle, load_component, read_meta
 
     if s.init:
         bundle = ModelBundle.from_pretrained(Path(s.init))
@@ -210,10 +210,10 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
     else:
         bundle = ModelBundle.random(s.preset, seed=s.seed)
     if s.vae:  # a retrained autoencoder under a trained U-Net (the U-Net then adapts to its latents)
-        other = ModelBundle.from_pretrained(Path(s.vae))
-        if other.preset != bundle.preset:
-            raise UsageError(f"--vae {s.vae}: a '{other.preset}' bundle, but the run is '{bundle.preset}'")
-        bundle.vae = other.vae
+        other = read_meta(Path(s.vae)).get("preset")
+        if other != bundle.preset:
+            raise UsageError(f"--vae {s.vae}: a '{other}' bundle, but the run is '{bundle.preset}'")
+        bundle.vae = load_component(Path(s.vae), "vae")
     bundle.to(s.device, torch.float32)
     return bundle.modules(), bundle
 
