@@ -3,6 +3,7 @@
     python benchmarks/sampler.py                       # everything (sd15 needs ~20 GB of RAM)
     python benchmarks/sampler.py --skip-sd15
     python benchmarks/sampler.py --case step-paper     # one case
+    python benchmarks/sampler.py --device cuda         # on a GPU (peaks: CUDA memory allocated)
 
 Cases (random weights, float32, CPU):
 
@@ -17,7 +18,10 @@ Cases (random weights, float32, CPU):
 - ``sd15-step`` / ``sd15-step-ckpt``: one guided step of the sd15 preset, 8 frames at 256x256.
 
 "Peak growth" is the process's maximum resident set (ru_maxrss) after the measured work minus
-the same figure just before it (networks built, inputs ready).
+the same figure just before it (networks built, inputs ready). With ``--device cuda`` it is the
+peak of CUDA memory allocated during the work minus what was allocated before it, the ``long``
+cases report the peak of CUDA memory allocated over the whole edit, and times are taken after
+synchronising the device.
 """
 
 from __future__ import annotations
@@ -40,8 +44,23 @@ CASES = (
 )  # fmt: skip
 
 
+DEVICE = os.environ.get("MFOLLOW_BENCH_DEVICE", "cpu")  # set by --device, inherited by the case processes
+
+
 def maxrss_mib() -> float:
+    """Peak memory so far: resident set on CPU, CUDA memory allocated on a GPU."""
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        return torch.cuda.max_memory_allocated() / 2**20
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def sync() -> None:
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        torch.cuda.synchronize()
 
 
 def _setup(preset: str, frames: int, size: int, seed: int = 0):  # type: ignore[no-untyped-def]
@@ -54,20 +73,23 @@ def _setup(preset: str, frames: int, size: int, seed: int = 0):  # type: ignore[
 
     p = get_preset(preset)
     torch.manual_seed(seed)
-    unet = UNet3D(**p.unet).eval().requires_grad_(False)
-    poctr = PoseController(**p.poctr).eval().requires_grad_(False)
-    g = torch.Generator().manual_seed(seed)
+    with torch.device(DEVICE):  # built in place (sd15's random init is slow on CPU)
+        unet = UNet3D(**p.unet).eval().requires_grad_(False)
+        poctr = PoseController(**p.poctr).eval().requires_grad_(False)
+    g = torch.Generator(DEVICE).manual_seed(seed)
     lat = size // 8
-    m_r = torch.zeros(1, 1, frames, size, size)
+    m_r = torch.zeros(1, 1, frames, size, size, device=DEVICE)
     m_r[..., size // 4 : 3 * size // 4, size // 6 : size // 2] = 1
     m_e = torch.zeros_like(m_r)
     m_e[..., size // 4 : 3 * size // 4, size // 3 : 2 * size // 3] = 1
     with torch.no_grad():
         cond = Conditioning(
-            context=torch.randn(1, frames, p.unet["cross_attention_dim"], generator=g),
-            pose_r=poctr(torch.rand(1, 3, frames, size, size, generator=g)),
-            pose_e=poctr(torch.rand(1, 3, frames, size, size, generator=g)),
-            appearance=unet.appearance_features(torch.rand(1, 3, frames, size, size, generator=g) * 2 - 1),
+            context=torch.randn(1, frames, p.unet["cross_attention_dim"], generator=g, device=DEVICE),
+            pose_r=poctr(torch.rand(1, 3, frames, size, size, generator=g, device=DEVICE)),
+            pose_e=poctr(torch.rand(1, 3, frames, size, size, generator=g, device=DEVICE)),
+            appearance=unet.appearance_features(
+                torch.rand(1, 3, frames, size, size, generator=g, device=DEVICE) * 2 - 1
+            ),
             M_e=m_e,
             M_r=m_r,
             M_e_latent=torch.nn.functional.interpolate(m_e[0], size=(lat, lat), mode="nearest")[None],
@@ -83,14 +105,16 @@ def run_sampler(preset: str, frames: int, size: int, steps: int, guidance: str, 
     if ckpt:
         unet.enable_gradient_checkpointing()
     timesteps, abar = schedule(SCHEDULER, steps)
-    z = initial_noise(0, frames, shape)
+    z = initial_noise(0, frames, shape).to(DEVICE)
     state = SamplerState(z.clone(), z.clone(), 1)  # skip the pure-noise step (no guidance there)
     settings = SamplerSettings(steps=steps, cfg=3.5, guidance=guidance, window=frames, overlap=0)  # type: ignore[arg-type]
-    base = maxrss_mib()
+    sync()
+    base = _reset_peak()
     times: list[float] = []
     last = [time.perf_counter()]
 
     def tick(event: dict) -> None:
+        sync()
         now = time.perf_counter()
         times.append(now - last[0])
         last[0] = now
@@ -115,8 +139,9 @@ def run_release(frames: int, size: int, steps: int) -> dict:
     unet, c, shape = _setup("tiny", frames, size)
     timesteps, abar = schedule(SCHEDULER, steps + 1)
     timesteps = timesteps[1:]  # the same guided steps as the lockstep case
-    z0 = initial_noise(0, frames, shape)
-    base = maxrss_mib()
+    z0 = initial_noise(0, frames, shape).to(DEVICE)
+    sync()
+    base = _reset_peak()
     start = time.perf_counter()
     estimator = copy.deepcopy(unet)  # the second U-Net copy
     stored = [z0]
@@ -132,7 +157,7 @@ def run_release(frames: int, size: int, steps: int) -> dict:
                 None,
             )
             stored.append(z)
-    est_app = estimator.appearance_features(torch.zeros(1, 3, frames, size, size))
+    est_app = estimator.appearance_features(torch.zeros(1, 3, frames, size, size, device=DEVICE))
     x = z0
     for i, t in enumerate(timesteps):
         a_t = float(abar[t])
@@ -146,6 +171,7 @@ def run_release(frames: int, size: int, steps: int) -> dict:
         L_fg, L_bg = consistency_losses([f_e[1], f_e[2]], [f_r[1], f_r[2]], c.M_e, c.M_r)
         g = guidance_gradient(x_req, L_fg, L_bg, c.M_e_latent)
         x = ddim_step(x, v_u + 3.5 * (v_c - v_u), a_t, a_prev, g)
+    sync()
     elapsed = time.perf_counter() - start
     return {"seconds_total": round(elapsed, 3), "peak_growth_MiB": round(maxrss_mib() - base, 1)}
 
@@ -163,10 +189,20 @@ def run_long(frames: int) -> dict:
         bundle = ModelBundle.random("tiny", 0).eval()
         inputs = EditInputs(pair / "source.mp4", pair / "source_poses.json", pair / "edit_poses.json",
                             pair / "source_masks", pair / "edit_masks")  # fmt: skip
-        settings = EditSettings(sampler=SamplerSettings(steps=2), short_side=128)
+        settings = EditSettings(sampler=SamplerSettings(steps=2), short_side=128, device=DEVICE)
         start = time.perf_counter()
         run_edit(bundle, inputs, settings, Path(tmp) / "out.mp4")
         return {"seconds_total": round(time.perf_counter() - start, 1), "peak_rss_MiB": round(maxrss_mib(), 1)}
+
+
+def _reset_peak() -> float:
+    """Start a new peak window; returns the memory in use now (the window's base)."""
+    if DEVICE.startswith("cuda"):
+        import torch
+
+        torch.cuda.reset_peak_memory_stats()
+        return torch.cuda.memory_allocated() / 2**20
+    return maxrss_mib()
 
 
 def run_case(case: str) -> dict:
@@ -185,26 +221,57 @@ def run_case(case: str) -> dict:
 
 
 def main() -> None:
+    global DEVICE
     ap = argparse.ArgumentParser()
     ap.add_argument("--case", choices=CASES)
     ap.add_argument("--skip-sd15", action="store_true")
+    ap.add_argument("--cases", help="comma-separated subset of the cases (default: all)")
+    ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per case")
+    ap.add_argument("--device", default=DEVICE, help="cpu (default) or cuda[:N]")
     args = ap.parse_args()
+    DEVICE = os.environ["MFOLLOW_BENCH_DEVICE"] = args.device
     if args.case:
         print(json.dumps(run_case(args.case)))
         return
     out: dict[str, object] = {"benchmark": "sampler", "cpus": os.cpu_count(), "machine": platform.machine()}
-    for case in CASES:
+    out["device"] = _device_name(args.device)
+    chosen = CASES if args.cases is None else tuple(c for c in CASES if c in args.cases.split(","))
+    for case in chosen:
         if args.skip_sd15 and case.startswith("sd15"):
             continue
-        r = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True)
+        try:
+            r = subprocess.run(
+                [sys.executable, __file__, "--case", case], capture_output=True, text=True, timeout=args.timeout
+            )
+        except subprocess.TimeoutExpired:
+            out[case] = {"error": f"over {args.timeout} s"}
+            continue
         out[case] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-300:]}
-    if "lockstep" in out and "release" in out:
-        lock, rel, ck = out["lockstep"], out["release"], out.get("lockstep-ckpt", {})
-        out["time_ratio_lockstep_vs_release"] = round(lock["seconds_total"] / rel["seconds_total"], 3)  # type: ignore[index]
-        out["memory_ratio_defaults_vs_release"] = round(ck["peak_growth_MiB"] / rel["peak_growth_MiB"], 3)  # type: ignore[index]
-    if "long-48" in out and "long-600" in out:
-        out["long_memory_ratio_600_vs_48"] = round(out["long-600"]["peak_rss_MiB"] / out["long-48"]["peak_rss_MiB"], 3)  # type: ignore[index]
+    out.update(_ratios(out))
     print(json.dumps(out, indent=2))
+
+
+def _ratios(out: dict) -> dict[str, float]:
+    """The targets' ratios, from whichever of their cases ran."""
+
+    def ratio(a: str, b: str, key: str) -> dict[str, float]:
+        x, y = out.get(a, {}), out.get(b, {})
+        return {} if key not in x or key not in y else {"v": round(x[key] / y[key], 3)}
+
+    found = {
+        "time_ratio_lockstep_vs_release": ratio("lockstep", "release", "seconds_total"),
+        "memory_ratio_defaults_vs_release": ratio("lockstep-ckpt", "release", "peak_growth_MiB"),
+        "long_memory_ratio_600_vs_48": ratio("long-600", "long-48", "peak_rss_MiB"),
+    }
+    return {name: r["v"] for name, r in found.items() if r}
+
+
+def _device_name(device: str) -> str:
+    if not device.startswith("cuda"):
+        return "cpu"
+    import torch
+
+    return f"{torch.cuda.get_device_name(torch.device(device))}, torch {torch.__version__}"
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ def train(
     data_cache: Annotated[
         Path | None, typer.Option("--data-cache", help="Folder keeping rendered synthetic data between runs.")
     ] = None,
+    data_workers: Annotated[
+        int, typer.Option("--data-workers", min=1, help="Synthetic data: processes rendering it (same data).")
+    ] = 1,
     synth_pairs: Annotated[int, typer.Option("--synth-pairs", help="Synthetic data: number of puppet pairs.")] = 64,
     synth_frames: Annotated[int, typer.Option("--synth-frames", help="Synthetic data: frames per pair.")] = 48,
     init: Annotated[
@@ -120,6 +123,7 @@ def train(
                 run_dir,
                 restart=restart,
                 data_cache=data_cache,
+                data_workers=data_workers,
                 callback=lambda e: tick(e["step"], e["steps"]),
             )
         if main:

@@ -184,7 +184,22 @@ def run_edit(
     progress: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Edit and write ``output``; returns a JSON-ready report. With a ``store``, the sampler state
-    is saved after every step and a compatible saved state is resumed."""
+    is saved after every step and a compatible saved state is resumed. On CUDA the edit runs with
+    deterministic kernels (:mod:`mfollow.determinism`)."""
+    from mfollow.determinism import deterministic_kernels
+
+    with deterministic_kernels(torch.device(s.device)):
+        return _run_edit(bundle, inputs, s, output, store, progress)
+
+
+def _run_edit(
+    bundle: ModelBundle,
+    inputs: EditInputs,
+    s: EditSettings,
+    output: Path,
+    store: StateStore | None,
+    progress: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
     from mfollow.video import VideoWriter
     from mfollow.video.read import restore_frame
     from mfollow.video.write import average_rate
@@ -203,7 +218,9 @@ def run_edit(
     timesteps, abar = schedule(bundle.scheduler_config, s.sampler.steps)
     state = store.load() if store is not None else None
     resumed_from = 0 if state is None else state.step
-    if state is None:
+    if state is not None:  # the file holds CPU tensors
+        state = SamplerState(state.z_e.to(device, dtype), state.z_r.to(device, dtype), state.step)
+    else:
         z = initial_noise(s.seed, n, (bundle.unet.config.in_channels, h // 8, w // 8)).to(device, dtype)
         state = SamplerState(z.clone(), z.clone(), 0)
     windows = layout(n, s.sampler.window, s.sampler.overlap)

@@ -162,3 +162,21 @@ def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Pa
     # the rows that the crop cut away (top and bottom) are the source's own
     out, src = frames_of(tmp_path / "src.mp4").astype(int), frames_of(wide).astype(int)
     assert np.abs(out[:, :4] - src[:, :4]).mean() < 6 and np.abs(out[:, 20:44] - src[:, 20:44]).mean() > 20
+
+
+def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    import torch
+
+    from mfollow.determinism import deterministic_kernels
+
+    assert not torch.are_deterministic_algorithms_enabled()
+    with deterministic_kernels(torch.device("cpu")):
+        assert not torch.are_deterministic_algorithms_enabled()
+    monkeypatch.setenv("CUBLAS_WORKSPACE_CONFIG", ":16:8")
+    with deterministic_kernels(torch.device("cuda")):  # only flips flags; needs no GPU
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()
+        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # the user's value is kept
+    assert not torch.are_deterministic_algorithms_enabled()

@@ -83,6 +83,13 @@ def test_one_step_changes_exactly_the_stage_parameters(stage: str, items: list[D
         assert changed and all(".motion_modules." in k for k in changed)
 
 
+def test_parallel_rendering_gives_the_same_data() -> None:
+    one, two = D.synth_items(5, 2, 4, 32), D.synth_items(5, 2, 4, 32, workers=2)
+    for a, b in zip(one, two, strict=True):
+        for name in ("frames", "poses", "masks", "edit_frames", "edit_poses", "edit_masks"):
+            assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
 def test_hybrid_batches_are_image_pairs_at_the_stated_rate(items: list[D.Item]) -> None:
     n = 2000
     kinds = [D.video_stage_batch(items, D.batch_rng(0, step, 0, 0), 1, 3)[0] for step in range(n)]
@@ -229,6 +236,7 @@ def test_cli_train_errors_and_json(tmp_path: Path) -> None:
     )
     args = ["train", str(tmp_path / "r2"), "--stage", "mask", "--steps", "2", "--batch", "2", "--size", "64"]
     args += ["--synth-pairs", "2", "--synth-frames", "4", "--clip-length", "2", "--json", "--progress", "none"]
+    args += ["--data-workers", "2"]
     r = mfollow(*args)
     assert r.returncode == 0, r.stderr
     summary = json.loads(r.stdout)

@@ -146,7 +146,8 @@ def sample(
     frames = state.z_e.shape[2]
     windows = layout(frames, settings.window, settings.overlap)
     weights = [
-        torch.from_numpy(w).to(torch.float32) for w in blend_weights(windows, frames, settings.blend, settings.overlap)
+        torch.from_numpy(w).to(state.z_e.device, torch.float32)
+        for w in blend_weights(windows, frames, settings.blend, settings.overlap)
     ]
     for i in range(state.step, len(timesteps)):
         t = timesteps[i]

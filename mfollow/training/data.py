@@ -52,37 +52,49 @@ class Item:
 
 
 # ----------------------------------------------------------------------------- sources
-def synth_items(seed: int, count: int, frames: int, size: int, cache: Path | None = None) -> list[Item]:
+def synth_items(
+    seed: int, count: int, frames: int, size: int, cache: Path | None = None, *, workers: int = 1
+) -> list[Item]:
     """Render ``count`` puppet pairs of ``PuppetPairs(seed, count)`` at ``size``; with ``cache``,
-    the arrays are stored there (an .npz keyed by the arguments) and reused by later runs."""
+    the arrays are stored there (an .npz keyed by the arguments) and reused by later runs.
+    ``workers`` > 1 renders in that many processes (same arrays: each pair is seeded alone)."""
     key = hashlib.sha256(json.dumps(["synth", 1, seed, count, frames, size]).encode()).hexdigest()[:16]
     path = None if cache is None else cache / f"synth-{key}.npz"
     if path is not None and path.is_file():
         return _unpack(np.load(path))
-    from mfollow.pose.render import render_sequence
-    from mfollow.synth import PuppetPairs
+    jobs = [(seed, count, frames, size, index) for index in range(count)]
+    if workers > 1:
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
 
-    pairs = PuppetPairs(seed, count, frames=frames, size=size)
-    items = []
-    for index in range(count):
-        pair = pairs.pair(index)
-        clips = {role: pairs.clip(pair, role, 0, frames) for role in ("source", "edit")}
-        renders = {role: np.stack(list(render_sequence(c["poses"], size, size))) for role, c in clips.items()}  # type: ignore[arg-type]
-        items.append(
-            Item(
-                frames=clips["source"]["frames"],  # type: ignore[arg-type]
-                poses=renders["source"],
-                masks=clips["source"]["masks"],  # type: ignore[arg-type]
-                edit_frames=clips["edit"]["frames"],  # type: ignore[arg-type]
-                edit_poses=renders["edit"],
-                edit_masks=clips["edit"]["masks"],  # type: ignore[arg-type]
-            )
-        )
+        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            items = list(pool.map(_synth_item, *zip(*jobs, strict=True)))
+    else:
+        items = [_synth_item(*job) for job in jobs]
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **_pack(items))
     return items
+
+
+def _synth_item(seed: int, count: int, frames: int, size: int, index: int) -> Item:
+    """Pair ``index`` of ``PuppetPairs(seed, count)``: both clips, their pose renders and masks."""
+    from mfollow.pose.render import render_sequence
+    from mfollow.synth import PuppetPairs
+
+    pairs = PuppetPairs(seed, count, frames=frames, size=size)
+    pair = pairs.pair(index)
+    clips = {role: pairs.clip(pair, role, 0, frames) for role in ("source", "edit")}
+    renders = {role: np.stack(list(render_sequence(c["poses"], size, size))) for role, c in clips.items()}  # type: ignore[arg-type]
+    return Item(
+        frames=clips["source"]["frames"],  # type: ignore[arg-type]
+        poses=renders["source"],
+        masks=clips["source"]["masks"],  # type: ignore[arg-type]
+        edit_frames=clips["edit"]["frames"],  # type: ignore[arg-type]
+        edit_poses=renders["edit"],
+        edit_masks=clips["edit"]["masks"],  # type: ignore[arg-type]
+    )
 
 
 def _pack(items: list[Item]) -> dict[str, np.ndarray]:

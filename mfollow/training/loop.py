@@ -180,7 +180,7 @@ def _draw(s: TrainSettings, items: list[D.Item], step: int, rank: int, micro: in
 
 def _generator(s: TrainSettings, step: int, rank: int, micro: int) -> torch.Generator:
     key = int(np.random.SeedSequence([s.seed, step, rank, micro, 7]).generate_state(1, np.uint64)[0] >> 1)
-    return torch.Generator(device=s.device).manual_seed(key)
+    return torch.Generator().manual_seed(key)  # on the CPU: the same draws whatever the device
 
 
 # ----------------------------------------------------------------------------- set-up
@@ -192,11 +192,11 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
         if s.init:
             if not (Path(s.init) / "config.json").is_file():
                 raise WeightsError(f"{s.init}: not a SegDiT folder (no config.json)")
-            return {"segdit": SegDiT.from_pretrained(s.init).train()}, None
+            return {"segdit": SegDiT.from_pretrained(s.init).to(s.device).train()}, None
         if s.segdit_size not in SEGDIT_SIZES:
             raise UsageError(f"unknown SegDiT size {s.segdit_size!r}; choose from {', '.join(SEGDIT_SIZES)}")
         torch.manual_seed(s.seed)  # module initialisers draw from the global generator
-        return {"segdit": SegDiT(**SEGDIT_SIZES[s.segdit_size])}, None  # type: ignore[arg-type]
+        return {"segdit": SegDiT(**SEGDIT_SIZES[s.segdit_size]).to(s.device)}, None  # type: ignore[arg-type]
     from mfollow.models.bundle import ModelBundle, load_component, read_meta
 
     if s.init:
@@ -325,9 +325,11 @@ def train(
     restart: bool = False,
     items: list[D.Item] | None = None,
     data_cache: Path | None = None,
+    data_workers: int = 1,
     callback: Callable[[dict[str, Any]], None] | None = None,
 ) -> dict[str, Any]:
     """Train one stage into ``run`` (resuming from its checkpoint) and export the result.
+    ``data_workers`` processes render synthetic data (the same arrays as one).
 
     Returns a JSON-ready summary: steps, last loss, the export folder and its weights hash.
     """
@@ -356,7 +358,9 @@ def train(
 
     if items is None:
         if s.data == "synth":
-            items = D.synth_items(s.seed + 1000, s.synth_pairs, s.synth_frames, s.size, data_cache)
+            items = D.synth_items(
+                s.seed + 1000, s.synth_pairs, s.synth_frames, s.size, data_cache, workers=data_workers
+            )
         else:
             items = D.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask")
     modules, bundle = _models(s)

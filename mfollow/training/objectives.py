@@ -44,13 +44,14 @@ def diffusion_loss(
         pose: (B, 3, F, H, W) target pose renders in [0, 1] (the PoCtr input).
         context: (B, F, D) CLIP image embeddings of the reference frames.
         abar: (T,) cumulative alphas; t is drawn uniformly from [0, T).
-        generator: draws t, the noise and the context dropout (on z0's device).
+        generator: a CPU generator; draws t, the noise and the context dropout (drawn on the CPU
+            and moved, so a batch's draws do not depend on the device that trains).
     """
     b = z0.shape[0]
     dev = z0.device
-    t = torch.randint(0, len(abar), (b,), generator=generator, device=dev)
-    eps = torch.randn(z0.shape, generator=generator, device=dev, dtype=z0.dtype)
-    keep = (torch.rand((b,), generator=generator, device=dev) >= CONTEXT_DROP).to(context.dtype)
+    t = torch.randint(0, len(abar), (b,), generator=generator).to(dev)
+    eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype).to(dev)
+    keep = (torch.rand((b,), generator=generator) >= CONTEXT_DROP).to(dev, context.dtype)
     a = abar.to(dev)[t].to(z0.dtype).view(b, 1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1, 1): broadcast over C, F, h, w
     zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
     v = a.sqrt() * eps - (1 - a).sqrt() * z0
@@ -60,7 +61,8 @@ def diffusion_loss(
 
 
 def vae_loss(vae: Any, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
-    """frames (B, 3, H, W) in [-1, 1]: mean |D(E(x)) - x| + KL_WEIGHT * KL(q(z|x) || N(0, I))."""
+    """frames (B, 3, H, W) in [-1, 1]: mean |D(E(x)) - x| + KL_WEIGHT * KL(q(z|x) || N(0, I)).
+    ``generator`` (CPU) draws the posterior sample, moved to the frames' device."""
     posterior = vae.encode(frames).latent_dist
     z = posterior.sample(generator=generator)
     recon = vae.decode(z).sample
