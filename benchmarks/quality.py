@@ -1,7 +1,8 @@
 """Edit quality of the bundled demo model on held-out synthetic pairs. Prints JSON.
 
     python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps 20] [--first-seed 10000]
-                                 [--configs paper,official,none] [--scales 1.0] [--cfg X] [--weights DIR]
+                                 [--configs paper,official,none,paper+camera] [--scales 1.0] [--cfg X]
+                                 [--weights DIR]
 
 For each pair (seeds ``first-seed`` .. ``first-seed + pairs - 1``; training draws its pairs from
 hashed seeds of ``PuppetPairs(1000, ...)``, never these), the demo's preprocessing runs (ground-truth
@@ -51,7 +52,8 @@ def main() -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.pairs))
     assert not set(seeds) & training_seeds(), "a benchmark seed was used in training"
     bundle, weights_id = load_bundle("tiny", args.weights)
-    configs: dict[str, tuple[str, float | None]] = {c: (c, None) for c in args.configs.split(",") if c}
+    # a configuration: guidance preset [+camera] (K/V injection of --camera), e.g. "paper+camera"
+    configs: dict[str, tuple[str, float | None]] = {c: (c.split("+")[0], None) for c in args.configs.split(",") if c}
     for s in (float(x) for x in args.scales.split(",") if x):
         configs[f"paper@{s:g}"] = ("paper", s)
     table: dict[str, list[dict[str, float]]] = {name: [] for name in (*configs, "source_unchanged", "target_unchanged")}
@@ -68,7 +70,8 @@ def main() -> None:
                 t0 = time.perf_counter()
                 settings = sampler_settings(guidance, args.steps, scale, args.cfg)
                 try:
-                    result = edit_pair(bundle, pair_dir, staged, settings, out / f"{name}.mp4")
+                    camera = name.endswith("+camera")
+                    result = edit_pair(bundle, pair_dir, staged, settings, out / f"{name}.mp4", camera=camera)
                 except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
                     failures.setdefault(name, []).append(f"seed {seed}: {exc}")
                     continue
@@ -79,7 +82,7 @@ def main() -> None:
         for name, rows in table.items()
         if rows
     }
-    best = {name: m for name, m in means.items() if name.split("@")[0] in ("paper", "official")}
+    best = {name: m for name, m in means.items() if name.split("@")[0].split("+")[0] in ("paper", "official")}
     checks = {}
     for name, m in best.items():
         if name in failures:

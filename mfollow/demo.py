@@ -87,11 +87,13 @@ def edit_pair(
     sampler: Any,
     result: Path,
     progress: Callable[[str, int, int], None] | None = None,
+    camera: bool = False,
 ) -> Path:
-    """Edit a prepared pair at the demo size with ``sampler`` settings; writes ``result``."""
+    """Edit a prepared pair at the demo size with ``sampler`` settings (and, with ``camera``, the
+    masked key/value injection of ``--camera``); writes ``result``."""
     from mfollow.editing import EditInputs, EditSettings, run_edit
 
-    edit = EditSettings(sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None)
+    edit = EditSettings(sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera)
     run_edit(
         bundle,
         EditInputs(pair_dir / "source.mp4", target=pair_dir / "target.mp4", **staged),
