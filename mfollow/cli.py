@@ -308,6 +308,7 @@ def demo(
     weights: Annotated[
         Path | None, typer.Option("--weights", help="A tiny bundle folder, or a weights folder with tiny/ and segdit/.")
     ] = None,
+    device: DeviceOpt = DeviceChoice.cpu,
     json_out: JsonOpt = False,
     progress: ProgressOpt = ProgressChoice.auto,
     quiet: QuietOpt = False,
@@ -323,6 +324,7 @@ def demo(
             raise UsageError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
         if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "pair" / "pair.json").is_file():
             raise UsageError(f"{out_dir}: exists and is not a demo folder; choose another OUT_DIR")
+        check_device(device.value)
         settings = DemoSettings(
             seed=seed,
             frames=frames,
@@ -330,6 +332,7 @@ def demo(
             guidance=guidance.value,
             guidance_scale=guidance_scale,
             camera=None if camera is None else camera.value,
+            device=device.value,
         )
         reporter = Reporter(progress.value, quiet=quiet)
         with contextlib.ExitStack() as stack:

@@ -43,6 +43,7 @@ class DemoSettings:
     guidance: str = "paper"
     guidance_scale: float | None = None  # None: the sampler's default
     camera: str | None = None  # the pair's camera path (None: drawn from the seed)
+    device: str = "cpu"  # where the edit runs
 
 
 def prepare_pair(
@@ -88,12 +89,13 @@ def edit_pair(
     result: Path,
     progress: Callable[[str, int, int], None] | None = None,
     camera: bool = False,
+    device: str = "cpu",
 ) -> Path:
     """Edit a prepared pair at the demo size with ``sampler`` settings (and, with ``camera``, the
     masked key/value injection of ``--camera``); writes ``result``."""
     from mfollow.editing import EditInputs, EditSettings, run_edit
 
-    edit = EditSettings(sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera)
+    edit = EditSettings(sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera, device=device)
     run_edit(
         bundle,
         EditInputs(pair_dir / "source.mp4", target=pair_dir / "target.mp4", **staged),
@@ -145,7 +147,7 @@ def run_demo(
     )
     t = tick("synth_and_preprocess", t)
     sampler = sampler_settings(settings.guidance, settings.steps, settings.guidance_scale)
-    result = edit_pair(bundle, pair_dir, staged, sampler, out / "result.mp4", progress)
+    result = edit_pair(bundle, pair_dir, staged, sampler, out / "result.mp4", progress, device=settings.device)
     t = tick("edit", t)
     videos = [pair_dir / "source.mp4", pair_dir / "target.mp4", result, pair_dir / "edit_gt.mp4"]
     side_by_side(videos, LABELS, out / "side_by_side.mp4", pair.fps)

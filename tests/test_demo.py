@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mfollow.models import weights as W
 from mfollow.project import sha256_file
@@ -74,3 +75,13 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     r = subprocess.run([*cmd[:4], str(tmp_path / "mine" / "notes.txt")], capture_output=True, text=True, env=bare_home)
     assert r.returncode == 2 and "is not a folder" in r.stderr
+    assert report["settings"]["device"] == "cpu"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
+def test_demo_refuses_a_missing_device(tmp_path: Path, bare_home: dict[str, str]) -> None:
+    cmd = [sys.executable, "-m", "mfollow", "demo", str(tmp_path / "d"), "--device", "cuda"]
+    r = subprocess.run(cmd, capture_output=True, text=True, env=bare_home, timeout=120)
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == ["mfollow: error: --device cuda: no CUDA device is available"]
+    assert not (tmp_path / "d").exists()  # refused before any work
