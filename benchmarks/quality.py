@@ -53,7 +53,12 @@ def main() -> None:
     assert not set(seeds) & training_seeds(), "a benchmark seed was used in training"
     bundle, weights_id = load_bundle("tiny", args.weights)
     # a configuration: guidance preset [+camera] (K/V injection of --camera), e.g. "paper+camera"
-    configs: dict[str, tuple[str, float | None]] = {c: (c.split("+")[0], None) for c in args.configs.split(",") if c}
+    configs: dict[str, tuple[str, float | None]] = {}
+    for c in (c for c in args.configs.split(",") if c):
+        guidance, _, extra = c.partition("+")
+        if guidance not in ("paper", "official", "none") or extra not in ("", "camera"):
+            raise SystemExit(f"--configs: {c!r} is not GUIDANCE[+camera] (paper, official, none)")
+        configs[c] = (guidance, None)
     for s in (float(x) for x in args.scales.split(",") if x):
         configs[f"paper@{s:g}"] = ("paper", s)
     table: dict[str, list[dict[str, float]]] = {name: [] for name in (*configs, "source_unchanged", "target_unchanged")}

@@ -21,8 +21,8 @@ Cases (random weights, float32, CPU):
 the same figure just before it (networks built, inputs ready). With ``--device cuda`` it is the
 peak of CUDA memory allocated during the work minus what was allocated before it, the ``long``
 cases report the peak of CUDA memory allocated over the whole edit, and times are taken after
-synchronising the device, after an untimed warm-up (one gradient-free and one guided pass with
-its backward, the same for every case; ``--warmup on|off`` overrides, off by default on the CPU).
+synchronising the device, after an untimed warm-up (one guided lockstep step, the same for every
+case; ``--warmup on|off`` overrides, off by default on the CPU).
 """
 
 from __future__ import annotations
@@ -45,6 +45,7 @@ CASES = (
 )  # fmt: skip
 
 
+CFG = 3.5  # classifier-free guidance of every case (the sd15 preset's default)
 DEVICE = os.environ.get("MFOLLOW_BENCH_DEVICE", "cpu")  # set by --device, inherited by the case processes
 WARMUP = os.environ.get("MFOLLOW_BENCH_WARMUP", "auto")  # set by --warmup: on, off, auto (= on for CUDA)
 
@@ -109,8 +110,8 @@ def run_sampler(preset: str, frames: int, size: int, steps: int, guidance: str, 
     timesteps, abar = schedule(SCHEDULER, steps)
     z = initial_noise(0, frames, shape).to(DEVICE)
     state = SamplerState(z.clone(), z.clone(), 1)  # skip the pure-noise step (no guidance there)
-    settings = SamplerSettings(steps=steps, cfg=3.5, guidance=guidance, window=frames, overlap=0)  # type: ignore[arg-type]
-    _warm_up(unet, cond, z, timesteps[1])
+    settings = SamplerSettings(steps=steps, cfg=CFG, guidance=guidance, window=frames, overlap=0)  # type: ignore[arg-type]
+    _warm_up(unet, cond, z, timesteps, abar)
     base = _reset_peak()
     times: list[float] = []
     last = [time.perf_counter()]
@@ -140,9 +141,9 @@ def run_release(frames: int, size: int, steps: int) -> dict:
 
     unet, c, shape = _setup("tiny", frames, size)
     timesteps, abar = schedule(SCHEDULER, steps + 1)
-    timesteps = timesteps[1:]  # the same guided steps as the lockstep case
     z0 = initial_noise(0, frames, shape).to(DEVICE)
-    _warm_up(unet, c, z0, timesteps[0])
+    _warm_up(unet, c, z0, timesteps, abar)
+    timesteps = timesteps[1:]  # the same guided steps as the lockstep case
     base = _reset_peak()
     start = time.perf_counter()
     estimator = copy.deepcopy(unet)  # the second U-Net copy
@@ -172,7 +173,7 @@ def run_release(frames: int, size: int, steps: int) -> dict:
         f_e = estimator(x_req, t, c.context, pose_features=c.pose_e, appearance=est_app).features
         L_fg, L_bg = consistency_losses([f_e[1], f_e[2]], [f_r[1], f_r[2]], c.M_e, c.M_r)
         g = guidance_gradient(x_req, L_fg, L_bg, c.M_e_latent)
-        x = ddim_step(x, v_u + 3.5 * (v_c - v_u), a_t, a_prev, g)
+        x = ddim_step(x, v_u + CFG * (v_c - v_u), a_t, a_prev, g)
     sync()
     elapsed = time.perf_counter() - start
     return {"seconds_total": round(elapsed, 3), "peak_growth_MiB": round(maxrss_mib() - base, 1)}
@@ -197,24 +198,18 @@ def run_long(frames: int) -> dict:
         return {"seconds_total": round(time.perf_counter() - start, 1), "peak_rss_MiB": round(maxrss_mib(), 1)}
 
 
-def _warm_up(unet, c, z, t: int) -> None:  # type: ignore[no-untyped-def]
-    """On CUDA, one untimed gradient-free pass and one guided pass with its Eq. 7 backward before
-    timing (the same for every case), so one-off start-up work (kernel loading, library handles,
-    the allocator's first requests) is outside the totals. Not on the CPU unless asked
-    (``--warmup on``): there the peak memory (ru_maxrss) cannot be reset afterwards, so the
-    memory figures of a warmed-up CPU run mean nothing."""
-    import torch
-
-    from mfollow.sampling.guidance import consistency_losses, guidance_gradient
+def _warm_up(unet, c, z, timesteps: list[int], abar) -> None:  # type: ignore[no-untyped-def]
+    """On CUDA, one untimed guided lockstep step (mfollow's sampler, the same for every case)
+    before timing, so one-off start-up work (kernel loading, library handles, the allocator's
+    first requests) is outside the totals. Not on the CPU unless asked (``--warmup on``): there
+    the peak memory (ru_maxrss) cannot be reset afterwards, so the memory figures of a warmed-up
+    CPU run mean nothing."""
+    from mfollow.sampling.sampler import SamplerSettings, SamplerState, sample
 
     if WARMUP == "on" or (WARMUP == "auto" and DEVICE.startswith("cuda")):
-        with torch.no_grad():
-            f_r = unet(z, t, c.context, pose_features=c.pose_r, appearance=c.appearance).features
-        z_req = z.detach().requires_grad_(True)
-        f_e = unet(z_req, t, c.context, pose_features=c.pose_e, appearance=c.appearance).features
-        keys = sorted(f_e)
-        L_fg, L_bg = consistency_losses([f_e[k] for k in keys], [f_r[k] for k in keys], c.M_e, c.M_r)
-        guidance_gradient(z_req, L_fg, L_bg, c.M_e_latent)
+        frames = z.shape[2]
+        settings = SamplerSettings(steps=len(timesteps), cfg=CFG, guidance="paper", window=frames, overlap=0)
+        sample(unet, SamplerState(z.clone(), z.clone(), 1), timesteps[:2], abar, lambda w: c, settings)
     sync()
 
 
