@@ -1,15 +1,16 @@
 """Edit quality of the bundled demo model on held-out synthetic pairs. Prints JSON.
 
     python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps 20] [--first-seed 10000]
-                                 [--configs paper,official,none,paper+camera] [--scales 1.0] [--cfg X]
-                                 [--weights DIR]
+                                 [--configs paper,official,none,paper+camera,paper+raw] [--scales 1.0]
+                                 [--cfg X] [--weights DIR] [--margin PX]
 
 For each pair (seeds ``first-seed`` .. ``first-seed + pairs - 1``; training draws its pairs from
 hashed seeds of ``PuppetPairs(1000, ...)``, never these), the demo's preprocessing runs (ground-truth
 keypoints, align, M_r from the world, M_e from the bundled SegDiT), then one edit per guidance
 configuration; every result and the two trivial baselines (the source video unchanged; the target
 video unchanged) are scored against the ground-truth edit: full frame, foreground (the true M_e)
-and background PSNR / SSIM. ``--scales`` lists guidance scales to try with the ``paper`` preset
+and background PSNR / SSIM. Edits are composited over the source (``--composite``, the default)
+unless the configuration ends in ``+raw``. ``--scales`` lists guidance scales to try with the ``paper`` preset
 (how the default ``--guidance-scale`` of the tiny preset was chosen: docs/benchmarks.md).
 """
 
@@ -25,6 +26,8 @@ import numpy as np
 
 from mfollow.demo import edit_pair, prepare_pair, sampler_settings, scores
 from mfollow.loading import load_bundle
+from mfollow.masks.fallbacks import iou
+from mfollow.masks.files import read_masks
 from mfollow.sampling.sampler import SamplingError
 from mfollow.synth import PuppetPairs
 
@@ -47,36 +50,43 @@ def main() -> None:
     ap.add_argument("--scales", default="", help="paper guidance scales to try (comma separated)")
     ap.add_argument("--cfg", type=float, default=None, help="CFG scale (default: the tiny preset's)")
     ap.add_argument("--weights", type=Path, default=None)
+    ap.add_argument("--margin", type=int, default=None, help="--composite-margin (default: the edit's)")
     args = ap.parse_args()
 
     seeds = list(range(args.first_seed, args.first_seed + args.pairs))
     assert not set(seeds) & training_seeds(), "a benchmark seed was used in training"
     bundle, weights_id = load_bundle("tiny", args.weights)
-    # a configuration: guidance preset [+camera] (K/V injection of --camera), e.g. "paper+camera"
+    # a configuration: guidance preset [+camera] (K/V injection of --camera) [+raw] (--no-composite)
     configs: dict[str, tuple[str, float | None]] = {}
     for c in (c for c in args.configs.split(",") if c):
-        guidance, _, extra = c.partition("+")
-        if guidance not in ("paper", "official", "none") or extra not in ("", "camera"):
-            raise SystemExit(f"--configs: {c!r} is not GUIDANCE[+camera] (paper, official, none)")
+        guidance, *extras = c.split("+")
+        if guidance not in ("paper", "official", "none") or extras not in ([], ["camera"], ["raw"], ["camera", "raw"]):
+            raise SystemExit(f"--configs: {c!r} is not GUIDANCE[+camera][+raw] (paper, official, none)")
         configs[c] = (guidance, None)
     for s in (float(x) for x in args.scales.split(",") if x):
         configs[f"paper@{s:g}"] = ("paper", s)
     table: dict[str, list[dict[str, float]]] = {name: [] for name in (*configs, "source_unchanged", "target_unchanged")}
     seconds: dict[str, float] = dict.fromkeys(configs, 0.0)
     failures: dict[str, list[str]] = {}
+    M_e_iou: list[float] = []  # SegDiT's M_e against the true one, per pair
     started = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             out = Path(tmp) / str(seed)
             _, pair_dir, staged = prepare_pair(seed, args.frames, out, weights=args.weights)
+            true_M_e = read_masks(pair_dir / "edit_masks", args.frames)
+            M_e_iou.append(iou(read_masks(staged["edit_masks"], args.frames), true_M_e))
             table["source_unchanged"].append(scores(pair_dir / "source.mp4", pair_dir))  # type: ignore[arg-type]
             table["target_unchanged"].append(scores(pair_dir / "target.mp4", pair_dir))  # type: ignore[arg-type]
             for name, (guidance, scale) in configs.items():
                 t0 = time.perf_counter()
                 settings = sampler_settings(guidance, args.steps, scale, args.cfg)
                 try:
-                    camera = name.endswith("+camera")
-                    result = edit_pair(bundle, pair_dir, staged, settings, out / f"{name}.mp4", camera=camera)
+                    extras = name.split("@")[0].split("+")[1:]
+                    result = edit_pair(
+                        bundle, pair_dir, staged, settings, out / f"{name}.mp4", camera="camera" in extras,
+                        composite="raw" not in extras, composite_margin=args.margin,
+                    )  # fmt: skip
                 except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
                     failures.setdefault(name, []).append(f"seed {seed}: {exc}")
                     continue
@@ -92,12 +102,13 @@ def main() -> None:
     for name, m in best.items():
         if name in failures:
             continue  # a configuration that failed on some pairs is not compared
+        none = "none+raw" if name.endswith("+raw") else "none"  # compared like with like
         checks[name] = {
             "beats_source_full": m["psnr"] > means["source_unchanged"]["psnr"],
             "beats_target_full": m["psnr"] > means["target_unchanged"]["psnr"],
             "beats_source_fg": m["psnr_fg"] > means["source_unchanged"]["psnr_fg"],
             "beats_target_fg": m["psnr_fg"] > means["target_unchanged"]["psnr_fg"],
-            "bg_over_none": None if "none" not in means else m["psnr_bg"] > means["none"]["psnr_bg"],
+            "bg_over_none": None if none not in means else m["psnr_bg"] > means[none]["psnr_bg"],
         }
     print(
         json.dumps(
@@ -110,6 +121,7 @@ def main() -> None:
                 "size": 128,
                 "weights": weights_id,
                 "means": means,
+                "M_e_iou": round(float(np.mean(M_e_iou)), 3),
                 "targets": checks,
                 "failures": failures,
                 "edit_seconds_per_pair": {k: round(v / args.pairs, 2) for k, v in seconds.items()},

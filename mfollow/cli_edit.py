@@ -87,6 +87,19 @@ OutputSize = Annotated[
     typer.Option("--output-size", help="source: the source's size (default); working: the model's size."),
 ]
 CameraOpt = Annotated[bool, typer.Option("--camera", help="Inject the source's background attention (camera motion).")]
+CompositeOpt = Annotated[
+    bool,
+    typer.Option(
+        "--composite/--no-composite",
+        help="Keep the source's own pixels outside the people (default); --no-composite regenerates every pixel.",
+    ),
+]
+CompositeMargin = Annotated[
+    int | None,
+    typer.Option(
+        "--composite-margin", min=0, help="Band kept from the edit around the people, working px (default: size/64)."
+    ),
+]
 ColorsOpt = Annotated[Colors, typer.Option("--pose-colors", help="Colour order of rendered poses.")]
 
 
@@ -149,6 +162,7 @@ def execute(
         sampler=sampler, seed=o["seed"], short_side=size, start=o["start"], frames=o["frames"],
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
         device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
+        composite=o["composite"], composite_margin=o["composite_margin"],
     )  # fmt: skip
     bundled_default = bundle is None and o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None
     model, weights_id = bundle or load_bundle(preset.name, o["weights"])

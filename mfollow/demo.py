@@ -90,12 +90,17 @@ def edit_pair(
     progress: Callable[[str, int, int], None] | None = None,
     camera: bool = False,
     device: str = "cpu",
+    composite: bool = True,
+    composite_margin: int | None = None,
 ) -> Path:
-    """Edit a prepared pair at the demo size with ``sampler`` settings (and, with ``camera``, the
-    masked key/value injection of ``--camera``); writes ``result``."""
+    """Edit a prepared pair at the demo size with ``sampler`` settings (with ``camera``, the masked
+    key/value injection of ``--camera``; ``composite``: as ``--composite``); writes ``result``."""
     from mfollow.editing import EditInputs, EditSettings, run_edit
 
-    edit = EditSettings(sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera, device=device)
+    edit = EditSettings(
+        sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera, device=device,
+        composite=composite, composite_margin=composite_margin,
+    )  # fmt: skip
     run_edit(
         bundle,
         EditInputs(pair_dir / "source.mp4", target=pair_dir / "target.mp4", **staged),

@@ -20,6 +20,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from mfollow.compositing import composite, default_margin, person_alpha
 from mfollow.errors import MediaError, ProjectError
 from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip
 from mfollow.models.bundle import ModelBundle
@@ -28,6 +29,7 @@ from mfollow.sampling.sampler import Conditioning, SamplerSettings, SamplerState
 from mfollow.sampling.windows import Window, layout
 
 DECODE_CHUNK = 4
+OUTPUT_ONLY = ("output_size", "composite", "composite_margin")  # applied after sampling
 __all__ = ["EditInputs", "EditSettings", "StateStore", "case_inputs", "load_clip", "run_edit", "run_key"]
 
 
@@ -47,6 +49,8 @@ class EditSettings:
     checkpointing: bool = True  # recompute activations in the guided backward pass: less memory
     camera: bool = False  # masked K/V injection from the reconstruction (large camera motion)
     output_size: Literal["source", "working"] = "source"  # write at the source's size or the model's
+    composite: bool = True  # the source's own pixels outside the people (mfollow.compositing)
+    composite_margin: int | None = None  # band width in working pixels (None: 1/64 of the short side)
 
 
 # ---------------------------------------------------------------------------- conditioning
@@ -148,7 +152,9 @@ class StateStore:
 
 
 def run_key(inputs: EditInputs, s: EditSettings, weights: str) -> str:
-    """What a run depends on: input file (or folder) contents, settings and the weights' identity."""
+    """What a run's sampler state depends on: input file (or folder) contents, settings and the
+    weights' identity. Settings that only shape the written frames (:data:`OUTPUT_ONLY`) are left
+    out, so an interrupted ``long`` can resume with, e.g., ``--no-composite``."""
     from mfollow.project import fingerprint
 
     h = hashlib.sha256()
@@ -156,7 +162,8 @@ def run_key(inputs: EditInputs, s: EditSettings, weights: str) -> str:
         if not p.exists():
             raise MediaError(f"{p}: no such file or folder")
         h.update(fingerprint(p).sha256.encode())
-    h.update(repr(sorted(asdict(s).items())).encode())
+    sampling = {k: v for k, v in asdict(s).items() if k not in OUTPUT_ONLY}
+    h.update(repr(sorted(sampling.items())).encode())
     h.update(weights.encode())
     return h.hexdigest()
 
@@ -252,6 +259,9 @@ def _run_edit(
     rate = average_rate(clip.timestamps, clip.time_base)
     geo = clip.geometry
     restore = s.output_size == "source"
+    margin = None
+    if s.composite:
+        margin = default_margin(min(w, h)) if s.composite_margin is None else s.composite_margin
     out_w, out_h = (geo.src_w, geo.src_h) if restore else (w, h)
     with VideoWriter(
         output, out_w, out_h, clip.time_base, audio_from=clip.audio_from, audio_window=clip.audio_window,
@@ -260,9 +270,19 @@ def _run_edit(
         for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time
             stop = min(n, start + DECODE_CHUNK)
             frames = decode(bundle, state.z_e[:, :, start:stop])
+            alpha = None
+            if margin is not None:  # (n, h, w) in [0, 1]: the model's output on and around the people
+                alpha = person_alpha(clip.edit_masks.get(start, stop), clip.source_masks.get(start, stop), margin)
             if restore:  # back at the source frames' size; margins cropped away stay the source's
                 originals = clip.original.get(start, stop)
                 frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])
+                if alpha is not None:  # alpha to the source's size as 8-bit; 0 where the crop cut away
+                    alpha8 = np.rint(alpha * 255).astype(np.uint8)
+                    blank = np.zeros(originals.shape[1:3], np.uint8)
+                    alpha = np.stack([restore_frame(a, blank, geo) for a in alpha8])
+                    frames = composite(frames, originals, alpha)
+            elif alpha is not None:
+                frames = composite(frames, clip.frames.get(start, stop), alpha)
             for frame, pts in zip(frames, clip.timestamps[start:stop], strict=True):
                 writer.write(frame, pts)
     timings["decode_write"] = time.perf_counter() - t0
@@ -280,6 +300,7 @@ def _run_edit(
         "steps": s.sampler.steps,
         "guidance": s.sampler.guidance,
         "camera": s.camera,
+        "composite_margin": margin,  # None: not composited
         "resumed_from_step": resumed_from,
         "windows": [[win.start, win.stop] for win in windows],
         "timings": {k: round(v, 3) for k, v in timings.items()},

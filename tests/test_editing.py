@@ -10,7 +10,7 @@ import pytest
 from media import make_video
 from PIL import Image
 
-from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, load_clip, run_edit
+from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, load_clip, run_edit, run_key
 from mfollow.errors import MediaError, ProjectError, UsageError
 from mfollow.masks.files import mask_name, write_mask
 from mfollow.models.bundle import ModelBundle
@@ -84,6 +84,13 @@ def test_interrupted_run_resumes_bit_identically(tmp_path: Path, bundle: ModelBu
     assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "full.mp4").read_bytes()
 
 
+def test_run_key_ignores_what_only_shapes_the_written_frames(pair: Path) -> None:
+    key = run_key(inputs_of(pair), settings(), "w")
+    assert run_key(inputs_of(pair), settings(composite=False, composite_margin=3, output_size="working"), "w") == key
+    assert run_key(inputs_of(pair), settings(seed=1), "w") != key and run_key(inputs_of(pair), settings(), "v") != key
+    assert run_key(inputs_of(pair, edit_masks=pair / "source_masks"), settings(), "w") != key
+
+
 def test_audio_is_carried_over(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
     src = make_video(tmp_path / "talk.mp4", n=12, width=64, height=64, audio="aac", time_base=Fraction(1, 24))
     report = run_edit(bundle, inputs_of(pair, source=src), settings(), tmp_path / "out.mp4")
@@ -154,7 +161,7 @@ def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Pa
 
     wide = make_video(tmp_path / "wide.mp4", n=12, width=96, height=64, time_base=Fraction(1, 24))
     inputs = inputs_of(pair, source=wide)
-    report = run_edit(bundle, inputs, settings(), tmp_path / "src.mp4")
+    report = run_edit(bundle, inputs, settings(composite=False), tmp_path / "src.mp4")
     assert report["size"] == [96, 64] and report["working_size"] == [128, 64]
     assert (probe(tmp_path / "src.mp4").width, probe(tmp_path / "src.mp4").height) == (96, 64)
     run_edit(bundle, inputs, settings(output_size="working"), tmp_path / "work.mp4")
@@ -162,6 +169,38 @@ def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Pa
     # the rows that the crop cut away (top and bottom) are the source's own
     out, src = frames_of(tmp_path / "src.mp4").astype(int), frames_of(wide).astype(int)
     assert np.abs(out[:, :4] - src[:, :4]).mean() < 6 and np.abs(out[:, 20:44] - src[:, 20:44]).mean() > 20
+
+
+@pytest.mark.parametrize("output_size", ["source", "working"])
+def test_composite_keeps_the_source_outside_the_people(
+    tmp_path: Path, bundle: ModelBundle, pair: Path, output_size: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import mfollow.video
+    from mfollow.compositing import person_alpha
+    from mfollow.masks.files import read_masks
+
+    written: list[np.ndarray] = []
+
+    class Recording(mfollow.video.VideoWriter):  # the frames as handed to the encoder
+        def write(self, frame: np.ndarray, pts: int) -> None:
+            written.append(frame.astype(int))
+            super().write(frame, pts)
+
+    monkeypatch.setattr(mfollow.video, "VideoWriter", Recording)
+    a = run_edit(bundle, inputs_of(pair), settings(output_size=output_size), tmp_path / "a.mp4")
+    comp, written[:] = np.stack(written), []
+    b = run_edit(bundle, inputs_of(pair), settings(output_size=output_size, composite=False), tmp_path / "b.mp4")
+    raw = np.stack(written)
+    assert a["composite_margin"] == 1 and b["composite_margin"] is None
+    src = read_frames(pair / "source.mp4").astype(int)  # 64x64: the working size too
+    alpha = person_alpha(read_masks(pair / "edit_masks"), read_masks(pair / "source_masks"), 1)
+    away, people, band = alpha == 0, alpha == 1, (alpha > 0) & (alpha < 1)
+    assert away.mean() > 0.5 and people.mean() > 0.02 and band.any()
+    assert np.array_equal(comp[away], src[away]) and np.abs(raw - src)[away].mean() > 20  # the source's own
+    assert np.array_equal(comp[people], raw[people])  # the model's own
+    # in the band, between the two: alpha * raw + (1 - alpha) * source, rounded
+    expected = alpha[..., None] * raw + (1 - alpha[..., None]) * src
+    assert np.abs(comp - expected)[band].max() <= 1
 
 
 def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
