@@ -40,11 +40,11 @@ def person_alpha(M_e: np.ndarray, M_r: np.ndarray, margin: int) -> np.ndarray:
 
 
 def composite(edit: np.ndarray, source: np.ndarray, alpha: np.ndarray) -> np.ndarray:
-    """alpha * edit + (1 - alpha) * source for (N, H, W, 3) uint8 frames and an (N, H, W) alpha in
-    [0, 1] (float, or uint8 with 255 = 1); rounds to uint8."""
-    if edit.shape != source.shape or alpha.shape != edit.shape[:3]:
+    """alpha * edit + (1 - alpha) * source for (..., H, W, 3) uint8 frames and a (..., H, W) alpha
+    in [0, 1] (float, or uint8 with 255 = 1); rounds to uint8."""
+    if edit.shape != source.shape or alpha.shape != edit.shape[:-1]:
         raise ValueError(f"edit {edit.shape}, source {source.shape}, alpha {alpha.shape}: sizes differ")
-    a = alpha.astype(np.float32)[..., None]  # (N, H, W) -> (N, H, W, 1)
+    a = alpha.astype(np.float32)[..., None]  # (..., H, W) -> (..., H, W, 1)
     if alpha.dtype == np.uint8:
         a /= 255.0
     out = a * edit.astype(np.float32) + (1.0 - a) * source.astype(np.float32)

@@ -181,6 +181,17 @@ def decode(bundle: ModelBundle, z: torch.Tensor, chunk: int = 4) -> np.ndarray:
     return np.concatenate(out)
 
 
+def _composited(frame: np.ndarray, source: np.ndarray, alpha: np.ndarray, geo: Any) -> np.ndarray:
+    """One (H, W, 3) frame over its source frame with a working-size (h, w) alpha; with ``geo``
+    (writing at the source's size) alpha goes there as 8-bit, 0 where the crop cut away."""
+    from mfollow.video.read import restore_frame
+
+    if geo is not None:
+        alpha8 = np.rint(alpha * 255).astype(np.uint8)
+        alpha = restore_frame(alpha8, np.zeros(source.shape[:2], np.uint8), geo)  # type: ignore[assignment]
+    return composite(frame, source, alpha)
+
+
 def run_edit(
     bundle: ModelBundle,
     inputs: EditInputs,
@@ -270,19 +281,13 @@ def _run_edit(
         for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time
             stop = min(n, start + DECODE_CHUNK)
             frames = decode(bundle, state.z_e[:, :, start:stop])
-            alpha = None
-            if margin is not None:  # (n, h, w) in [0, 1]: the model's output on and around the people
-                alpha = person_alpha(clip.edit_masks.get(start, stop), clip.source_masks.get(start, stop), margin)
             if restore:  # back at the source frames' size; margins cropped away stay the source's
                 originals = clip.original.get(start, stop)
                 frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])
-                if alpha is not None:  # alpha to the source's size as 8-bit; 0 where the crop cut away
-                    alpha8 = np.rint(alpha * 255).astype(np.uint8)
-                    blank = np.zeros(originals.shape[1:3], np.uint8)
-                    alpha = np.stack([restore_frame(a, blank, geo) for a in alpha8])
-                    frames = composite(frames, originals, alpha)
-            elif alpha is not None:
-                frames = composite(frames, clip.frames.get(start, stop), alpha)
+            if margin is not None:  # the model's output on and around the people, the source elsewhere
+                alpha = person_alpha(clip.edit_masks.get(start, stop), clip.source_masks.get(start, stop), margin)
+                base, to = (originals, geo) if restore else (clip.frames.get(start, stop), None)
+                frames = np.stack([_composited(f, b, a, to) for f, b, a in zip(frames, base, alpha, strict=True)])
             for frame, pts in zip(frames, clip.timestamps[start:stop], strict=True):
                 writer.write(frame, pts)
     timings["decode_write"] = time.perf_counter() - t0

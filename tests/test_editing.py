@@ -171,22 +171,29 @@ def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Pa
     assert np.abs(out[:, :4] - src[:, :4]).mean() < 6 and np.abs(out[:, 20:44] - src[:, 20:44]).mean() > 20
 
 
-@pytest.mark.parametrize("output_size", ["source", "working"])
-def test_composite_keeps_the_source_outside_the_people(
-    tmp_path: Path, bundle: ModelBundle, pair: Path, output_size: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+@pytest.fixture
+def written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
+    """The frames every edit hands to its video encoder (before the lossy encoding)."""
     import mfollow.video
-    from mfollow.compositing import person_alpha
-    from mfollow.masks.files import read_masks
 
-    written: list[np.ndarray] = []
+    frames: list[np.ndarray] = []
 
-    class Recording(mfollow.video.VideoWriter):  # the frames as handed to the encoder
+    class Recording(mfollow.video.VideoWriter):
         def write(self, frame: np.ndarray, pts: int) -> None:
-            written.append(frame.astype(int))
+            frames.append(frame.astype(int))
             super().write(frame, pts)
 
     monkeypatch.setattr(mfollow.video, "VideoWriter", Recording)
+    return frames
+
+
+@pytest.mark.parametrize("output_size", ["source", "working"])
+def test_composite_keeps_the_source_outside_the_people(
+    tmp_path: Path, bundle: ModelBundle, pair: Path, output_size: str, written: list[np.ndarray]
+) -> None:
+    from mfollow.compositing import person_alpha
+    from mfollow.masks.files import read_masks
+
     a = run_edit(bundle, inputs_of(pair), settings(output_size=output_size), tmp_path / "a.mp4")
     comp, written[:] = np.stack(written), []
     b = run_edit(bundle, inputs_of(pair), settings(output_size=output_size, composite=False), tmp_path / "b.mp4")
@@ -201,6 +208,22 @@ def test_composite_keeps_the_source_outside_the_people(
     # in the band, between the two: alpha * raw + (1 - alpha) * source, rounded
     expected = alpha[..., None] * raw + (1 - alpha[..., None]) * src
     assert np.abs(comp - expected)[band].max() <= 1
+
+
+def test_composite_at_the_size_of_a_cropped_source(
+    tmp_path: Path, bundle: ModelBundle, pair: Path, written: list[np.ndarray]
+) -> None:
+    wide = make_video(tmp_path / "wide.mp4", n=12, width=96, height=64, time_base=Fraction(1, 24))
+    run_edit(bundle, inputs_of(pair, source=wide), settings(), tmp_path / "comp.mp4")
+    comp, written[:] = np.stack(written), []
+    run_edit(bundle, inputs_of(pair, source=wide), settings(composite=False), tmp_path / "raw.mp4")
+    raw, src = np.stack(written), read_frames(wide).astype(int)
+    assert comp.shape == raw.shape == src.shape == (12, 64, 96, 3)
+    same = (comp == src).all(-1)  # (F, H, W): pixels that are exactly the source's
+    assert same[:, :4].all() and same[:, -4:].all()  # rows the crop cut away
+    assert 0.5 < same.mean() < 0.95 and (raw == src).all(-1).mean() < 0.3  # most of the rest, not all
+    people = (comp == raw).all(-1) & ~same
+    assert people.mean() > 0.02  # somewhere the model's own pixels, untouched
 
 
 def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
