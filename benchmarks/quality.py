@@ -9,9 +9,10 @@ hashed seeds of ``PuppetPairs(1000, ...)``, never these), the demo's preprocessi
 keypoints, align, M_r from the world, M_e from the bundled SegDiT), then one edit per guidance
 configuration; every result and the two trivial baselines (the source video unchanged; the target
 video unchanged) are scored against the ground-truth edit: full frame, foreground (the true M_e)
-and background PSNR / SSIM. Edits are composited over the source (``--composite``, the default)
-unless the configuration ends in ``+raw``. ``--scales`` lists guidance scales to try with the ``paper`` preset
-(how the default ``--guidance-scale`` of the tiny preset was chosen: docs/benchmarks.md).
+and background PSNR / SSIM. Edits are composited over the source (``--composite``, the default;
+``--margin`` sets its band) unless the configuration ends in ``+raw``. ``--scales`` lists guidance
+scales to try with the ``paper`` preset (how the default ``--guidance-scale`` of the tiny preset
+was chosen: docs/benchmarks.md). ``M_e_iou``: SegDiT's M_e against the true M_e.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Background compositing: the edit's people over the source's own pixels.
 
 Everything the model outputs passes through the VAE (the bundled one reconstructs its frames at
-26 dB; sd15's loses fine texture at 512 px), so even a perfectly preserved background comes back
-softened. Outside the two people — the source person M_r, whose place must be re-synthesised, and
+26 dB) at the working size (a 512-px frame stands for a source that may be much larger), so even a
+perfectly preserved background comes back softened. Outside the two people — the source person M_r, whose place must be re-synthesised, and
 the edited person M_e — the ground truth of a motion edit *is* the source frame. Compositing keeps
 the model's output on M_e ∪ M_r and in a thin band around it, and the source's exact pixels (at the
 source's full resolution) everywhere else:
