@@ -2,10 +2,10 @@
 
 Everything the model outputs passes through the VAE (the bundled one reconstructs its frames at
 26 dB) at the working size (a 512-px frame stands for a source that may be much larger), so even a
-perfectly preserved background comes back softened. Outside the two people — the source person M_r, whose place must be re-synthesised, and
-the edited person M_e — the ground truth of a motion edit *is* the source frame. Compositing keeps
-the model's output on M_e ∪ M_r and in a thin band around it, and the source's exact pixels (at the
-source's full resolution) everywhere else:
+perfectly preserved background comes back softened. Outside the two people — the source person
+M_r, whose place must be re-synthesised, and the edited person M_e — the ground truth of a motion
+edit *is* the source frame. Compositing keeps the model's output on M_e ∪ M_r and in a thin band
+around it, and the source's exact pixels (at the source's full resolution) everywhere else:
 
     alpha = 1 on M_e ∪ M_r, falling linearly to 0 at ``margin`` pixels (chessboard distance) outside;
     out   = alpha * edit + (1 - alpha) * source.
