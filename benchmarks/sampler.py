@@ -4,6 +4,7 @@
     python benchmarks/sampler.py --skip-sd15
     python benchmarks/sampler.py --case step-paper     # one case
     python benchmarks/sampler.py --device cuda         # on a GPU (peaks: CUDA memory allocated)
+    python benchmarks/sampler.py --cases lockstep,release --repeat 5   # medians of 5 rounds
 
 Cases (random weights, float32, CPU):
 
@@ -33,6 +34,7 @@ import json
 import os
 import platform
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -247,6 +249,7 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=1800, help="seconds allowed per case")
     ap.add_argument("--warmup", choices=("auto", "on", "off"), default=WARMUP, help="untimed warm-up (auto: CUDA)")
     ap.add_argument("--device", default=DEVICE, help="cpu (default) or cuda[:N]")
+    ap.add_argument("--repeat", type=int, default=1, help="rounds over the cases: medians and every round")
     args = ap.parse_args()
     DEVICE = os.environ["MFOLLOW_BENCH_DEVICE"] = args.device
     WARMUP = os.environ["MFOLLOW_BENCH_WARMUP"] = args.warmup
@@ -256,19 +259,33 @@ def main() -> None:
     out: dict[str, object] = {"benchmark": "sampler", "cpus": os.cpu_count(), "machine": platform.machine()}
     out["device"] = _device_name(args.device)
     chosen = CASES if args.cases is None else tuple(c for c in CASES if c in args.cases.split(","))
-    for case in chosen:
-        if args.skip_sd15 and case.startswith("sd15"):
-            continue
-        try:
-            r = subprocess.run(
-                [sys.executable, __file__, "--case", case], capture_output=True, text=True, timeout=args.timeout
-            )
-        except subprocess.TimeoutExpired:
-            out[case] = {"error": f"over {args.timeout} s"}
-            continue
-        out[case] = json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-300:]}
-    out.update(_ratios(out))
+    chosen = tuple(c for c in chosen if not (args.skip_sd15 and c.startswith("sd15")))
+    runs: list[dict[str, dict]] = []
+    for _ in range(args.repeat):  # round robin: every case once per round, so drifts hit all alike
+        runs.append({case: _run_process(case, args.timeout) for case in chosen})
+    if args.repeat == 1:
+        out.update(runs[0])
+        out.update(_ratios(runs[0]))
+    else:  # medians over the rounds, and every round's figures
+        for case in chosen:
+            ok = [r[case] for r in runs if "error" not in r[case]]
+            keys = ok[0].keys() if ok else ()
+            out[case] = {k: statistics.median(r[k] for r in ok) for k in keys} | {"runs": [r[case] for r in runs]}
+        per_round = [_ratios(r) for r in runs]
+        for name in {k for r in per_round for k in r}:
+            values = [r[name] for r in per_round if name in r]
+            out[name] = statistics.median(values)
+            out[f"{name}_runs"] = values
     print(json.dumps(out, indent=2))
+
+
+def _run_process(case: str, timeout: float) -> dict:
+    """One case in a fresh process: its JSON, or {"error": ...}."""
+    try:
+        r = subprocess.run([sys.executable, __file__, "--case", case], capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"error": f"over {timeout} s"}
+    return json.loads(r.stdout.strip().splitlines()[-1]) if r.returncode == 0 else {"error": r.stderr[-300:]}
 
 
 def _ratios(out: dict) -> dict[str, float]:

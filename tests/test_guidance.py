@@ -161,3 +161,28 @@ def test_losses_without_a_graph_give_zero_gradient() -> None:
     z = torch.zeros(1, 4, 2, 8, 8, requires_grad=True)
     zero = torch.zeros(())
     assert torch.equal(guidance_gradient(z, zero, zero, torch.ones(1, 1, 2, 8, 8)), torch.zeros_like(z))
+
+
+@pytest.mark.parametrize("variant", ["paper", "official"])
+def test_levels_at_their_own_resolution_equal_upsampled_features(variant: str) -> None:
+    """Block-summed masks on a level's own grid give the losses (and gradients) of the features
+    nearest-upsampled to the common size, as the paper and the release write them."""
+    g = torch.Generator().manual_seed(0)
+    F_e = [torch.randn(1, 5, 3, s, s, generator=g, dtype=torch.float64, requires_grad=True) for s in (4, 8)]
+    F_r = [torch.randn(1, 5, 3, s, s, generator=g, dtype=torch.float64) for s in (4, 8)]
+    M_e = (torch.rand(1, 1, 3, 64, 64, generator=g) > 0.6).double()
+    M_r = (torch.rand(1, 1, 3, 64, 64, generator=g) > 0.5).double()
+
+    def up(x: torch.Tensor) -> torch.Tensor:  # (1, C, N, s, s) -> (1, C, N, 16, 16), nearest
+        return torch.nn.functional.interpolate(x, size=(x.shape[2], 16, 16), mode="nearest")
+
+    fast = consistency_losses(F_e, F_r, M_e, M_r, variant=variant)  # default size 16: the block path
+    slow = consistency_losses([up(f) for f in F_e], [up(f) for f in F_r], M_e, M_r, variant=variant, size=(16, 16))
+    for a, b in zip(fast, slow, strict=True):
+        assert a.item() == pytest.approx(b.item(), rel=1e-12)
+    grads = [torch.autograd.grad(sum(x), F_e) for x in (fast, slow)]
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-14)
+    # a size that is no whole multiple of the levels takes the literal path and still works
+    odd = consistency_losses(F_e, F_r, M_e, M_r, variant=variant, size=(12, 12))
+    assert all(torch.isfinite(x) for x in odd)

@@ -7,7 +7,11 @@ All functions are pure: features and masks in, scalar losses out. Shapes:
 
 Features and masks are resized (nearest) to one common size before the losses are taken (paper:
 "interpolated into the same size H x W"); by default twice the largest tapped feature map, as the
-release does. Cosine similarities run along the channel axis.
+release does. Cosine similarities run along the channel axis. When that size is a whole multiple
+of a level's feature map (always, by default), the level is not upsampled: every loss is a
+mask-weighted sum over pixels, and a feature pixel that nearest upsampling would copy k x k times
+weighs the same as its k x k copies when it carries the sum of the mask over that block
+(:func:`block_sums`). Same values (to float rounding), k^2 fewer pixels.
 
 Regions (Eqs. 3-4): M_over = (1 - M_e)(1 - M_r) (background in both), M_body = M_r (1 - M_e)
 (source body that the edit uncovers). A region that is empty in a frame contributes nothing from
@@ -50,6 +54,18 @@ def to_frames(x: torch.Tensor) -> torch.Tensor:
 def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Nearest-neighbour resize of (B*N, C, H, W) maps (masks stay binary)."""
     return x if tuple(x.shape[-2:]) == tuple(size) else F.interpolate(x, size=size, mode="nearest")
+
+
+def block_sums(M: torch.Tensor, size: tuple[int, int]) -> torch.Tensor | None:
+    """(N, 1, H, W) mask -> (N, 1, h, w): the sum over each (H/h) x (W/w) block, i.e. the weight
+    of a feature pixel at (h, w) that nearest upsampling to (H, W) would repeat over that block.
+    ``None`` if (H, W) is not a whole multiple of ``size``."""
+    n, c, H, W = M.shape
+    h, w = size
+    if H % h or W % w:
+        return None
+    # (N, 1, H, W) -> (N, 1, h, H/h, w, W/w): each block on its own two axes, summed away
+    return M.reshape(n, c, h, H // h, w, W // w).sum(dim=(3, 5))
 
 
 def regions(M_e: torch.Tensor, M_r: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -191,12 +207,15 @@ def consistency_losses(
         h, w = max((f.shape[-2], f.shape[-1]) for f in F_e)
         size = (2 * h, 2 * w)
     dtype = torch.promote_types(F_e[0].dtype, torch.float32)  # half features: losses in float32
-    m = {k: resize(to_frames(v.to(dtype)), size) for k, v in regions(M_e, M_r).items()}
+    m_size = {k: resize(to_frames(v.to(dtype)), size) for k, v in regions(M_e, M_r).items()}
     L_fg = F_e[0].new_zeros((), dtype=dtype)
     L_bg = F_e[0].new_zeros((), dtype=dtype)
     for fe, fr in zip(F_e, F_r, strict=True):
-        e = resize(to_frames(fe.to(dtype)), size)
-        r = resize(to_frames(fr.to(dtype)), size)
+        e, r = to_frames(fe.to(dtype)), to_frames(fr.to(dtype))
+        summed = {k: block_sums(v, (e.shape[-2], e.shape[-1])) for k, v in m_size.items()}
+        m = {k: v for k, v in summed.items() if v is not None}  # the level at its own resolution
+        if len(m) < len(summed):  # size not a multiple of this level: upsample the features, as written
+            e, r, m = resize(e, size), resize(r, size), m_size
         if variant == "paper":
             L_fg = L_fg + loss_fg(e, r, m, weights) / len(F_e)
             L_bg = L_bg + loss_bg(e, r, m, weights) / len(F_e)
