@@ -23,6 +23,17 @@ from pathlib import Path
 
 
 def main() -> None:
+    import torch
+
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args()
+    with tempfile.TemporaryDirectory(prefix="mfollow-determinism-") as folder:
+        print(json.dumps(_measure(Path(folder), args.device), indent=2))
+
+
+def _measure(tmp: Path, device: str) -> dict[str, object]:
+    """The two trials in ``tmp``; the JSON report."""
     import numpy as np
     import torch
 
@@ -34,17 +45,13 @@ def main() -> None:
     from mfollow.synth.files import write_pair
     from mfollow.video import read_frames
 
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    args = ap.parse_args()
-    tmp = Path(tempfile.mkdtemp(prefix="mfollow-determinism-"))
     p = tmp / "pair"
     write_pair(make_pair(2, frames=12, size=64, camera="pan"), p)
     inputs = EditInputs(
         p / "source.mp4", p / "source_poses.json", p / "edit_poses.json", p / "source_masks", p / "edit_masks"
     )
     sampler = SamplerSettings(steps=3, cfg=2.0, guidance="paper", guidance_scale=1.0, window=8, overlap=3)
-    s = EditSettings(sampler=sampler, short_side=64, device=args.device)
+    s = EditSettings(sampler=sampler, short_side=64, device=device)
     bundle = ModelBundle.random("tiny", seed=0).eval()
 
     def defaults(out: Path, store: StateStore | None = None, progress=None) -> None:  # type: ignore[no-untyped-def]
@@ -60,8 +67,8 @@ def main() -> None:
         if event["step"] == 2:
             raise KeyboardInterrupt
 
-    report: dict[str, object] = {"benchmark": "determinism", "device": args.device}
-    if args.device.startswith("cuda"):
+    report: dict[str, object] = {"benchmark": "determinism", "device": device}
+    if device.startswith("cuda"):
         report["device"] = f"{torch.cuda.get_device_name()}, torch {torch.__version__}"
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -80,7 +87,7 @@ def main() -> None:
             }  # fmt: skip
     flagged = {str(w.message).split(".")[0] for w in caught if "determinis" in str(w.message)}
     report["nondeterministic_ops"] = sorted(flagged)
-    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":

@@ -58,14 +58,14 @@ def main() -> None:
     assert not set(seeds) & training_seeds(), "a benchmark seed was used in training"
     bundle, weights_id = load_bundle("tiny", args.weights)
     # a configuration: guidance preset [+camera] (K/V injection of --camera) [+raw] (--no-composite)
-    configs: dict[str, tuple[str, float | None]] = {}
+    configs: dict[str, tuple[str, float | None, list[str]]] = {}  # name -> (guidance, scale, extras)
     for c in (c for c in args.configs.split(",") if c):
         guidance, *extras = c.split("+")
         if guidance not in ("paper", "official", "none") or extras not in ([], ["camera"], ["raw"], ["camera", "raw"]):
             raise SystemExit(f"--configs: {c!r} is not GUIDANCE[+camera][+raw] (paper, official, none)")
-        configs[c] = (guidance, None)
+        configs[c] = (guidance, None, extras)
     for s in (float(x) for x in args.scales.split(",") if x):
-        configs[f"paper@{s:g}"] = ("paper", s)
+        configs[f"paper@{s:g}"] = ("paper", s, [])
     table: dict[str, list[dict[str, float]]] = {name: [] for name in (*configs, "source_unchanged", "target_unchanged")}
     seconds: dict[str, float] = dict.fromkeys(configs, 0.0)
     failures: dict[str, list[str]] = {}
@@ -79,11 +79,10 @@ def main() -> None:
             M_e_iou.append(iou(read_masks(staged["edit_masks"], args.frames), true_M_e))
             table["source_unchanged"].append(scores(pair_dir / "source.mp4", pair_dir))  # type: ignore[arg-type]
             table["target_unchanged"].append(scores(pair_dir / "target.mp4", pair_dir))  # type: ignore[arg-type]
-            for name, (guidance, scale) in configs.items():
+            for name, (guidance, scale, extras) in configs.items():
                 t0 = time.perf_counter()
                 settings = sampler_settings(guidance, args.steps, scale, args.cfg)
                 try:
-                    extras = name.split("@")[0].split("+")[1:]
                     result = edit_pair(
                         bundle, pair_dir, staged, settings, out / f"{name}.mp4", camera="camera" in extras,
                         composite="raw" not in extras, composite_margin=args.margin,

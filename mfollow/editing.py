@@ -27,6 +27,7 @@ from mfollow.models.bundle import ModelBundle
 from mfollow.pose.render import ColorOrder
 from mfollow.sampling.sampler import Conditioning, SamplerSettings, SamplerState, initial_noise, sample, schedule
 from mfollow.sampling.windows import Window, layout
+from mfollow.video.read import Geometry
 
 DECODE_CHUNK = 4
 OUTPUT_ONLY = ("output_size", "composite", "composite_margin")  # applied after sampling
@@ -181,7 +182,7 @@ def decode(bundle: ModelBundle, z: torch.Tensor, chunk: int = 4) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _composited(frame: np.ndarray, source: np.ndarray, alpha: np.ndarray, geo: Any) -> np.ndarray:
+def _composited(frame: np.ndarray, source: np.ndarray, alpha: np.ndarray, geo: Geometry | None) -> np.ndarray:
     """One (H, W, 3) frame over its source frame with a working-size (h, w) alpha; with ``geo``
     (writing at the source's size) alpha goes there as 8-bit, 0 where the crop cut away."""
     from mfollow.video.read import restore_frame
