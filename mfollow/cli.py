@@ -262,7 +262,7 @@ def eval_(
     debug: DebugOpt = False,
 ) -> None:
     """Score a result against a reference: L1, PSNR, SSIM (full frame, and inside/outside masks);
-    optionally LPIPS, FID and FVD (extra ``mfollow[metrics]``; weights via 'mfollow weights download')."""
+    optionally LPIPS, FID and FVD (extra mfollow[metrics]; weights via 'mfollow weights download')."""
     with guard(debug):
         from mfollow.evaluation import EvalSettings, check_writable, evaluate_videos, json_number, write_per_frame_csv
         from mfollow.progress import Reporter
@@ -484,6 +484,7 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
     Usage errors are reported in one line (``mfollow: usage: ...``) with exit code 2.
     """
     command = typer.main.get_command(app)
+    _flags_without_metavar(command)
     try:
         result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except typer.TyperException as exc:  # Click's usage errors: bad options, missing arguments
@@ -503,6 +504,18 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
         print("mfollow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
     return result if isinstance(result, int) else 0
+
+
+def _flags_without_metavar(command: Any) -> None:
+    """Typer's help shows a ``<bool>`` type beside on/off flags as if they took a value: show
+    nothing there (every flag of every command, here in one place)."""
+    import click
+
+    for param in command.params:
+        if isinstance(param, click.Option) and param.is_flag and param.metavar is None:
+            param.metavar = ""
+    for sub in getattr(command, "commands", {}).values():
+        _flags_without_metavar(sub)
 
 
 def run() -> None:

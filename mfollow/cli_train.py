@@ -30,6 +30,11 @@ class StageChoice(StrEnum):
     mask = "mask"
 
 
+class TrainPreset(StrEnum):
+    tiny = "tiny"
+    sd15 = "sd15"
+
+
 class LrSchedule(StrEnum):
     constant = "constant"
     cosine = "cosine"
@@ -40,7 +45,7 @@ def train(
     stage: Annotated[
         StageChoice, typer.Option("--stage", help="image (stage 1), video (stage 2), mask (SegDiT), vae.")
     ],
-    preset: Annotated[str, typer.Option("--preset", help="Network size: tiny or sd15.")] = "tiny",
+    preset: Annotated[TrainPreset, typer.Option("--preset", help="Network size.")] = TrainPreset.tiny,
     data: Annotated[
         str, typer.Option("--data", help="'synth' (the puppet world) or a folder of prepared videos.")
     ] = "synth",
@@ -83,7 +88,7 @@ def train(
 ) -> None:
     """Train one stage (resumable: run the same command again to continue after an interruption).
 
-    Launch with ``torchrun --nproc-per-node N -m mfollow train ...`` to train on N processes
+    Launch with 'torchrun --nproc-per-node N -m mfollow train ...' to train on N processes
     (DistributedDataParallel; gloo on CPU, nccl on CUDA).
     """
     with guard(debug):
@@ -95,7 +100,7 @@ def train(
         check_device(dev)
         settings = TrainSettings(
             stage=stage.value,  # type: ignore[arg-type]
-            preset=preset,
+            preset=preset.value,
             steps=steps,
             batch=batch,
             grad_accum=grad_accum,

@@ -24,6 +24,7 @@ import numpy as np
 from PIL import Image
 
 from mfollow.errors import MediaError, UsageError
+from mfollow.folders import IMAGE_SUFFIXES, frame_files
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.pose.render import ColorOrder, render_sequence
 
@@ -32,7 +33,6 @@ if TYPE_CHECKING:
     from mfollow.video import Geometry
 
 Fit = Literal["trim", "loop", "hold"]
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass(frozen=True)
@@ -128,19 +128,6 @@ class Mapped:
 
 
 # --------------------------------------------------------------------------------- loaders
-def image_files(folder: Path) -> list[Path]:
-    """Image files of a folder in frame order (``frame_2`` before ``frame_10``)."""
-
-    def order(p: Path) -> tuple[int, str]:
-        digits = "".join(ch for ch in p.stem if ch.isdigit())
-        return (int(digits) if digits else -1, p.name)
-
-    files = sorted((p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), key=order)
-    if not files:
-        raise MediaError(f"{folder}: holds no images")
-    return files
-
-
 def _open_image(path: Path, mode: str) -> Image.Image:
     try:
         with Image.open(path) as im:
@@ -162,7 +149,7 @@ def pose_seq(path: Path, size: tuple[int, int], src_size: tuple[int, int], color
     rendered on demand) or a folder of pose images (resized on demand)."""
     if path.is_dir():
         return FileSeq(
-            image_files(path), lambda p: np.asarray(_open_image(p, "RGB").resize(size, Image.Resampling.BILINEAR))
+            frame_files(path), lambda p: np.asarray(_open_image(p, "RGB").resize(size, Image.Resampling.BILINEAR))
         )
     if not path.is_file():
         raise MediaError(f"{path}: no such pose file or folder")
@@ -187,7 +174,7 @@ def mask_seq(path: Path, size: tuple[int, int]) -> Seq:
     if not path.is_dir():
         raise MediaError(f"{path}: no such mask folder")
     return FileSeq(
-        image_files(path), lambda p: np.asarray(_open_image(p, "L").resize(size, Image.Resampling.NEAREST)) >= 128
+        frame_files(path), lambda p: np.asarray(_open_image(p, "L").resize(size, Image.Resampling.NEAREST)) >= 128
     )
 
 
@@ -234,7 +221,7 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
     offset, audio_from, audio_window = 0, None, None
     still = src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES
     if src.is_dir() or still:
-        files = [src] if still else image_files(src)
+        files = [src] if still else frame_files(src)
         first = _open_image(files[0], "RGB")
         w0, h0 = first.width, first.height
         geo = working_geometry(w0, h0, policy)

@@ -9,8 +9,7 @@ import numpy as np
 from PIL import Image
 
 from mfollow.errors import MediaError
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+from mfollow.folders import frame_files
 
 
 def mask_name(index: int) -> str:
@@ -23,7 +22,8 @@ def write_mask(path: Path, mask: np.ndarray) -> None:
 
 
 def read_masks(folder: Path, frames: int | None = None) -> np.ndarray:
-    """Load a folder of mask images (sorted by name) as an (F, H, W) bool array (>= 128 is in).
+    """Load a folder of mask images (in frame order, :func:`mfollow.folders.frame_files`) as an
+    (F, H, W) bool array (>= 128 is in).
 
     Raises:
         MediaError: the folder is missing or empty, a file is not an image, sizes differ, or the
@@ -31,9 +31,7 @@ def read_masks(folder: Path, frames: int | None = None) -> np.ndarray:
     """
     if not folder.is_dir():
         raise MediaError(f"{folder}: no such mask folder")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise MediaError(f"{folder}: holds no mask images")
+    files = frame_files(folder, what="mask images")
     if frames is not None and len(files) != frames:
         raise MediaError(f"{folder}: {len(files)} masks for {frames} frames")
     out = []

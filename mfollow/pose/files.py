@@ -52,10 +52,10 @@ def _box(points: np.ndarray) -> tuple[float, float, float, float] | None:
 
 
 def read_openpose(folder: Path, width: int, height: int, person: str | int = "largest") -> PoseSequence:
-    """An OpenPose output folder (one JSON per frame, in name order) as a :class:`PoseSequence`."""
-    files = sorted(folder.glob("*.json"))
-    if not files:
-        raise MediaError(f"{folder}: holds no OpenPose JSON files")
+    """An OpenPose output folder (one JSON per frame, in frame order) as a :class:`PoseSequence`."""
+    from mfollow.folders import frame_files
+
+    files = frame_files(folder, (".json",), "OpenPose JSON files")
     body, feet, hands, faces, boxes = [], [], [], [], []
     for f in files:
         try:

@@ -83,6 +83,28 @@ class TrainSettings:
             raise UsageError(f"--vae applies to --stage image or video, not {self.stage}")
         if self.stage == "video" and self.synth_frames < self.clip_length:
             raise UsageError("--synth-frames must be at least --clip-length")
+        from mfollow.models.presets import get_preset
+
+        get_preset(self.preset)  # an unknown preset is a usage error
+        if self.data != "synth" and not Path(self.data).is_dir():
+            raise UsageError(f"{self.data}: training data folder not found")
+        self.check_init()
+
+    def check_init(self) -> None:
+        """``--init`` and ``--vae`` name what the stage can start from (cheap: their metadata only),
+        so that a wrong folder is reported before any data is rendered."""
+        if self.stage == "mask":
+            if self.init and not (Path(self.init) / "config.json").is_file():
+                raise WeightsError(f"{self.init}: not a SegDiT folder (no config.json)")
+            return
+        from mfollow.models.bundle import read_meta
+
+        for option, folder in (("--init", self.init), ("--vae", self.vae)):
+            if folder is None:
+                continue
+            preset = read_meta(Path(folder)).get("preset")  # not a bundle -> WeightsError (exit 3)
+            if preset != self.preset:
+                raise UsageError(f"{option} {folder}: a '{preset}' bundle, but --preset {self.preset} was asked for")
 
 
 @dataclass
@@ -190,19 +212,15 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
         from mfollow.masks.segdit import SEGDIT_SIZES, SegDiT
 
         if s.init:
-            if not (Path(s.init) / "config.json").is_file():
-                raise WeightsError(f"{s.init}: not a SegDiT folder (no config.json)")
             return {"segdit": SegDiT.from_pretrained(s.init).to(s.device).train()}, None
         if s.segdit_size not in SEGDIT_SIZES:
             raise UsageError(f"unknown SegDiT size {s.segdit_size!r}; choose from {', '.join(SEGDIT_SIZES)}")
         torch.manual_seed(s.seed)  # module initialisers draw from the global generator
         return {"segdit": SegDiT(**SEGDIT_SIZES[s.segdit_size]).to(s.device)}, None  # type: ignore[arg-type]
-    from mfollow.models.bundle import ModelBundle, load_component, read_meta
+    from mfollow.models.bundle import ModelBundle, load_component
 
-    if s.init:
+    if s.init:  # its preset was checked by TrainSettings.check
         bundle = ModelBundle.from_pretrained(Path(s.init))
-        if bundle.preset != s.preset:
-            raise UsageError(f"{s.init}: a '{bundle.preset}' bundle, but --preset {s.preset} was asked for")
     elif s.preset == "sd15":
         from mfollow.training.base import sd15_base_bundle
 
@@ -210,9 +228,6 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
     else:
         bundle = ModelBundle.random(s.preset, seed=s.seed)
     if s.vae:  # a retrained autoencoder under a trained U-Net (the U-Net then adapts to its latents)
-        other = read_meta(Path(s.vae)).get("preset")
-        if other != bundle.preset:
-            raise UsageError(f"--vae {s.vae}: a '{other}' bundle, but the run is '{bundle.preset}'")
         bundle.vae = load_component(Path(s.vae), "vae")
     bundle.to(s.device, torch.float32)
     return bundle.modules(), bundle
@@ -335,8 +350,13 @@ def train(
     """
     s = settings
     s.check()
+    if run.exists() and not run.is_dir():
+        raise UsageError(f"{run}: exists and is not a folder; choose another RUN_DIR")
     dist = _init_distributed(s.device)
-    run.mkdir(parents=True, exist_ok=True)
+    try:
+        run.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProjectError(f"{run}: cannot create the run folder ({exc.strerror or exc})") from exc
     recorded = run / "settings.json"
     if restart and dist.main:
         for p in ("checkpoint", "checkpoint.old", "checkpoint.new", "log.csv", "loss.png", "settings.json"):
