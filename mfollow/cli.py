@@ -34,7 +34,7 @@ from mfollow.cli_common import (
     stderr_line,
 )
 from mfollow.cli_weights import weights_app
-from mfollow.errors import EXIT_INTERRUPTED, EXIT_USAGE, UsageError
+from mfollow.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, UsageError
 from mfollow.learned import settings as FVD
 
 app = typer.Typer(
@@ -384,8 +384,11 @@ def edit(
     edit_poses: E.EditPoses = None,
     source_masks: E.SourceMasks = None,
     edit_masks: E.EditMasks = None,
+    pose_backend: E.PoseBackendOpt = E.PoseBackendChoice.auto,
+    edit_mask_backend: E.EditMaskOpt = E.EditMaskChoice.auto,
+    target_masks: E.TargetMasks = None,
     case: E.Case = None,
-    preset: E.Preset = "auto",
+    preset: E.Preset = E.PresetChoice.auto,
     weights: E.Weights = None,
     steps: E.Steps = 25,
     cfg: E.Cfg = None,
@@ -432,8 +435,11 @@ def long_(
     edit_poses: E.EditPoses = None,
     source_masks: E.SourceMasks = None,
     edit_masks: E.EditMasks = None,
+    pose_backend: E.PoseBackendOpt = E.PoseBackendChoice.auto,
+    edit_mask_backend: E.EditMaskOpt = E.EditMaskChoice.auto,
+    target_masks: E.TargetMasks = None,
     case: E.Case = None,
-    preset: E.Preset = "auto",
+    preset: E.Preset = E.PresetChoice.auto,
     weights: E.Weights = None,
     steps: E.Steps = 25,
     cfg: E.Cfg = None,
@@ -455,7 +461,9 @@ def long_(
     project: Annotated[
         Path | None, typer.Option("--project", "-p", help="Project folder (holds the checkpoint).")
     ] = None,
-    resume: Annotated[bool, typer.Option("--resume", help="Resume a compatible checkpoint (the default).")] = True,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Resume a compatible checkpoint (default) or start over.")
+    ] = True,
     restart: Annotated[bool, typer.Option("--restart", help="Discard any checkpoint and start over.")] = False,
     device: DeviceOpt = DeviceChoice.cpu,
     dtype: DtypeOpt = DtypeChoice.float32,
@@ -503,6 +511,11 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
     except KeyboardInterrupt:
         print("mfollow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except BrokenPipeError:  # help or a listing into a closed pipe
+        from mfollow.cli_common import silence_stdout
+
+        silence_stdout()
+        return EXIT_PIPE
     return result if isinstance(result, int) else 0
 
 

@@ -19,7 +19,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mfollow.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, MfollowError
+from mfollow.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, MfollowError
 
 
 class ProgressChoice(StrEnum):
@@ -63,6 +63,8 @@ DtypeOpt = Annotated[
 
 def check_device(device: str) -> None:
     """Refuse a device this machine does not have (usage error, before any work)."""
+    if device == "cpu":
+        return
     import torch
 
     from mfollow.errors import UsageError
@@ -100,6 +102,9 @@ def guard(debug: bool = False) -> Iterator[None]:
     except KeyboardInterrupt:
         print("mfollow: interrupted", file=sys.stderr, flush=True)
         raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # the reader went away (`mfollow info x.mp4 | head`): stop quietly
+        silence_stdout()
+        raise typer.Exit(EXIT_PIPE) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug: say so, in one line unless debugging
@@ -113,3 +118,10 @@ def guard(debug: bool = False) -> Iterator[None]:
             flush=True,
         )
         raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush of a closed pipe stays silent."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -35,6 +35,25 @@ class OutputSizeChoice(StrEnum):
     working = "working"
 
 
+class PresetChoice(StrEnum):
+    auto = "auto"
+    sd15 = "sd15"
+    tiny = "tiny"
+
+
+class PoseBackendChoice(StrEnum):
+    auto = "auto"
+    dwpose = "dwpose"
+    mediapipe = "mediapipe"
+
+
+class EditMaskChoice(StrEnum):
+    auto = "auto"
+    hull = "hull"
+    warp = "warp"
+    segdit = "segdit"
+
+
 class Blend(StrEnum):
     tent = "tent"
     mean = "mean"
@@ -58,11 +77,27 @@ Case = Annotated[
     Path | None, typer.Option("--case", help="An official case folder (source_images/, source_poses/, ...).")
 ]
 Preset = Annotated[
-    str,
+    PresetChoice,
+    typer.Option("--preset", help="Network size; auto: sd15 when installed, else the bundled tiny demo model."),
+]
+PoseBackendOpt = Annotated[
+    PoseBackendChoice,
     typer.Option(
-        "--preset",
-        help="Network size: sd15, tiny, or auto (sd15 when installed, else the bundled tiny demo model).",
+        "--pose-backend",
+        help="Pose estimator when poses are not given; auto: fresh poses in the project, else DWPose when "
+        "installed, else mediapipe.",
     ),
+]
+EditMaskOpt = Annotated[
+    EditMaskChoice,
+    typer.Option(
+        "--edit-mask-backend",
+        help="M_e when masks are not given: hull, warp (needs --target-masks) or segdit; auto: a fresh mask "
+        "stage in the project, else hull. M_r: --source-masks, else mediapipe segments the source.",
+    ),
+]
+TargetMasks = Annotated[
+    Path | None, typer.Option("--target-masks", help="Folder of target person masks (for --edit-mask-backend warp).")
 ]
 Weights = Annotated[Path | None, typer.Option("--weights", help="A model bundle folder, or a weights root for sd15.")]
 Steps = Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")]
@@ -103,6 +138,61 @@ CompositeMargin = Annotated[
 ColorsOpt = Annotated[Colors, typer.Option("--pose-colors", help="Colour order of rendered poses.")]
 
 
+def preflight(
+    *,
+    src: Path,
+    tgt: Path | None,
+    output: Path,
+    options: dict[str, Any],
+    long: bool,
+    project: Path | None,
+    restart: bool,
+) -> Path | None:
+    """Check every input, option and output of one edit before anything loads (exit 2/4/5 in
+    about a second). Returns the project folder the edit will use (None: none needed)."""
+    from mfollow import preflight as P
+    from mfollow.cli_common import check_device
+    from mfollow.errors import UsageError
+    from mfollow.project import default_project_dir
+
+    o = options
+    if o["size"] is not None and o["size"] % 64:
+        raise UsageError(f"--size {o['size']} is not a multiple of 64")
+    if o["case"] is not None:
+        from mfollow.inputs import case_inputs
+
+        case = case_inputs(o["case"], tgt)
+        inputs = [("--case", o["case"]), *((n, getattr(case, n)) for n in PATH_KEYS[3:7])]
+    else:
+        P.check_source(src)
+        inputs = [("SRC", src)]
+    if tgt is not None:
+        P.check_video(tgt, "TGT")
+        inputs.append(("TGT", tgt))
+    for key in PATH_KEYS[3:7]:
+        if o[key] is not None:
+            P.check_exists(o[key], f"--{key.replace('_', '-')}")
+            inputs.append((f"--{key.replace('_', '-')}", o[key]))
+    for key in ("target_masks",):
+        if o.get(key) is not None:
+            P.check_exists(o[key], f"--{key.replace('_', '-')}")
+    staged = o["case"] is None and o["source_poses"] is None and o["edit_poses"] is None
+    if staged and tgt is None and project is None:
+        raise UsageError("no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR")
+    if staged:
+        from mfollow.prepare import StagePlan
+
+        StagePlan(edit_mask_backend=o["edit_mask_backend"].value, target_masks=o["target_masks"]).check()
+    P.check_output(output, inputs)
+    if staged or long:
+        project = project or default_project_dir(output)
+        P.check_project(project)
+        if long and not restart:
+            P.check_checkpoint(project / "long" / "state.safetensors")
+    check_device(o["device"].value)
+    return project if staged or long else None
+
+
 def execute(
     *,
     src: Path,
@@ -115,36 +205,45 @@ def execute(
     project: Path | None = None,
     restart: bool = False,
     bundle: tuple[Any, str] | None = None,
+    preflighted: bool = False,
 ) -> dict[str, Any]:
-    """Parse options into settings, run one edit, return its report (the body of ``edit``,
-    ``long`` and each ``--batch`` job)."""
-    from mfollow.cli_common import check_device
+    """Preflight (unless ``preflighted``: then ``project`` is what :func:`preflight` returned),
+    run or reuse the stages, then one edit; returns its report (the body of ``edit``, ``long``
+    and each ``--batch`` job)."""
+    o = options
+    if not preflighted:
+        given_project = project
+        project = preflight(
+            src=src, tgt=tgt, output=output, options=o, long=long, project=project, restart=restart
+        )  # fmt: skip
+        if project is not None and given_project is None:
+            stderr_line(f"project: {project}", quiet=quiet)
+
     from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, run_edit, run_key
     from mfollow.errors import UsageError
+    from mfollow.inputs import open_clip
     from mfollow.loading import choose_preset, load_bundle
     from mfollow.models.presets import get_preset
     from mfollow.progress import Reporter
     from mfollow.sampling.sampler import SamplerSettings
 
-    o = options
-    stage_reports: dict[str, str] = {}
-    if o["size"] is not None and o["size"] % 64:
-        raise UsageError(f"--size {o['size']} is not a multiple of 64")
     if bundle is not None:
         preset = get_preset(bundle[0].preset)
     else:
-        preset = get_preset(choose_preset(o["weights"]) if o["preset"] == "auto" else o["preset"])
+        preset = get_preset(choose_preset(o["weights"]) if o["preset"] == "auto" else o["preset"].value)
     size = o["size"] or preset.working_size
     guidance_scale = (
         preset.default_guidance_scale(o["guidance"].value) if o["guidance_scale"] is None else o["guidance_scale"]
     )
     cfg = preset.cfg if o["cfg"] is None else o["cfg"]
+    prepared: dict[str, Any] = {"stages": {}}
     if o["case"] is not None:
         inputs = case_inputs(o["case"], tgt)
     else:
         given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
         if given["source_poses"] is None and given["edit_poses"] is None:
-            staged, stage_reports = _run_stages(src, tgt, output, project, o, quiet)
+            assert project is not None
+            staged, prepared = _prepare(src, tgt, project, o, quiet)
             given = staged | {k: v for k, v in given.items() if v is not None}
         missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
         if missing:
@@ -153,7 +252,6 @@ def execute(
                 hint="give poses and masks, run 'mfollow pose/align/mask -p DIR' and pass -p DIR, or --case DIR",
             )
         inputs = EditInputs(src, target=tgt, **given)  # type: ignore[arg-type]
-    check_device(o["device"].value)
     sampler = SamplerSettings(
         steps=o["steps"], cfg=cfg, guidance=o["guidance"].value, guidance_scale=guidance_scale,
         window=o.get("window", 24), overlap=o.get("overlap", 8), blend=o.get("blend", Blend.tent).value,
@@ -164,26 +262,26 @@ def execute(
         device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
         composite=o["composite"], composite_margin=o["composite_margin"],
     )  # fmt: skip
+    clip = open_clip(inputs, settings)  # lengths and sizes checked before the model loads
     bundled_default = bundle is None and o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None
     model, weights_id = bundle or load_bundle(preset.name, o["weights"])
     reporter = Reporter(progress.value, quiet=quiet)
     store = None
     lock = None
-    if long:  # the checkpoint lives in the project
-        from mfollow.project import Project, default_project_dir
+    if long:  # the checkpoint and the conditioning spill live in the project
+        from mfollow.project import Project
 
-        if project is None:
-            project = default_project_dir(output)
-            stderr_line(f"project: {project}", quiet=quiet)
-        lock = Project.open(project)  # one writer per project; the checkpoint lives inside
+        assert project is not None
+        lock = Project.open(project)  # one writer per project
         store = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
         if restart:
             store.clear()
     try:
         with reporter.task("long" if long else "edit", o["steps"]) as callback:
             report = run_edit(
-                model, inputs, settings, output, store=store, progress=lambda e: callback(e["step"], e["steps"])
-            )
+                model, inputs, settings, output, store=store, progress=lambda e: callback(e["step"], e["steps"]),
+                clip=clip, work_dir=None if project is None or not long else project / "long",
+            )  # fmt: skip
     finally:
         if lock is not None:
             lock.close()
@@ -194,41 +292,23 @@ def execute(
             "for real footage install the sd15 weights (docs/weights.md)",
             quiet=quiet,
         )
-    report["stages"] = stage_reports  # cache decisions of the stages this run needed
+    report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
+    report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
+    report["mask_backend"] = prepared.get("mask_backend")
     return report
 
 
-def _run_stages(
-    src: Path, tgt: Path | None, output: Path, project: Path | None, o: dict[str, Any], quiet: bool
-) -> tuple[dict[str, Path], dict[str, str]]:
-    """Run (or reuse) the pose, align and mask stages in the project: their outputs as inputs, and
-    each stage's cache decision."""
-    from mfollow.errors import UsageError
-    from mfollow.project import default_project_dir
-    from mfollow.stages import align_stage, mask_stage, pose_stage, project_inputs
+def _prepare(
+    src: Path, tgt: Path | None, project: Path, o: dict[str, Any], quiet: bool
+) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The pose, align and mask stages in the project (run, cached or reused)."""
+    from mfollow.prepare import StagePlan, prepare_stages
 
-    staged = project_inputs(project) if project is not None else None
-    if staged is not None and o["source_masks"] is None:  # fresh stages from earlier commands
-        return staged, dict.fromkeys(("pose-source", "pose-target", "align", "mask"), "hit")
-    if tgt is None:
-        raise UsageError(
-            "no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR",
-        )
-    if project is None:
-        project = default_project_dir(output)
-        stderr_line(f"project: {project}", quiet=quiet)
-    reports = [
-        pose_stage(project, src, "source", backend="dwpose", weights=o["weights"]),
-        pose_stage(project, tgt, "target", backend="dwpose", weights=o["weights"]),
-        align_stage(project),
-    ]
-    if o["source_masks"] is not None:
-        reports.append(mask_stage(project, source_masks=o["source_masks"], edit_backend="hull"))
-    else:  # M_r segmented by mediapipe (the optional extra)
-        reports.append(mask_stage(project, source_video=src, edit_backend="hull"))
-    staged = project_inputs(project)
-    assert staged is not None
-    return staged, {r["stage"]: r["cache"] for r in reports}
+    plan = StagePlan(
+        pose_backend=o["pose_backend"].value, edit_mask_backend=o["edit_mask_backend"].value,
+        source_masks=o["source_masks"], target_masks=o["target_masks"], weights=o["weights"],
+    )  # fmt: skip
+    return prepare_stages(project, src, tgt, plan, note=lambda line: stderr_line(line, quiet=quiet))
 
 
 def run_command(*, json_out: bool, quiet: bool, **kwargs: Any) -> None:
@@ -237,7 +317,12 @@ def run_command(*, json_out: bool, quiet: bool, **kwargs: Any) -> None:
     if json_out:
         emit_json(report)
     else:
-        stderr_line(f"{report['output']}: {report['frames']} frames, {report['timings']}", quiet=quiet)
+        stderr_line(f"{report['output']}: {report['frames']} frames, {format_timings(report['timings'])}", quiet=quiet)
+
+
+def format_timings(timings: dict[str, float]) -> str:
+    """``{"prepare": 1.23, "sample": 30.0}`` -> ``prepare 1.2 s, sample 30.0 s``."""
+    return ", ".join(f"{name.replace('_', ' and ')} {seconds:.1f} s" for name, seconds in timings.items())
 
 
 PATH_KEYS = ("source", "target", "output", "source_poses", "edit_poses", "source_masks", "edit_masks", "case")
@@ -263,45 +348,58 @@ def run_batch(
     jobs_file: Path, shard: str | None, options: dict[str, Any], progress: ProgressChoice, quiet: bool
 ) -> int:
     """Run every job of a JSON Lines file (this shard's share) with one model; one JSON line of
-    result per job on stdout. Returns 0 if every job succeeded, else the first failure's code."""
+    result per job on stdout. Paths in the file are relative to its folder. The whole batch is
+    preflighted before the model loads: a job whose output is any job's input or another job's
+    output stops the batch (exit 2); a job with a bad input fails alone. Returns 0 if every job
+    succeeded, else the first failure's code."""
     import json
     import sys
 
-    from mfollow.errors import EXIT_INTERNAL, EXIT_USAGE, MediaError, MfollowError, UsageError
-    from mfollow.loading import load_bundle
+    from mfollow.errors import EXIT_INTERNAL, MediaError, MfollowError
 
     k, n = parse_shard(shard)
+    if not jobs_file.is_file():
+        raise MediaError(f"{jobs_file}: no such jobs file")
     try:
         lines = jobs_file.read_text(encoding="utf-8").splitlines()
-    except OSError as exc:
-        raise MediaError(f"{jobs_file}: cannot read the jobs file ({exc.strerror or exc})") from exc
-    bundle_cache = load_bundle(options["preset"], options["weights"])  # loaded once for every job
-    first_failure = 0
+    except (OSError, UnicodeDecodeError) as exc:
+        raise MediaError(f"{jobs_file}: cannot read the jobs file ({exc})") from exc
+    jobs: list[dict[str, Any]] = []
     for index, line in enumerate(lines):
-        if not line.strip() or index % n != k - 1:
-            continue
-        result: dict[str, Any] = {"job": index}
+        if line.strip():
+            try:
+                jobs.append({"job": index, **_parse_job(line, index, jobs_file.parent, options)})
+            except MfollowError as exc:
+                jobs.append({"job": index, "error": exc})
+    _check_collisions(jobs)
+    mine = [j for j in jobs if j["job"] % n == k - 1]
+    for j in mine:  # every input and output of this shard's jobs, before the model loads
+        if "error" not in j:
+            try:
+                j["project"] = preflight(
+                    src=j["src"], tgt=j["paths"]["target"], output=j["paths"]["output"], options=j["options"],
+                    long=False, project=None, restart=False,
+                )  # fmt: skip
+            except MfollowError as exc:
+                j["error"] = exc
+    bundle_cache = None
+    if any("error" not in j for j in mine):
+        from mfollow.loading import load_bundle
+
+        bundle_cache = load_bundle(options["preset"].value, options["weights"])  # once for every job
+    first_failure = 0
+    for j in mine:
+        result: dict[str, Any] = {"job": j["job"]}
         try:
-            job = json.loads(line)
-            if not isinstance(job, dict) or "output" not in job or ("source" not in job and "case" not in job):
-                raise UsageError("a job needs 'output' and 'source' (or 'case')")
-            unknown = set(job) - set(PATH_KEYS) - set(VALUE_KEYS)
-            if unknown:
-                raise UsageError(f"unknown job keys: {', '.join(sorted(unknown))}")
-            paths = {key: None if job.get(key) is None else Path(job[key]) for key in PATH_KEYS}
-            opts = {**options, **{key: job[key] for key in VALUE_KEYS if key in job}}
-            opts.update({key: paths[key] for key in PATH_KEYS[3:]})  # poses, masks, case
-            src = paths["source"] or paths["case"]
-            assert src is not None and paths["output"] is not None
+            if "error" in j:
+                raise j["error"]
             report = execute(
-                src=src, tgt=paths["target"], output=paths["output"], options=opts,
-                progress=progress, quiet=True, bundle=bundle_cache,
+                src=j["src"], tgt=j["paths"]["target"], output=j["paths"]["output"], options=j["options"],
+                progress=progress, quiet=True, bundle=bundle_cache, project=j["project"], preflighted=True,
             )  # fmt: skip
             result.update(ok=True, **report)
         except MfollowError as exc:
             result.update(ok=False, error=str(exc), exit_code=exc.exit_code)
-        except ValueError as exc:  # malformed JSON
-            result.update(ok=False, error=f"line {index + 1}: {exc}", exit_code=EXIT_USAGE)
         except Exception as exc:  # isolate the failure; the batch goes on
             result.update(ok=False, error=f"internal error: {type(exc).__name__}: {exc}", exit_code=EXIT_INTERNAL)
         if not result["ok"] and not first_failure:
@@ -309,5 +407,64 @@ def run_batch(
         sys.stdout.write(json.dumps(result, sort_keys=True, default=str) + "\n")
         sys.stdout.flush()
         if not result["ok"]:
-            stderr_line(f"job {index}: {result['error']}", quiet=quiet)
+            stderr_line(f"job {j['job']}: {result['error']}", quiet=quiet)
     return first_failure
+
+
+def _parse_job(line: str, index: int, base: Path, options: dict[str, Any]) -> dict[str, Any]:
+    """One line of a jobs file: its paths (relative ones resolved against ``base``, the jobs
+    file's folder) and its options (the command's, with the job's overrides)."""
+    import json
+
+    from mfollow.errors import UsageError
+
+    try:
+        job = json.loads(line)
+    except ValueError as exc:
+        raise UsageError(f"line {index + 1}: not JSON ({exc})") from None
+    if not isinstance(job, dict) or "output" not in job or ("source" not in job and "case" not in job):
+        raise UsageError(f"line {index + 1}: a job needs 'output' and 'source' (or 'case')")
+    unknown = set(job) - set(PATH_KEYS) - set(VALUE_KEYS)
+    if unknown:
+        raise UsageError(f"line {index + 1}: unknown job keys: {', '.join(sorted(unknown))}")
+    for key in PATH_KEYS:
+        if job.get(key) is not None and not isinstance(job[key], str):
+            raise UsageError(f"line {index + 1}: '{key}' must be a path string")
+    paths = {key: None if job.get(key) is None else base / Path(job[key]).expanduser() for key in PATH_KEYS}
+    opts = {**options, **{key: job[key] for key in VALUE_KEYS if key in job}}
+    opts.update({key: paths[key] for key in PATH_KEYS[3:]})  # poses, masks, case
+    src = paths["source"] or paths["case"]
+    return {"paths": paths, "options": opts, "src": src}
+
+
+def _check_collisions(jobs: list[dict[str, Any]]) -> None:
+    """No job may write any job's input or another job's output (all jobs, every shard)."""
+    from mfollow.errors import UsageError
+
+    def identity(path: Path) -> tuple[Any, ...]:
+        try:
+            st = path.stat()
+            return ("inode", st.st_dev, st.st_ino)  # symlinks and hard links are the same file
+        except OSError:
+            return ("path", str(path.resolve()))
+
+    written: dict[tuple[Any, ...], int] = {}
+    read: dict[tuple[Any, ...], int] = {}
+    for j in jobs:
+        if "error" in j:
+            continue
+        for key, path in j["paths"].items():
+            if path is not None and key != "output":
+                read.setdefault(identity(path), j["job"])
+    for j in jobs:
+        if "error" in j:
+            continue
+        out = j["paths"]["output"]
+        ident = identity(out)
+        if ident in read:
+            raise UsageError(f"job {j['job']}: output {out} is an input of job {read[ident]}; nothing was run")
+        if ident in written:
+            raise UsageError(
+                f"job {j['job']}: output {out} is also the output of job {written[ident]}; nothing was run"
+            )
+        written[ident] = j["job"]

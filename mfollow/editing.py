@@ -9,6 +9,7 @@ therefore depends on the window size, not on the video's length (design §5).
 from __future__ import annotations
 
 import hashlib
+import shutil
 import tempfile
 import time
 from collections.abc import Callable
@@ -25,6 +26,7 @@ from mfollow.errors import MediaError, ProjectError
 from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip
 from mfollow.models.bundle import ModelBundle
 from mfollow.pose.render import ColorOrder
+from mfollow.project import SPILL_PREFIX
 from mfollow.sampling.sampler import Conditioning, SamplerSettings, SamplerState, initial_noise, sample, schedule
 from mfollow.sampling.windows import Window, layout
 from mfollow.video.read import Geometry
@@ -140,7 +142,9 @@ class StateStore:
                         hint="run with the original settings to resume, or pass --restart",
                     )
                 return SamplerState(fh.get_tensor("z_e"), fh.get_tensor("z_r"), int(meta["step"]))
-        except (OSError, ValueError, KeyError) as exc:
+        except ProjectError:
+            raise
+        except Exception as exc:  # OSError, a bad header (safetensors' SafetensorError), missing keys
             raise ProjectError(f"{self.path}: unreadable checkpoint ({exc})", hint="pass --restart") from exc
 
     def save(self, state: SamplerState) -> None:
@@ -201,14 +205,30 @@ def run_edit(
     *,
     store: StateStore | None = None,
     progress: Callable[[dict[str, Any]], None] | None = None,
+    clip: ClipSource | None = None,
+    work_dir: Path | None = None,
 ) -> dict[str, Any]:
     """Edit and write ``output``; returns a JSON-ready report. With a ``store``, the sampler state
-    is saved after every step and a compatible saved state is resumed. On CUDA the edit runs with
-    deterministic kernels (:mod:`mfollow.determinism`)."""
+    is saved after every step and a compatible saved state is resumed. ``clip``: the inputs
+    already opened by :func:`mfollow.inputs.open_clip` with ``s``. ``work_dir``: where the
+    conditioning of several windows is spilled (a project's ``long/``, so that ``mfollow clean``
+    removes what a killed run left; stale spills there are removed first); default: the system's
+    temporary folder. On CUDA the edit runs with deterministic kernels (:mod:`mfollow.determinism`)."""
     from mfollow.determinism import deterministic_kernels
 
     with deterministic_kernels(torch.device(s.device)):
-        return _run_edit(bundle, inputs, s, output, store, progress)
+        return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir)
+
+
+def _spill_folder(work_dir: Path | None) -> tempfile.TemporaryDirectory[str]:
+    """A fresh ``SPILL_PREFIX*`` folder in ``work_dir`` (older ones there removed: the caller holds
+    the project's lock, so no live run owns them), or in the system's temporary folder."""
+    if work_dir is None:
+        return tempfile.TemporaryDirectory(prefix=SPILL_PREFIX)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    for stale in work_dir.glob(f"{SPILL_PREFIX}*"):
+        shutil.rmtree(stale, ignore_errors=True)
+    return tempfile.TemporaryDirectory(prefix=SPILL_PREFIX, dir=work_dir)
 
 
 def _run_edit(
@@ -218,6 +238,8 @@ def _run_edit(
     output: Path,
     store: StateStore | None,
     progress: Callable[[dict[str, Any]], None] | None,
+    clip: ClipSource | None,
+    work_dir: Path | None,
 ) -> dict[str, Any]:
     from mfollow.video import VideoWriter
     from mfollow.video.read import restore_frame
@@ -225,7 +247,7 @@ def _run_edit(
 
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
-    clip = open_clip(inputs, s)
+    clip = clip or open_clip(inputs, s)
     device, dtype = torch.device(s.device), getattr(torch, s.dtype)
     bundle.to(device, dtype)
     guided = s.sampler.guidance != "none"
@@ -252,7 +274,7 @@ def _run_edit(
 
     from mfollow.sampling import camera as camera_mode
 
-    with tempfile.TemporaryDirectory(prefix="mfollow-cond-") as spill:
+    with _spill_folder(work_dir if len(windows) > 1 else None) as spill:
         conditioner = WindowConditioner(bundle, clip, device, dtype, None if len(windows) == 1 else Path(spill))
         conditioner.context()
         timings["prepare"] = time.perf_counter() - t0

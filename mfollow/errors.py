@@ -13,6 +13,7 @@ code  meaning
 4     input media unreadable or unsupported
 5     project directory / cache problem
 130   interrupted (Ctrl-C / SIGINT)
+141   stdout closed by its reader (a pipe, as ``| head``): stopped quietly, as Unix tools do
 ====  =========================================
 """
 
@@ -25,6 +26,7 @@ EXIT_WEIGHTS = 3
 EXIT_MEDIA = 4
 EXIT_PROJECT = 5
 EXIT_INTERRUPTED = 130
+EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a Unix tool stopped by a closed pipe
 
 
 class MfollowError(Exception):

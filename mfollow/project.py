@@ -43,6 +43,7 @@ from mfollow.errors import ProjectError, UsageError
 from mfollow.lock import ProjectLock
 
 MANIFEST = "mfollow.json"
+SPILL_PREFIX = ".spill-"  # temporary conditioning of a `long` run (mfollow.editing)
 FORMAT = 1  # manifest format version; bump on incompatible changes
 
 StageState = Literal["fresh", "stale", "missing"]
@@ -386,6 +387,7 @@ class Project:
     def _cleanable(self, keep: set[Path], removed_stages: list[str]) -> list[Path]:
         """mfollow's own leftovers only: a user's files in the project folder are never touched."""
         found = [e for e in sorted(self.root.iterdir()) if PARTIAL_MARK in e.name and e.is_file()]
+        found += sorted(p for p in self.root.glob(f"*/{SPILL_PREFIX}*") if p.is_dir())  # a killed run's spill
         ours = set(self.manifest["stages"]) | set(STAGE_CODE_VERSIONS) | set(removed_stages)
         for name in sorted(ours):
             folder = self.root / name

@@ -1,0 +1,159 @@
+"""Preflight: bad inputs, options and outputs are refused before any model loads, and no output
+can be an input. The runs here ask for ``--preset sd15`` with a ``--weights`` folder that holds
+none of its components: had a command reached the model load it would exit 3, so an exit 2/4/5
+proves the check came first."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from test_cli import one_line_error
+
+from mfollow.models.bundle import ModelBundle
+from mfollow.synth import make_pair
+from mfollow.synth.files import write_pair
+
+
+def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if k not in ("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")}
+    return subprocess.run(
+        [sys.executable, "-m", "mfollow", *args],
+        capture_output=True, text=True, cwd=cwd, env=base | (env or {}), timeout=600,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("world")
+    write_pair(make_pair(6, frames=8, size=64, camera="none"), root / "pair")
+    (root / "no-weights").mkdir()
+    ModelBundle.random("tiny", seed=0).save_pretrained(root / "bundle")
+    return root
+
+
+def given(world: Path, *extra: str) -> list[str]:
+    p = world / "pair"
+    return [
+        "--source-poses", str(p / "source_poses.json"), "--edit-poses", str(p / "edit_poses.json"),
+        "--source-masks", str(p / "source_masks"), "--edit-masks", str(p / "edit_masks"),
+        "--preset", "sd15", "--weights", str(world / "no-weights"), "--size", "64", "--steps", "1", "-q", *extra,
+    ]  # fmt: skip
+
+
+def test_output_that_is_an_input_is_refused(world: Path, tmp_path: Path) -> None:
+    src = tmp_path / "src.mp4"
+    src.write_bytes((world / "pair" / "source.mp4").read_bytes())
+    before = src.read_bytes()
+    (tmp_path / "link.mp4").symlink_to(src)
+    os.link(src, tmp_path / "hard.mp4")
+    for out in (src, tmp_path / "link.mp4", tmp_path / "hard.mp4", tmp_path / "sub" / ".." / "src.mp4"):
+        one_line_error(run("edit", str(src), "-o", str(out), *given(world)), 2, "is the input SRC")
+    tgt = world / "pair" / "target.mp4"
+    one_line_error(run("edit", str(src), str(tgt), "-o", str(tgt), *given(world)), 2, "is the input TGT")
+    ok = ["-o", str(tmp_path / "ok.mp4"), "-p", str(tmp_path / "p")]  # the control: passes preflight
+    one_line_error(run("long", str(src), *ok, *given(world)), 3, "'motionfollower' not found")
+    assert src.read_bytes() == before
+
+
+def test_bad_outputs_and_inputs_before_the_model(world: Path, tmp_path: Path) -> None:
+    src = str(world / "pair" / "source.mp4")
+    folder = tmp_path / "adir.mp4"
+    folder.mkdir()
+    one_line_error(run("edit", src, "-o", str(folder), *given(world)), 4, "is a folder")
+    one_line_error(run("edit", src, "-o", "/proc/x/out.mp4", *given(world)), 4, "cannot write")
+    one_line_error(run("long", src, "-o", "/proc/x/out.mp4", "-p", str(tmp_path / "p"), *given(world)), 4)
+    one_line_error(run("edit", src, "-o", str(tmp_path / "out.txt"), *given(world)), 2, ".mp4")
+    one_line_error(run("edit", src, "-o", str(tmp_path / "o.mp4"), *given(world, "--size", "100")), 2, "multiple")
+    missing_tgt = str(tmp_path / "no-target.mp4")
+    one_line_error(run("edit", src, missing_tgt, "-o", str(tmp_path / "o.mp4"), *given(world)), 4, "no-target.mp4")
+    not_video = tmp_path / "notes.mp4"
+    not_video.write_text("hello")
+    one_line_error(run("edit", str(not_video), "-o", str(tmp_path / "o.mp4"), *given(world)), 4, "notes.mp4")
+    one_line_error(run("edit", "--batch", str(tmp_path / "none.jsonl"), "--shard", "0/2", *given(world)), 2, "K <= N")
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_corrupt_checkpoint_is_a_project_error(world: Path, tmp_path: Path) -> None:
+    project = tmp_path / "proj"
+    (project / "long").mkdir(parents=True)
+    (project / "long" / "state.safetensors").write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not json}")
+    args = [str(world / "pair" / "source.mp4"), "-o", str(tmp_path / "o.mp4"), "-p", str(project)]
+    one_line_error(run("long", *args, *given(world)), 5, "unreadable checkpoint", "--restart")
+
+
+def test_batch_paths_are_relative_to_the_jobs_file(world: Path, tmp_path: Path) -> None:
+    p = world / "pair"
+    jobs_dir = tmp_path / "jobs"
+    jobs_dir.mkdir()
+    for name in ("source.mp4", "source_poses.json", "edit_poses.json"):
+        (jobs_dir / name).write_bytes((p / name).read_bytes())
+    common = {"source_poses": "source_poses.json", "edit_poses": "edit_poses.json", "frames": 4,
+              "source_masks": str(p / "source_masks"), "edit_masks": str(p / "edit_masks")}  # fmt: skip
+    jobs = jobs_dir / "jobs.jsonl"
+    options = ["--preset", "tiny", "--weights", str(world / "bundle"), "--size", "64", "--steps", "1", "-q"]
+
+    def write(*lines: dict[str, object]) -> None:
+        jobs.write_text("".join(json.dumps({**common, **line}) + "\n" for line in lines))
+
+    write({"source": "source.mp4", "output": "a.mp4"}, {"source": "source.mp4", "output": "source.mp4"})
+    before = (jobs_dir / "source.mp4").read_bytes()
+    one_line_error(run("edit", "--batch", str(jobs), *options, cwd=tmp_path), 2, "job 1", "input of job 0")
+    write({"source": "source.mp4", "output": "a.mp4"}, {"source": "source.mp4", "output": "sub/../a.mp4"})
+    one_line_error(run("edit", "--batch", str(jobs), *options, cwd=tmp_path), 2, "also the output of job 0")
+    assert (jobs_dir / "source.mp4").read_bytes() == before and not (jobs_dir / "a.mp4").exists()
+    write({"source": "source.mp4", "output": "out/a.mp4"})
+    r = run("edit", "--batch", str(jobs), *options, cwd=tmp_path)  # run from another folder
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["ok"] and (jobs_dir / "out" / "a.mp4").is_file()
+
+
+def test_auto_pose_backend_reuses_poses_made_by_hand(world: Path, tmp_path: Path) -> None:
+    """The headline flow on a machine without DWPose: poses made first into the default project
+    are reused by `edit` whatever made them; the JSON says which backend."""
+    p = world / "pair"
+    out = tmp_path / "out.mp4"
+    project = tmp_path / "out.mfollow"  # edit's default project for -o out.mp4
+    env = {"XDG_DATA_HOME": str(tmp_path / "no-weights")}
+    for role in ("source", "target"):
+        r = run("pose", str(p / f"{role}.mp4"), "--role", role, "--keypoints", str(p / f"{role}_poses.json"),
+                "-p", str(project), "-q", env=env)  # fmt: skip
+        assert r.returncode == 0, r.stderr
+    r = run("edit", str(p / "source.mp4"), str(p / "target.mp4"), "-o", str(out), "--source-masks",
+            str(p / "source_masks"), "--preset", "tiny", "--weights", str(world / "bundle"), "--size", "64",
+            "--steps", "1", "--json", env=env)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["stages"] == {"pose-source": "reused", "pose-target": "reused", "align": "miss", "mask": "miss"}
+    assert doc["pose_backend"] == {"source": "file", "target": "file"}
+    assert doc["mask_backend"] == {"source": "file", "edit": "hull"}
+    assert "weights 'dwpose' not found" not in r.stderr
+
+
+def test_choose_pose_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.util
+
+    from mfollow.errors import WeightsError
+    from mfollow.pose import backends
+
+    installed = {"mediapipe": True, "onnxruntime": True}
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: object() if installed.get(name) else real(name, *a)
+    )
+    monkeypatch.setattr(backends, "dwpose_available", lambda weights=None: False)
+    chosen = backends.choose_pose_backend("auto")
+    assert chosen.backend == "mediapipe" and "weights download dwpose" in (chosen.note or "")
+    monkeypatch.setattr(backends, "dwpose_available", lambda weights=None: True)
+    assert backends.choose_pose_backend("auto") == backends.PoseBackendChoice("dwpose")
+    monkeypatch.setattr(backends, "dwpose_available", lambda weights=None: False)
+    monkeypatch.setattr(backends, "mediapipe_available", lambda: False)
+    with pytest.raises(WeightsError, match="no pose estimator") as err:
+        backends.choose_pose_backend("auto")
+    assert "dwpose" in str(err.value) and "mediapipe" in str(err.value)
+    with pytest.raises(WeightsError, match="mediapipe is not installed"):
+        backends.choose_pose_backend("mediapipe")
