@@ -521,12 +521,18 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
 
 def _flags_without_metavar(command: Any) -> None:
     """Typer's help shows a ``<bool>`` type beside on/off flags as if they took a value: show
-    nothing there (every flag of every command, here in one place)."""
-    import click
+    nothing there (every flag of every command, ``--help`` included, here in one place)."""
+    from typer.core import TyperOption
+
+    def plain(option: Any) -> Any:
+        if isinstance(option, TyperOption) and option.is_flag and option.metavar is None:
+            option.metavar = ""
+        return option
 
     for param in command.params:
-        if isinstance(param, click.Option) and param.is_flag and param.metavar is None:
-            param.metavar = ""
+        plain(param)
+    help_option = command.get_help_option  # made per context: wrap this command's factory
+    command.get_help_option = lambda ctx, make=help_option: plain(make(ctx))
     for sub in getattr(command, "commands", {}).values():
         _flags_without_metavar(sub)
 

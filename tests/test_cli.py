@@ -19,7 +19,7 @@ from mfollow import project as P
 def mfollow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if k != "MFOLLOW_DEBUG"}
     return subprocess.run(
-        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=120
+        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
     )
 
 
@@ -164,3 +164,51 @@ def test_internal_error_and_interrupt_mapping(monkeypatch: pytest.MonkeyPatch, c
     monkeypatch.setattr(video, "probe", interrupted)
     assert cli.main(["info", "x.mp4"]) == 130
     assert capsys.readouterr().err == "mfollow: interrupted\n"
+
+
+def _all_commands() -> list[list[str]]:
+    import click
+    import typer
+
+    from mfollow.cli import app
+
+    def walk(cmd: click.Command, path: list[str]) -> list[list[str]]:
+        found = [path]
+        for name, sub in getattr(cmd, "commands", {}).items():
+            found += walk(sub, [*path, name])
+        return found
+
+    return walk(typer.main.get_command(app), [])
+
+
+def test_help_of_every_command_is_plain() -> None:
+    """Flags show no value placeholder; docstrings show no reStructuredText markup."""
+    from mfollow.cli import main
+
+    for path in _all_commands():
+        r = subprocess.run(
+            [sys.executable, "-m", "mfollow", *path, "--help"], capture_output=True, text=True, timeout=600,
+            env=os.environ | {"COLUMNS": "200"},
+        )  # fmt: skip
+        assert r.returncode == 0, (path, r.stderr)
+        assert "<bool>" not in r.stdout and "``" not in r.stdout, (path, r.stdout)
+    assert main(["long", "--no-resume", "--help"]) == 0
+
+
+def test_closed_pipe_exits_quietly(tmp_path: Path) -> None:
+    video = make_video(tmp_path / "v.mp4", n=3)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mfollow", "info", str(video)], stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    assert proc.stdout is not None and proc.stderr is not None
+    proc.stdout.close()  # the reader is gone before mfollow writes (`| head -0`)
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=600) == 141 and err == "", err
+
+
+def test_timings_line_is_for_people() -> None:
+    from mfollow.cli_edit import format_timings
+
+    assert format_timings({"prepare": 1.234, "sample": 30.0, "decode_write": 0.25}) == (
+        "prepare 1.2 s, sample 30.0 s, decode and write 0.2 s"
+    )

@@ -81,7 +81,7 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_demo_refuses_a_missing_device(tmp_path: Path, bare_home: dict[str, str]) -> None:
     cmd = [sys.executable, "-m", "mfollow", "demo", str(tmp_path / "d"), "--device", "cuda"]
-    r = subprocess.run(cmd, capture_output=True, text=True, env=bare_home, timeout=120)
+    r = subprocess.run(cmd, capture_output=True, text=True, env=bare_home, timeout=600)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["mfollow: error: --device cuda: no CUDA device is available"]
     assert not (tmp_path / "d").exists()  # refused before any work

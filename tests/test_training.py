@@ -231,6 +231,13 @@ def test_cli_train_errors_and_json(tmp_path: Path) -> None:
     one_line_error(mfollow("train", str(tmp_path / "r"), "--stage", "mask", "--size", "50"), 2, "multiple of 32")
     no_init = ["train", str(tmp_path / "r0"), "--stage", "mask", "--init", str(tmp_path / "none")]
     one_line_error(mfollow(*no_init), 3, "not a SegDiT folder")
+    # found before any data is rendered: with the default 64 pairs of 48 frames that takes minutes
+    one_line_error(
+        mfollow("train", str(tmp_path / "r0"), "--stage", "image", "--init", str(tmp_path)), 3, "not a model bundle"
+    )
+    one_line_error(mfollow("train", str(tmp_path / "r0"), "--stage", "image", "--preset", "bogus"), 2, "bogus")
+    (tmp_path / "file").write_text("x")
+    one_line_error(mfollow("train", str(tmp_path / "file"), "--stage", "vae", "--steps", "1"), 2, "not a folder")
     one_line_error(
         mfollow("train", str(tmp_path / "r"), "--stage", "mask", "--data", str(tmp_path / "x")), 2, "not found"
     )
@@ -257,3 +264,22 @@ def test_distributed_two_processes_end_identical(tmp_path: Path) -> None:
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     single = train(settings("image", steps=2, batch=1, synth_frames=4, synth_pairs=2), tmp_path / "one")
     assert single["weights_sha256"] != ranks[0]["weights_sha256"]  # the two ranks saw different data
+
+
+def test_settings_check_their_folders_before_any_data(tmp_path: Path) -> None:
+    """`train` calls check() before it renders data, so these cost no time."""
+    from mfollow.errors import WeightsError
+    from mfollow.models.bundle import ModelBundle
+
+    with pytest.raises(WeightsError, match="not a model bundle"):
+        settings("image", init=str(tmp_path)).check()
+    with pytest.raises(WeightsError, match="not a model bundle"):
+        settings("image", vae=str(tmp_path)).check()
+    with pytest.raises(UsageError, match="bogus"):
+        settings("image", preset="bogus").check()
+    with pytest.raises(UsageError, match="not found"):
+        settings("image", data=str(tmp_path / "none")).check()
+    ModelBundle.random("tiny", seed=0).save_pretrained(tmp_path / "tiny")
+    with pytest.raises(UsageError, match="'tiny' bundle"):
+        settings("image", preset="sd15", init=str(tmp_path / "tiny")).check()
+    settings("image", init=str(tmp_path / "tiny")).check()
