@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -17,6 +18,11 @@ from mfollow.models.bundle import ModelBundle
 from mfollow.models.checkpoint import load_state_dict, save_state_dict, write_official
 from mfollow.models.official import import_official, inspect_file
 from mfollow.models.unet3d import UNet3D
+
+
+class RunsCode:  # unpickling this would run a shell command
+    def __reduce__(self) -> tuple[object, tuple[str]]:
+        return (os.system, ("echo unpickled",))
 
 
 class NotATensor:  # pickling this needs code execution
@@ -114,17 +120,20 @@ def test_bad_checkpoint_files(tmp_path: Path, official_dir: Path) -> None:
     (tmp_path / "trunc.safetensors").write_bytes((tmp_path / "ok.safetensors").read_bytes()[:-4])
     torch.save({"a": NotATensor()}, tmp_path / "code.pth")
     torch.save([1, 2, 3], tmp_path / "list.pth")
+    torch.save({"a": RunsCode()}, tmp_path / "runs.pth")
     cases = {
         "trunc.pth": "corrupt or truncated",
         "trunc.safetensors": "not a valid safetensors file",
         "code.pth": "needs code execution",
+        "runs.pth": "needs code execution to load (it imports posix.system)",
         "list.pth": "not a dict of tensors",
         "missing.pth": "no such weights file",
     }
     for name, message in cases.items():
-        with pytest.raises(WeightsError, match=message) as err:
+        with pytest.raises(WeightsError, match=re.escape(message)) as err:
             load_state_dict(tmp_path / name)
         assert name in str(err.value)
+        assert "weights_only" not in str(err.value) and "will likely succeed" not in str(err.value)
     assert torch.equal(load_state_dict(tmp_path / "ok.safetensors")["a"], torch.ones(3))
 
 

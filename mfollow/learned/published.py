@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import pickle
 from pathlib import Path
 
 import torch
@@ -12,15 +11,11 @@ from mfollow.errors import WeightsError
 
 
 def load_pth(path: Path) -> dict[str, torch.Tensor]:
-    """A ``torch.save``d state dict, read without running pickled code (``weights_only``)."""
-    try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except (OSError, RuntimeError, ValueError, EOFError, pickle.UnpicklingError) as exc:
-        reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise WeightsError(f"{path}: cannot read ({reason})") from exc
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise WeightsError(f"{path}: not a state dict of tensors")
-    return state
+    """A ``torch.save``d state dict, read without running pickled code (``weights_only``; one
+    reader for every checkpoint: :func:`mfollow.models.checkpoint.load_state_dict`)."""
+    from mfollow.models.checkpoint import load_state_dict
+
+    return load_state_dict(path)
 
 
 def load_into(

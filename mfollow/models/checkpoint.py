@@ -54,10 +54,14 @@ def load_state_dict(path: Path) -> StateDict:
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        if "Unsupported global" in str(exc):  # a class or function to import and run
+        if str(exc).startswith("Weights only load failed"):  # PyTorch's weights-only unpickler said no
+            reason = _refusal_reason(exc)
+            if reason.startswith("it imports"):  # a function or class to import and run
+                message = f"the file needs code execution to load ({reason}); mfollow refuses it"
+            else:
+                message = f"cannot read it as plain weights ({reason}); mfollow never runs code from a weights file"
             raise WeightsError(
-                f"{path}: the pickle needs code execution to load, which mfollow refuses",
-                hint="ask for a plain tensor dict",
+                f"{path}: {message}", hint="use the publisher's safetensors file, or a pickle holding only tensors"
             ) from exc
         raise WeightsError(f"{path}: corrupt checkpoint ({_first_line(exc)})") from exc
     except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as exc:
@@ -78,6 +82,17 @@ def save_state_dict(state: StateDict, path: Path, metadata: dict[str, str] | Non
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file({k: v.detach().contiguous().clone() for k, v in state.items()}, str(tmp), metadata=metadata)
+
+
+def _refusal_reason(exc: BaseException) -> str:
+    """What the weights-only unpickler found (a global to import, an instruction it does not
+    run), without PyTorch's advice to load the file with ``weights_only=False``."""
+    text = str(exc)
+    if found := re.search(r"GLOBAL ([\w.]+)", text):
+        return f"it imports {found.group(1)}"
+    if found := re.search(r"Unsupported operand (\d+)", text):
+        return f"pickle instruction {found.group(1)}"
+    return "it holds more than tensors"
 
 
 def _first_line(exc: BaseException) -> str:
