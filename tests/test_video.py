@@ -105,6 +105,31 @@ def test_audio_window_keeps_the_matching_part(tmp_path: Path) -> None:
     assert cut.audio[0].duration == pytest.approx(0.4, abs=0.04)  # one 25-fps frame
 
 
+def _decoded_audio(path: Path) -> np.ndarray:
+    """(channels, samples) as a player hears it (edit lists applied by FFmpeg's demuxer)."""
+    import av
+
+    with av.open(str(path)) as c:
+        return np.concatenate([f.to_ndarray() for f in c.decode(c.streams.audio[0])], axis=1)
+
+
+@pytest.mark.parametrize(("first", "stop"), [(0, 25), (5, 15)])
+def test_copied_audio_decodes_to_the_source_samples(tmp_path: Path, first: int, stop: int) -> None:
+    """AAC's priming packet (negative pts) and the pre-roll packet before a window are kept, so
+    the output decodes to exactly the source's samples over the edited range (no click)."""
+    src = make_video(tmp_path / "a.mp4", n=25, audio="aac")
+    info = video.probe(src)
+    ts = [t - info.timestamps[first] for t in info.timestamps[first:stop]]
+    lo, hi = first / 25, stop / 25  # the window in seconds (25 fps)
+    out = tmp_path / "out.mp4"
+    video.write_video(out, video.read_frames(src, first, stop), ts, info.time_base, audio_from=src,
+                      audio_window=(lo, hi))  # fmt: skip
+    source, output = _decoded_audio(src), _decoded_audio(out)
+    a, n = round(lo * 44100), round((hi - lo) * 44100)
+    assert output.shape[1] >= n
+    np.testing.assert_array_equal(output[:, :n], source[:, a : a + n])
+
+
 def test_source_without_audio_writes_no_audio(tmp_path: Path) -> None:
     src = make_video(tmp_path / "silent.mp4")
     _, b = _roundtrip(src, tmp_path / "out.mp4", audio_from=src)

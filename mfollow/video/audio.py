@@ -58,20 +58,42 @@ def _fill_audio(out: Any, plan: _AudioPlan) -> None:
 
 
 def _copy_audio(out: Any, src: Any, a_in: Any, a_out: Any, lo: float, hi: float) -> None:
-    """Remux the packets whose start lies in [lo, hi) seconds, shifted so ``lo`` becomes 0."""
+    """Remux the packets that sound in [lo, hi) seconds, shifted so ``lo`` becomes 0, with the
+    packet before them as pre-roll.
+
+    AAC decodes each frame by overlap-adding it with the previous one, so the first frame the
+    listener hears needs the frame before it: the source's own priming packet (negative pts) at
+    the start of a file, the previous packet inside it. Kept with a negative pts, the pre-roll
+    makes the mp4 muxer write an edit list, and decoders drop those samples: the output decodes to
+    the source's samples from ``lo`` on, sample for sample.
+    """
     tb = a_in.time_base
     offset = round(lo / tb)
+    previous = None
+    started = False
     for packet in src.demux(a_in):
         if packet.size == 0 or packet.pts is None:
             continue
-        t = float(packet.pts * tb)
-        if t < lo - 1e-9 or t >= hi:
-            continue
-        packet.pts -= offset
-        if packet.dts is not None:
-            packet.dts -= offset
-        packet.stream = a_out
-        out.mux(packet)
+        start = float(packet.pts * tb)
+        end = float((packet.pts + (packet.duration or 0)) * tb)
+        if start >= hi:
+            break
+        if not started:
+            if end <= lo + 1e-9:  # before the window: the last one of these is the pre-roll
+                previous = packet
+                continue
+            started = True
+            if previous is not None:
+                _mux_shifted(out, previous, a_out, offset)
+        _mux_shifted(out, packet, a_out, offset)
+
+
+def _mux_shifted(out: Any, packet: Any, a_out: Any, offset: int) -> None:
+    packet.pts -= offset
+    if packet.dts is not None:
+        packet.dts -= offset
+    packet.stream = a_out
+    out.mux(packet)
 
 
 def _transcode_audio(out: Any, src: Any, a_in: Any, a_out: Any, lo: float, hi: float) -> None:
