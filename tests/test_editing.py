@@ -84,6 +84,29 @@ def test_interrupted_run_resumes_bit_identically(tmp_path: Path, bundle: ModelBu
     assert (tmp_path / "out.mp4").read_bytes() == (tmp_path / "full.mp4").read_bytes()
 
 
+def test_spill_lives_in_the_work_dir_and_stale_ones_go(
+    tmp_path: Path, bundle: ModelBundle, pair: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Several windows spill their conditioning into ``work_dir`` (the project's ``long/``, which
+    `mfollow clean` empties), not the system's temporary folder; a killed run's spill goes."""
+    import tempfile
+
+    system_tmp = tmp_path / "system-tmp"
+    system_tmp.mkdir()
+    monkeypatch.setattr(tempfile, "tempdir", str(system_tmp))
+    work = tmp_path / "proj" / "long"
+    (work / ".spill-killed").mkdir(parents=True)
+    seen: list[list[str]] = []
+
+    def look(event: dict) -> None:
+        seen.append(sorted(p.name for p in work.iterdir()))
+
+    s = settings(sampler=SamplerSettings(steps=2, cfg=2.0, window=8, overlap=3))
+    run_edit(bundle, inputs_of(pair), s, tmp_path / "o.mp4", progress=look, work_dir=work)
+    assert len(seen[0]) == 1 and seen[0][0].startswith(".spill-") and seen[0] != [".spill-killed"]
+    assert list(work.iterdir()) == [] and list(system_tmp.iterdir()) == []
+
+
 def test_run_key_ignores_what_only_shapes_the_written_frames(pair: Path) -> None:
     key = run_key(inputs_of(pair), settings(), "w")
     assert run_key(inputs_of(pair), settings(composite=False, composite_margin=3, output_size="working"), "w") == key

@@ -16,11 +16,17 @@ def test_blazepose_mapping() -> None:
     lm[:, 1] = 0.5
     lm[:, 2] = 0.9
     lm[11], lm[12] = (0.6, 0.4, 0.8), (0.4, 0.4, 0.7)  # L and R shoulder
-    lm[27] = (1.2, 0.5, 0.99)  # L ankle outside the frame
+    lm[27] = (1.2, 0.5, 0.99)  # L ankle well outside the frame
+    lm[28] = (0.5, 1.03, 0.8)  # R ankle just past the bottom edge (a cut-off foot)
     body, feet = blazepose_to_openpose(lm)
+    assert body[10].tolist() == pytest.approx([0.5, 1.03, 0.8])  # kept where it is, as DWPose keeps it
     assert body[1].tolist() == pytest.approx([0.5, 0.4, 0.7])  # neck: midpoint, smaller visibility
     assert body[2].tolist() == pytest.approx([0.4, 0.4, 0.7]) and body[5].tolist() == pytest.approx([0.6, 0.4, 0.8])
     assert body[13, 2] == 0  # OpenPose L-ankle = BlazePose 27, out of frame
+    # the whole table, pinned: OpenPose-18 index <- BlazePose index (1, the neck, is computed)
+    for op, bp in {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 11: 23, 12: 25, 14: 5, 15: 2,
+                   16: 8, 17: 7}.items():  # fmt: skip
+        assert body[op].tolist() == pytest.approx(lm[bp].tolist()), op
     assert body[14].tolist() == pytest.approx(lm[5].tolist()) and body[17].tolist() == pytest.approx(lm[7].tolist())
     assert (
         feet[0].tolist() == pytest.approx(lm[31].tolist())
@@ -66,3 +72,33 @@ def test_stages_with_mediapipe(astronaut: np.ndarray, tmp_path: Path) -> None:
     report = mask_stage(tmp_path / "p", source_video=video)
     m_r = read_masks(Path(report["outputs"]["source_masks/frame_00000.png"]).parent)
     assert m_r.shape == (3, 512, 512) and 0.3 < m_r.mean() < 0.8
+
+
+def test_headline_edit_of_real_photographs_offline(astronaut: np.ndarray, tmp_path: Path) -> None:
+    """`mfollow edit src.mp4 tgt.mp4 -o out.mp4` on photographed people, on a machine without
+    DWPose: mediapipe poses and segments them, the bundled model edits (nothing else given but a
+    short run)."""
+    import json
+    from fractions import Fraction
+
+    from PIL import Image
+    from skimage import data
+    from test_preflight import run
+
+    from mfollow.video import probe, write_video
+
+    cameraman = np.asarray(Image.fromarray(data.camera()).convert("RGB").resize((256, 256)))
+    photo = np.asarray(Image.fromarray(astronaut).resize((256, 256)))
+    pan = [np.roll(photo, 2 * i, axis=1) for i in range(6)]  # a slow pan over the photograph
+    write_video(tmp_path / "src.mp4", pan, range(6), Fraction(1, 12))
+    write_video(tmp_path / "tgt.mp4", [np.roll(cameraman, -2 * i, axis=1) for i in range(6)], range(6), Fraction(1, 12))
+    r = run("edit", str(tmp_path / "src.mp4"), str(tmp_path / "tgt.mp4"), "-o", str(tmp_path / "out.mp4"),
+            "--steps", "2", "--json", cwd=tmp_path, env={"XDG_DATA_HOME": str(tmp_path / "no-weights")})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    doc = json.loads(r.stdout)
+    assert doc["pose_backend"] == {"source": "mediapipe", "target": "mediapipe"}
+    assert doc["mask_backend"] == {"source": "mediapipe", "edit": "hull"} and doc["preset"] == "tiny"
+    assert "pose: mediapipe" in r.stderr and "weights download dwpose" in r.stderr
+    out = probe(tmp_path / "out.mp4")
+    assert out.frame_count == 6 and (out.width, out.height) == (256, 256)
+    assert out.timestamps == probe(tmp_path / "src.mp4").timestamps

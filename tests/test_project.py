@@ -148,9 +148,11 @@ def test_clean_removes_stages_and_leftovers_but_not_user_files(tmp_path: Path, s
         (root / "pose" / "0123456789abcdef").mkdir()
         (root / ".mfollow.partial-1234abcd.json").write_text("{")
         (root / "my-notes").mkdir()
+        (root / "long" / ".spill-killed").mkdir(parents=True)  # a killed `long` run's conditioning
         report = proj.clean([])
         assert report["removed"] == [
             ".mfollow.partial-1234abcd.json",
+            "long/.spill-killed",
             "pose/.staging-deadbeef",
             "pose/0123456789abcdef",
         ]

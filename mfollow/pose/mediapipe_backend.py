@@ -5,7 +5,8 @@ mediapipe 0.10.14 ships these models inside its wheel (model complexity 1 only) 
 network. It is an optional extra; install it slim (docs/preprocessing.md). Single person only.
 
 BlazePose-33 -> OpenPose-18 (reference §4.2): the neck is the shoulders' midpoint with the smaller
-visibility; visibility stands for the score; points outside the frame get score 0. Feet: foot index
+visibility; visibility stands for the score; points well outside the frame get score 0 (those just
+past its edge are kept, as DWPose keeps them). Feet: foot index
 for the big toe, heel for the heel, no small toe. Holistic's hands use the OpenPose hand order.
 """
 
@@ -67,9 +68,17 @@ def _native_stderr_silenced() -> Iterator[None]:
         os.close(devnull)
 
 
+#: How far outside the frame (a fraction of its side) a landmark is still kept, as DWPose keeps the
+#: points it places just past the border (its crops extend beyond the image): an ankle cut off by the
+#: bottom edge stays in the skeleton, pointing the right way, instead of vanishing.
+EDGE_MARGIN = 0.05
+
+
 def blazepose_to_openpose(landmarks: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(33, 3) normalised (x, y, visibility) -> OpenPose body (18, 3) and feet (6, 3)."""
-    inside = ((landmarks[:, :2] >= 0) & (landmarks[:, :2] <= 1)).all(axis=1)
+    """(33, 3) normalised (x, y, visibility) -> OpenPose body (18, 3) and feet (6, 3). Landmarks
+    more than :data:`EDGE_MARGIN` outside the frame get score 0; the rest keep their place."""
+    xy = landmarks[:, :2]
+    inside = ((xy >= -EDGE_MARGIN) & (xy <= 1 + EDGE_MARGIN)).all(axis=1)
     lm = landmarks.copy()
     lm[~inside, 2] = 0.0
     body = np.zeros((18, 3))
