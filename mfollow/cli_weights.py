@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
@@ -42,31 +43,53 @@ def weights_list(weights: WeightsDirOpt = None, json_out: JsonOpt = False, debug
             print(f"{r['name']:<20} {r['state']:<10} {where}")
 
 
+class AllFor(StrEnum):
+    sd15 = "sd15"
+
+
 @weights_app.command("download")
 def weights_download(
     components: Annotated[
-        list[str], typer.Argument(help="Components to fetch (see 'weights list').", metavar="NAME...")
-    ],
+        list[str] | None, typer.Argument(help="Components to fetch (see 'weights list').", metavar="[NAME]...")
+    ] = None,
+    all_for: Annotated[
+        AllFor | None,
+        typer.Option("--all-for", help="Everything this preset and DWPose need, less what is installed already."),
+    ] = None,
     to: Annotated[Path | None, typer.Option("--to", help="Install here instead of the user data folder.")] = None,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Download components (pinned hub revision or SHA-256-pinned HTTPS file; checked, then installed)."""
+    """Download components (pinned hub revision, SHA-256-pinned HTTPS file, or the authors' Drive
+    folder through gdown; checked, then installed)."""
     with guard(debug):
-        from mfollow.models.weights import download, get_component
+        from mfollow.errors import UsageError
+        from mfollow.models.weights import PRESET_COMPONENTS, download, get_component, locate
 
-        for name in components:
+        names = list(components or [])
+        skipped: list[str] = []
+        if all_for is not None:
+            for name in PRESET_COMPONENTS[all_for.value]:
+                if name in names:
+                    continue
+                (skipped if locate(name, to).path is not None else names).append(name)
+        if not names and not skipped:
+            raise UsageError("name the components to download, or pass --all-for PRESET")
+        for name in names:
             get_component(name)  # unknown names fail before any download
+        for name in skipped:
+            stderr_line(f"{name}: already installed in {locate(name, to).path}", quiet=quiet)
         done = {}
-        for name in components:
+        for name in names:
 
             def report(f: str, i: int, n: int, name: str = name) -> None:
                 stderr_line(f"{name}: {f} ({i + 1}/{n})", quiet=quiet)
 
+            stderr_line(f"{name}: downloading from {get_component(name).source}", quiet=quiet)
             done[name] = str(download(name, to, progress=report))
         if json_out:
-            emit_json({"installed": done})
+            emit_json({"installed": done, "already_installed": skipped})
         else:
             for name, path in done.items():
                 stderr_line(f"{name}: installed in {path}", quiet=quiet)

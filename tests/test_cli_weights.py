@@ -42,7 +42,7 @@ def test_list_import_verify(tmp_path: Path, official: Path) -> None:
         ["segdit", "tiny"], "present"
     )
     assert rows["lpips-vgg"]["source"] == "https://download.pytorch.org, raw.githubusercontent.com (pinned by SHA-256)"
-    assert rows["motionfollower"]["source"].startswith("by hand: download the official release")
+    assert rows["motionfollower"]["source"] == "Google Drive folder 1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o (gdown), imported"
     assert rows["tiny"]["origin"] == rows["segdit"]["origin"] == "bundled"  # shipped with the package
     r = run("weights", "import", "--official", str(official), "--preset", "tiny", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -75,7 +75,7 @@ def test_weights_errors_exit_3(tmp_path: Path, official: Path) -> None:
         run("weights", "import", "--official", str(tmp_path), home=tmp_path), 3, "missing denoising_unet.pth"
     )
     one_line_error(run("weights", "import", "--official", str(official), home=tmp_path), 3, "shape mismatches")
-    one_line_error(run("weights", "download", "motionfollower", home=tmp_path), 3, "cannot be downloaded")
+    one_line_error(run("weights", "download", "segdit", home=tmp_path), 3, "cannot be downloaded")
     one_line_error(run("weights", "download", "sd-vae-ft-mse", "-q", home=tmp_path), 3, "HF_HUB_OFFLINE=1")
     one_line_error(run("weights", "download", "sd4", home=tmp_path), 3, "unknown weights component")
     for argv in (["weights", "verify"], ["weights", "list"]):

@@ -275,7 +275,7 @@ def test_download_checks_sha256_and_leaves_nothing_on_failure(fake_hub: dict[str
     ):
         W.download("sd-image-variations")  # nothing served for it
     with pytest.raises(WeightsError, match="cannot be downloaded automatically"):
-        W.download("motionfollower")
+        W.download("segdit")
 
 
 @pytest.fixture
@@ -360,3 +360,92 @@ def test_tests_cannot_reach_the_network() -> None:
     with pytest.raises(RuntimeError, match="network"):
         socket.create_connection(("huggingface.co", 443), timeout=1)
     assert os.environ["HF_HUB_OFFLINE"] == "1"
+
+
+# ----------------------------------------------------------------- the authors' Drive folder
+def _fake_drive(official_dir: Path, calls: list[str], omit: str | None = None):  # type: ignore[no-untyped-def]
+    """A stand-in for gdown: 'downloads' the official files into a nested folder, as the release is."""
+
+    def fetch(folder_id: str, output: Path) -> list[Path]:
+        calls.append(folder_id)
+        nested = output / "MotionFollower checkpoints"
+        nested.mkdir(parents=True)
+        for f in official_dir.iterdir():
+            if f.name != omit:
+                shutil.copyfile(f, nested / f.name)
+        (nested / "README.txt").write_text("not a checkpoint")
+        return sorted(nested.iterdir())
+
+    return fetch
+
+
+def test_official_download_imports_with_census_and_stamps_hashes(tmp_path: Path, official_dir: Path) -> None:
+    from mfollow.models.drive import OFFICIAL_DRIVE_FOLDER, download_official
+    from mfollow.project import sha256_file
+
+    calls: list[str] = []
+    folder = download_official(tmp_path / "w", preset="tiny", fetch=_fake_drive(official_dir, calls))
+    assert calls == [OFFICIAL_DRIVE_FOLDER] == ["1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o"]
+    assert folder == tmp_path / "w" / "motionfollower" and sorted(p.name for p in (tmp_path / "w").iterdir()) == [
+        "motionfollower"
+    ]  # no staging left
+    stamp = json.loads((folder / W.STAMP).read_text())
+    assert stamp["source"] == f"google-drive:{OFFICIAL_DRIVE_FOLDER}"
+    assert stamp["downloaded"]["poctr.pth"]["sha256"] == sha256_file(official_dir / "poctr.pth")
+    assert W.verify("motionfollower", tmp_path / "w")["unet/diffusion_pytorch_model.safetensors"] == "ok"
+    with pytest.raises(WeightsError, match=r"holds no poctr\.pth"):
+        download_official(tmp_path / "v", preset="tiny", fetch=_fake_drive(official_dir, [], omit="poctr.pth"))
+    assert list((tmp_path / "v").iterdir()) == []  # nothing half-installed
+    with pytest.raises(WeightsError, match="U-Net"):  # the census: tiny files are not the sd15 network
+        download_official(tmp_path / "u", preset="sd15", fetch=_fake_drive(official_dir, []))
+    assert list((tmp_path / "u").iterdir()) == []
+
+
+def test_gdown_is_called_for_the_folder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+    import types
+
+    from mfollow.models.drive import fetch_drive_folder
+
+    seen: dict[str, object] = {}
+
+    def download_folder(**kw: object) -> list[str]:
+        seen.update(kw)
+        (tmp_path / "f.pth").write_bytes(b"x")
+        return [str(tmp_path / "f.pth")]
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download_folder=download_folder))
+    assert fetch_drive_folder("abc", tmp_path) == [tmp_path / "f.pth"]
+    assert seen["id"] == "abc" and seen["output"] == str(tmp_path)
+
+    def broken(**kw: object) -> None:
+        raise RuntimeError("Cannot retrieve the folder information from the link.")
+
+    monkeypatch.setitem(sys.modules, "gdown", types.SimpleNamespace(download_folder=broken))
+    with pytest.raises(WeightsError, match="Cannot retrieve the folder information") as err:
+        fetch_drive_folder("abc", tmp_path)
+    assert "weights import --official" in str(err.value)
+    monkeypatch.setitem(sys.modules, "gdown", None)  # not installed
+    with pytest.raises(WeightsError, match="needs gdown"):
+        fetch_drive_folder("abc", tmp_path)
+
+
+def test_download_all_for_sd15_fetches_what_is_missing(tmp_path: Path, monkeypatch, capsys) -> None:
+    from mfollow.cli import main
+
+    fetched: list[str] = []
+
+    def fake_download(name: str, to: Path | None = None, progress: object = None) -> Path:
+        fetched.append(name)
+        return (to or W.data_dir()) / name
+
+    monkeypatch.setattr(W, "download", fake_download)
+    vae = tmp_path / "w" / "sd-vae-ft-mse"  # already installed: skipped
+    vae.mkdir(parents=True)
+    for f in W.get_component("sd-vae-ft-mse").files:
+        (vae / f.path).write_text("x")
+    assert main(["weights", "download", "--all-for", "sd15", "--to", str(tmp_path / "w"), "--json"]) == 0
+    assert fetched == ["sd-image-variations", "dwpose", "motionfollower"]
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["already_installed"] == ["sd-vae-ft-mse"] and set(doc["installed"]) == set(fetched)
+    assert main(["weights", "download"]) == 2

@@ -59,7 +59,7 @@ def load_state_dict(path: Path) -> StateDict:
             if reason.startswith("it imports"):  # a function or class to import and run
                 message = f"the file needs code execution to load ({reason}); mfollow refuses it"
             else:
-                message = f"cannot read it as plain weights ({reason}); mfollow never runs code from a weights file"
+                message = f"cannot read it: corrupt, or more than plain weights ({reason}); mfollow never runs code"
             raise WeightsError(
                 f"{path}: {message}", hint="use the publisher's safetensors file, or a pickle holding only tensors"
             ) from exc

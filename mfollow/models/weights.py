@@ -15,8 +15,10 @@ revision; files served at a plain HTTPS address (the learned metrics' backbones)
 SHA-256 (or by the hash prefix their publisher puts in the file name, as ``torch.hub`` checks it).
 Everything is checked against known SHA-256 sums, staged and moved into place only when complete, and stamped
 (``.mfollow-stamp.json``: revision and per-file size/SHA-256) so ``weights verify`` can re-check.
-The official MotionFollower checkpoints are on Google Drive: they are fetched by hand and converted
-by ``mfollow weights import --official DIR``.
+The official MotionFollower checkpoints are on Google Drive: ``weights download motionfollower``
+fetches the authors' folder with gdown and converts it as ``mfollow weights import --official DIR``
+does (:mod:`mfollow.models.drive`); ``weights download --all-for sd15`` fetches everything the sd15
+preset and DWPose need.
 """
 
 from __future__ import annotations
@@ -72,16 +74,19 @@ class Component:
     license: str = ""
     used_by: str = ""
     how: str = ""  # how to obtain it when it cannot be downloaded
+    drive_folder: str | None = None  # a Google Drive folder fetched with gdown, then imported
 
     @property
     def downloadable(self) -> bool:
-        return self.repo_id is not None or all(f.url for f in self.files)
+        return self.repo_id is not None or self.drive_folder is not None or all(f.url for f in self.files)
 
     @property
     def source(self) -> str:
         """Where ``weights download`` fetches it from, in words."""
         if self.repo_id is not None:
             return f"{self.repo_id}@{self.revision}"
+        if self.drive_folder is not None:
+            return f"Google Drive folder {self.drive_folder} (gdown), imported"
         if self.downloadable:
             hosts = sorted({f.url.split("/")[2] for f in self.files if f.url})
             return f"https://{', '.join(hosts)} (pinned by SHA-256)"
@@ -201,7 +206,9 @@ REGISTRY: dict[str, Component] = {
             ),
             license="none stated by the authors",
             used_by="sd15 preset",
-            how=f"download the official release from {OFFICIAL_URL}, then run: mfollow weights import --official DIR",
+            how=f"run: mfollow weights download motionfollower (needs gdown); or download the official release "
+            f"from {OFFICIAL_URL}, then run: mfollow weights import --official DIR",
+            drive_folder="1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o",  # the folder the authors' README links
         ),
         Component(
             "segdit",
@@ -239,6 +246,14 @@ REGISTRY: dict[str, Component] = {
             how="it ships with mfollow; reinstall the package, or train one (docs/training.md)",
         ),
     )
+}
+
+
+#: What each preset needs installed to edit real footage (the pose estimator included), in the
+#: order ``weights download --all-for`` fetches them (the base U-Net before the official import,
+#: which fills the keys the release lacks from it).
+PRESET_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "sd15": ("sd-image-variations", "sd-vae-ft-mse", "dwpose", "motionfollower"),
 }
 
 
@@ -326,7 +341,7 @@ def resolve(name: str, explicit: Path | None = None) -> Path:
     if loc.path is not None:
         return loc.path
     comp = get_component(name)
-    how = f"run: mfollow weights download {name}" if comp.downloadable else comp.how
+    how = comp.how if comp.how or not comp.downloadable else f"run: mfollow weights download {name}"
     detail = f" (incomplete: {', '.join(loc.missing_files)} missing)" if loc.missing_files else ""
     if explicit is not None and not Path(explicit).is_dir():
         detail += f" (--weights {explicit}: no such folder)"
@@ -344,6 +359,10 @@ def download(name: str, to: Path | None = None, progress: Callable[[str, int, in
     comp = get_component(name)
     if not comp.downloadable:
         raise WeightsError(f"'{name}' cannot be downloaded automatically", hint=comp.how or f"see {OFFICIAL_URL}")
+    if comp.drive_folder is not None:  # the authors' checkpoints: fetched, then imported (census-checked)
+        from mfollow.models.drive import download_official
+
+        return download_official(to, weights=to, folder_id=comp.drive_folder)
     fetch = _hub_fetcher(comp) if comp.repo_id is not None else _https_fetch
     root = Path(to) if to is not None else data_dir()
     final = root / name
