@@ -65,7 +65,7 @@ def weights_download(
     folder through gdown; checked, then installed)."""
     with guard(debug):
         from mfollow.errors import UsageError
-        from mfollow.models.weights import PRESET_COMPONENTS, download, get_component, locate
+        from mfollow.models.weights import PRESET_COMPONENTS, check_downloadable, download, get_component, locate
 
         names = list(components or [])
         skipped: list[str] = []
@@ -77,7 +77,7 @@ def weights_download(
         if not names and not skipped:
             raise UsageError("name the components to download, or pass --all-for PRESET")
         for name in names:
-            get_component(name)  # unknown names fail before any download
+            check_downloadable(name)  # unknown or not downloadable here: fail before any download
         for name in skipped:
             stderr_line(f"{name}: already installed in {locate(name, to).path}", quiet=quiet)
         done = {}

@@ -440,6 +440,7 @@ def test_download_all_for_sd15_fetches_what_is_missing(tmp_path: Path, monkeypat
         return (to or W.data_dir()) / name
 
     monkeypatch.setattr(W, "download", fake_download)
+    monkeypatch.setattr(W, "check_downloadable", W.get_component)  # gdown need not be installed here
     vae = tmp_path / "w" / "sd-vae-ft-mse"  # already installed: skipped
     vae.mkdir(parents=True)
     for f in W.get_component("sd-vae-ft-mse").files:
@@ -449,3 +450,15 @@ def test_download_all_for_sd15_fetches_what_is_missing(tmp_path: Path, monkeypat
     doc = json.loads(capsys.readouterr().out)
     assert doc["already_installed"] == ["sd-vae-ft-mse"] and set(doc["installed"]) == set(fetched)
     assert main(["weights", "download"]) == 2
+
+
+def test_download_without_gdown_says_so_before_anything(monkeypatch: pytest.MonkeyPatch, capsys) -> None:
+    import importlib.util
+
+    from mfollow.cli import main
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "gdown" else real(n, *a))
+    monkeypatch.setattr(W, "download", lambda *a, **k: pytest.fail("nothing may be downloaded"))
+    assert main(["weights", "download", "sd-vae-ft-mse", "motionfollower"]) == 3
+    assert "needs gdown" in capsys.readouterr().err

@@ -349,6 +349,24 @@ def resolve(name: str, explicit: Path | None = None) -> Path:
 
 
 # ------------------------------------------------------------------------------- download
+def check_downloadable(name: str) -> Component:
+    """The component, when ``weights download`` can fetch it here (checked before any download).
+
+    Raises:
+        WeightsError: unknown, not downloadable, or its downloader (gdown) is not installed.
+    """
+    import importlib.util
+
+    comp = get_component(name)
+    if not comp.downloadable:
+        raise WeightsError(f"'{name}' cannot be downloaded automatically", hint=comp.how or f"see {OFFICIAL_URL}")
+    if comp.drive_folder is not None and importlib.util.find_spec("gdown") is None:
+        from mfollow.models.drive import GET_GDOWN
+
+        raise WeightsError(f"downloading '{name}' needs gdown", hint=GET_GDOWN)
+    return comp
+
+
 def download(name: str, to: Path | None = None, progress: Callable[[str, int, int], None] | None = None) -> Path:
     """Fetch a component into ``to`` (default: the data folder): from its pinned hub revision, or
     from its HTTPS addresses. Verified, staged, stamped; nothing is left behind on failure.
@@ -356,9 +374,7 @@ def download(name: str, to: Path | None = None, progress: Callable[[str, int, in
     Raises:
         WeightsError: not downloadable, source unreachable, or a checksum mismatch.
     """
-    comp = get_component(name)
-    if not comp.downloadable:
-        raise WeightsError(f"'{name}' cannot be downloaded automatically", hint=comp.how or f"see {OFFICIAL_URL}")
+    comp = check_downloadable(name)
     if comp.drive_folder is not None:  # the authors' checkpoints: fetched, then imported (census-checked)
         from mfollow.models.drive import download_official
 
