@@ -226,11 +226,35 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, objec
     served = tmp_path / "hub"
     calls: list[tuple[str, str, str | None]] = []
 
+    commits: dict[str, str] = {}  # the commit the fake hub resolves a revision to -> that revision
+
+    def model_info(repo_id: str, revision: str | None) -> object:
+        """The hub's file list at a revision: LFS files with their SHA-256, small ones with a blob id."""
+        import hashlib
+        from types import SimpleNamespace
+
+        folder = served / repo_id / (revision or "main")
+        if not folder.is_dir():
+            raise LocalEntryNotFoundError(f"{repo_id}@{revision} not on the fake hub")
+        is_commit = revision is not None and len(revision) == 40
+        commit = revision if is_commit else hashlib.sha1(f"{repo_id}@{revision}".encode()).hexdigest()
+        commits[commit] = revision or "main"
+        siblings = []
+        for f in sorted(p for p in folder.rglob("*") if p.is_file()):
+            data, rel = f.read_bytes(), f.relative_to(folder).as_posix()
+            if f.suffix in (".safetensors", ".bin", ".onnx", ".pt"):
+                lfs = SimpleNamespace(sha256=hashlib.sha256(data).hexdigest(), size=len(data))
+                siblings.append(SimpleNamespace(rfilename=rel, size=len(data), lfs=lfs, blob_id="0" * 40))
+            else:
+                blob = hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+                siblings.append(SimpleNamespace(rfilename=rel, size=len(data), lfs=None, blob_id=blob))
+        return SimpleNamespace(sha=commit, siblings=siblings)
+
     def hf_hub_download(
         repo_id: str, filename: str, *, revision: str | None = None, local_dir: str, **kw: object
     ) -> str:
         calls.append((repo_id, filename, revision))
-        src = served / repo_id / (revision or "main") / filename
+        src = served / repo_id / commits.get(str(revision), revision or "main") / filename
         if not src.is_file():
             raise LocalEntryNotFoundError(f"{repo_id}/{filename} not on the fake hub")
         dst = Path(local_dir) / filename
@@ -240,8 +264,9 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, objec
         return str(dst)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
+    monkeypatch.setattr(W, "_model_info", model_info)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake hub is local
-    return {"root": served, "calls": calls}
+    return {"root": served, "calls": calls, "commits": commits}
 
 
 def _serve(hub: dict[str, object], name: str, content: dict[str, bytes] | None = None) -> None:
@@ -265,14 +290,50 @@ def test_download_installs_pinned_files_with_a_stamp(fake_hub: dict[str, object]
         W.verify("sd-vae-ft-mse")
 
 
+def test_tagged_download_is_resolved_to_a_commit_checked_by_hub_hashes(fake_hub: dict[str, object]) -> None:
+    """sd-image-variations is named by a tag: the download resolves it to the commit, prefers the
+    safetensors files, checks each file against the hub's hashes and records them."""
+    root = Path(fake_hub["root"]) / "lambdalabs/sd-image-variations-diffusers" / "v2.0"  # type: ignore[arg-type]
+    for rel in ("unet/config.json", "image_encoder/config.json", "unet/diffusion_pytorch_model.bin",
+                "unet/diffusion_pytorch_model.safetensors", "image_encoder/pytorch_model.bin"):  # fmt: skip
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        (root / rel).write_bytes(rel.encode())
+    folder = W.download("sd-image-variations")
+    fetched = [c[1] for c in fake_hub["calls"]]  # type: ignore[union-attr]
+    assert fetched == ["unet/config.json", "unet/diffusion_pytorch_model.safetensors", "image_encoder/config.json",
+                       "image_encoder/pytorch_model.bin"]  # fmt: skip  # no safetensors encoder at this commit
+    commit = [c[2] for c in fake_hub["calls"]][0]  # type: ignore[index]
+    assert len(commit) == 40 and commit != "v2.0"
+    stamp = json.loads((folder / W.STAMP).read_text())
+    assert stamp["revision"] == commit and stamp["requested_revision"] == "v2.0"
+    assert set(stamp["files"]) == set(fetched) and W.locate("sd-image-variations").path == folder
+    assert W.verify("sd-image-variations")["unet/diffusion_pytorch_model.safetensors"] == "ok"
+    # the hub lists one content and serves another: refused, nothing installed
+    import huggingface_hub
+
+    served = huggingface_hub.hf_hub_download
+
+    def tampered(repo_id: str, filename: str, **kw: object) -> str:
+        path = Path(served(repo_id, filename, **kw))  # type: ignore[arg-type]
+        path.write_bytes(b"tampered")
+        return str(path)
+
+    shutil.rmtree(folder)
+    huggingface_hub.hf_hub_download = tampered  # type: ignore[assignment]
+    try:
+        with pytest.raises(WeightsError, match="does not match"):
+            W.download("sd-image-variations")
+    finally:
+        huggingface_hub.hf_hub_download = served
+    assert not (W.data_dir() / "sd-image-variations").exists()
+
+
 def test_download_checks_sha256_and_leaves_nothing_on_failure(fake_hub: dict[str, object]) -> None:
     _serve(fake_hub, "dwpose")  # served bytes are not the real models: the pinned hashes fail
     with pytest.raises(WeightsError, match=r"SHA-256 .* does not match the expected 7860ae79"):
         W.download("dwpose")
     assert not W.data_dir().exists() or not any(W.data_dir().iterdir())
-    with pytest.raises(
-        WeightsError, match=r"cannot download lambdalabs/sd-image-variations-diffusers/unet/config\.json@v2\.0"
-    ):
+    with pytest.raises(WeightsError, match=r"cannot read lambdalabs/sd-image-variations-diffusers@v2\.0 from the hub"):
         W.download("sd-image-variations")  # nothing served for it
     with pytest.raises(WeightsError, match="cannot be downloaded automatically"):
         W.download("segdit")

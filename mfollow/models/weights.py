@@ -52,6 +52,15 @@ class WeightFile:
     size: int | None = None
     url: str | None = None  # a plain HTTPS source (components without a hub repo)
     sha256_prefix: str | None = None  # when the publisher gives only a prefix (torchvision, pytorch-fid)
+    alternative: str | None = None  # accepted in place of ``path`` (a pickle where ``path`` is safetensors)
+    git_blob: str | None = None  # a hub file's git blob id (small files the hub does not hash by SHA-256)
+
+    def found(self, folder: Path) -> Path | None:
+        """The file in ``folder``: ``path``, else its ``alternative``, else None."""
+        for rel in (self.path, self.alternative):
+            if rel is not None and (folder / rel).is_file():
+                return folder / rel
+        return None
 
     def matches(self, digest: str) -> bool:
         """Whether a file's SHA-256 is the one recorded (in full, or its published prefix)."""
@@ -165,12 +174,14 @@ REGISTRY: dict[str, Component] = {
             "base U-Net and CLIP image encoder (ViT-L/14) of Stable Diffusion image variations v2",
             (
                 WeightFile("unet/config.json"),
-                WeightFile("unet/diffusion_pytorch_model.bin"),
+                WeightFile("unet/diffusion_pytorch_model.safetensors", alternative="unet/diffusion_pytorch_model.bin"),
                 WeightFile("image_encoder/config.json"),
-                WeightFile("image_encoder/pytorch_model.bin"),
+                WeightFile("image_encoder/model.safetensors", alternative="image_encoder/pytorch_model.bin"),
             ),
             repo_id="lambdalabs/sd-image-variations-diffusers",
-            revision="v2.0",  # the tag the model card pins
+            # the tag the model card names; `weights download` resolves it to its commit and checks every
+            # file against the hub's own hashes (safetensors preferred where the commit has them)
+            revision="v2.0",
             license="creativeml-openrail-m",
             used_by="sd15 preset (image encoder; base weights under the official import)",
         ),
@@ -307,7 +318,7 @@ def locate(name: str, explicit: Path | None = None) -> Location:
     partial: tuple[str, ...] = ()
     for origin, root in roots(explicit):
         folder = root / name
-        missing = tuple(f.path for f in comp.files if not (folder / f.path).is_file())
+        missing = tuple(f.path for f in comp.files if f.found(folder) is None)
         if not missing:
             return Location(name, folder, origin)
         if len(missing) < len(comp.files) and not partial:
@@ -318,7 +329,7 @@ def locate(name: str, explicit: Path | None = None) -> Location:
             return Location(name, snapshot, "hf-cache")
     for origin, root in _bundled_root():
         folder = root / name
-        if all((folder / f.path).is_file() for f in comp.files):
+        if all(f.found(folder) is not None for f in comp.files):
             return Location(name, folder, origin)
     return Location(name, None, None, partial)
 
@@ -328,10 +339,13 @@ def _hf_cached_snapshot(comp: Component) -> Path | None:
 
     folder = None
     for f in comp.files:
-        found = try_to_load_from_cache(comp.repo_id, f.path, revision=comp.revision)
-        if not isinstance(found, str):
+        for rel in (f.path, f.alternative):
+            found = None if rel is None else try_to_load_from_cache(comp.repo_id, rel, revision=comp.revision)
+            if isinstance(found, str):
+                folder = Path(found[: -len(rel)])  # type: ignore[arg-type]  # the snapshot root
+                break
+        else:
             return None
-        folder = Path(found[: -len(f.path)])  # the snapshot root
     return folder
 
 
@@ -379,21 +393,30 @@ def download(name: str, to: Path | None = None, progress: Callable[[str, int, in
         from mfollow.models.drive import download_official
 
         return download_official(to, weights=to, folder_id=comp.drive_folder)
-    fetch = _hub_fetcher(comp) if comp.repo_id is not None else _https_fetch
+    files, revision = comp.files, comp.revision
+    if comp.repo_id is not None:
+        files, revision = _hub_plan(comp)
+        fetch = _hub_fetcher(comp, revision)
+    else:
+        fetch = _https_fetch
     root = Path(to) if to is not None else data_dir()
     final = root / name
     staging = root / f".{name}.partial"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir(parents=True)
-    stamp: dict[str, object] = {"source": comp.source, "repo_id": comp.repo_id, "revision": comp.revision, "files": {}}
+    stamp: dict[str, object] = {"source": comp.source, "repo_id": comp.repo_id, "revision": revision, "files": {}}
+    if revision != comp.revision:
+        stamp["requested_revision"] = comp.revision
     try:
-        for i, f in enumerate(comp.files):
+        for i, f in enumerate(files):
             if progress is not None:
-                progress(f.path, i, len(comp.files))
+                progress(f.path, i, len(files))
             got = fetch(f, staging)
             digest = sha256_file(got)
             if not f.matches(digest):
                 raise WeightsError(f"{name}/{f.path}: SHA-256 {digest} does not match the expected {f.expected}")
+            if f.git_blob is not None and _git_blob_id(got) != f.git_blob:
+                raise WeightsError(f"{name}/{f.path}: content does not match the hub's git blob {f.git_blob}")
             if f.size is not None and got.stat().st_size != f.size:
                 raise WeightsError(f"{name}/{f.path}: {got.stat().st_size} bytes, expected {f.size}")
             stamp["files"][f.path] = {"size": got.stat().st_size, "sha256": digest}  # type: ignore[index]
@@ -407,8 +430,63 @@ def download(name: str, to: Path | None = None, progress: Callable[[str, int, in
     return final
 
 
-def _hub_fetcher(comp: Component) -> Callable[[WeightFile, Path], Path]:
-    """A fetcher for one hub component's files (refused up front when the hub is switched off)."""
+def _first_line(exc: BaseException) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+def _is_commit(revision: str | None) -> bool:
+    return revision is not None and len(revision) == 40 and all(c in "0123456789abcdef" for c in revision)
+
+
+def _git_blob_id(path: Path) -> str:
+    """Git's object id of a file (SHA-1 of ``blob <size>\\0`` and the content)."""
+    import hashlib
+
+    data = path.read_bytes()
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
+#: Reads a hub repo's file list with hashes at a revision (a seam for tests).
+def _model_info(repo_id: str, revision: str | None) -> object:
+    from huggingface_hub import HfApi
+
+    return HfApi().model_info(repo_id, revision=revision, files_metadata=True)
+
+
+def _hub_plan(comp: Component) -> tuple[tuple[WeightFile, ...], str | None]:
+    """The files to fetch and the commit to fetch them at. A component pinned to a commit with a
+    SHA-256 for every file is fetched as it is; otherwise its revision is resolved to the commit
+    the hub serves for it, each file is checked against the hub's own hashes (LFS SHA-256, or the
+    git blob id of small files), and a listed safetensors file is preferred to its pickle."""
+    if _is_commit(comp.revision) and all(f.sha256 for f in comp.files):
+        return comp.files, comp.revision
+    _hub_fetcher(comp, comp.revision)  # refused up front when the hub is switched off
+    try:
+        info = _model_info(str(comp.repo_id), comp.revision)
+    except Exception as exc:  # huggingface_hub's HTTP errors, network errors
+        raise WeightsError(
+            f"cannot read {comp.repo_id}@{comp.revision} from the hub ({_first_line(exc)})",
+            hint="check the network, or place the files by hand and pass --weights DIR",
+        ) from exc
+    listed = {s.rfilename: s for s in getattr(info, "siblings", None) or []}
+    planned = []
+    for f in comp.files:
+        rel = f.path if f.path in listed or f.alternative not in listed else f.alternative
+        entry = listed.get(rel)  # type: ignore[arg-type]
+        if entry is None:
+            raise WeightsError(f"{comp.repo_id}@{comp.revision}: no {f.path} in the repository")
+        lfs = getattr(entry, "lfs", None)
+        sha = f.sha256 if rel == f.path and f.sha256 else (getattr(lfs, "sha256", None) if lfs else None)
+        blob = None if lfs else getattr(entry, "blob_id", None)
+        if sha is None and blob is None:
+            raise WeightsError(f"{comp.repo_id}@{comp.revision}: the hub gives no hash for {rel}; refusing it")
+        planned.append(WeightFile(str(rel), sha, getattr(entry, "size", None), git_blob=blob))
+    return tuple(planned), str(info.sha)  # type: ignore[attr-defined]
+
+
+def _hub_fetcher(comp: Component, revision: str | None) -> Callable[[WeightFile, Path], Path]:
+    """A fetcher for one hub component's files at ``revision`` (refused up front when the hub is
+    switched off)."""
     from huggingface_hub import constants, hf_hub_download
     from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
@@ -420,10 +498,10 @@ def _hub_fetcher(comp: Component) -> Callable[[WeightFile, Path], Path]:
 
     def fetch(f: WeightFile, staging: Path) -> Path:
         try:
-            return Path(hf_hub_download(comp.repo_id, f.path, revision=comp.revision, local_dir=str(staging)))
+            return Path(hf_hub_download(comp.repo_id, f.path, revision=revision, local_dir=str(staging)))
         except (LocalEntryNotFoundError, HfHubHTTPError, OSError) as exc:
             raise WeightsError(
-                f"cannot download {comp.repo_id}/{f.path}@{comp.revision} ({str(exc).splitlines()[0]})",
+                f"cannot download {comp.repo_id}/{f.path}@{revision} ({str(exc).splitlines()[0]})",
                 hint="check the network, or place the files by hand and pass --weights DIR",
             ) from exc
 
@@ -482,16 +560,20 @@ def verify(name: str, explicit: Path | None = None) -> dict[str, str]:
             raise WeightsError(f"{folder / STAMP}: unreadable stamp ({exc})") from exc
     result = {}
     for f in comp.files:
-        stamped = (recorded.get(f.path) or {}).get("sha256")
+        path = f.found(folder)
+        if path is None:
+            raise WeightsError(f"{folder / f.path}: missing", hint="download it again")
+        rel = path.relative_to(folder).as_posix()
+        stamped = (recorded.get(rel) or {}).get("sha256")
         # the registry's full SHA-256, else the stamp's, else the published prefix (if any)
-        reference = WeightFile(f.path, str(stamped)) if stamped and not f.sha256 else f
+        reference = WeightFile(rel, str(stamped)) if stamped and not (f.sha256 and rel == f.path) else f
         if reference.expected is None:
-            result[f.path] = "no reference"
+            result[rel] = "no reference"
             continue
-        digest = sha256_file(folder / f.path)
+        digest = sha256_file(path)
         if not reference.matches(digest):
             raise WeightsError(
-                f"{folder / f.path}: SHA-256 {digest} does not match {reference.expected}", hint="download it again"
+                f"{path}: SHA-256 {digest} does not match {reference.expected}", hint="download it again"
             )
-        result[f.path] = "ok"
+        result[rel] = "ok"
     return result
