@@ -95,9 +95,12 @@ def guard(debug: bool = False) -> Iterator[None]:
     try:
         yield
     except MfollowError as exc:
-        if debug:
-            traceback.print_exc()
-        print(f"mfollow: error: {exc}", file=sys.stderr, flush=True)
+        from mfollow.distributed import is_main_process
+
+        if is_main_process():  # under torchrun rank 0 speaks for every rank (others' errors reach it)
+            if debug:
+                traceback.print_exc()
+            print(f"mfollow: error: {exc}", file=sys.stderr, flush=True)
         raise typer.Exit(exc.exit_code) from None
     except KeyboardInterrupt:
         print("mfollow: interrupted", file=sys.stderr, flush=True)

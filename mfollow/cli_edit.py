@@ -209,8 +209,16 @@ def execute(
 ) -> dict[str, Any]:
     """Preflight (unless ``preflighted``: then ``project`` is what :func:`preflight` returned),
     run or reuse the stages, then one edit; returns its report (the body of ``edit``, ``long``
-    and each ``--batch`` job)."""
+    and each ``--batch`` job).
+
+    ``long`` started by ``torchrun`` with several processes spreads its windows over them
+    (:mod:`mfollow.distributed`): every rank preflights; rank 0 runs the stages, holds the
+    project's lock and checkpoint, prints, and writes the output."""
+    from mfollow.distributed import Group, is_main_process, join, launched_world, rank_device
+
     o = options
+    distributed = long and launched_world() > 1
+    quiet = quiet or not is_main_process()
     if not preflighted:
         given_project = project
         project = preflight(
@@ -227,6 +235,8 @@ def execute(
     from mfollow.progress import Reporter
     from mfollow.sampling.sampler import SamplerSettings
 
+    group = join(o["device"].value) if distributed else Group()
+    device = rank_device(o["device"].value, group)
     if bundle is not None:
         preset = get_preset(bundle[0].preset)
     else:
@@ -243,7 +253,7 @@ def execute(
         given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
         if given["source_poses"] is None and given["edit_poses"] is None:
             assert project is not None
-            staged, prepared = _prepare(src, tgt, project, o, quiet)
+            staged, prepared = group.on_main(lambda: _prepare(src, tgt, project, o, quiet))
             given = staged | {k: v for k, v in given.items() if v is not None}
         missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
         if missing:
@@ -259,32 +269,40 @@ def execute(
     settings = EditSettings(
         sampler=sampler, seed=o["seed"], short_side=size, start=o["start"], frames=o["frames"],
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
-        device=o["device"].value, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
+        device=device, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
         composite=o["composite"], composite_margin=o["composite_margin"],
     )  # fmt: skip
-    clip = open_clip(inputs, settings)  # lengths and sizes checked before the model loads
+    clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
     bundled_default = bundle is None and o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None
-    model, weights_id = bundle or load_bundle(preset.name, o["weights"])
+    model, weights_id = bundle or group.agree(lambda: load_bundle(preset.name, o["weights"]))
     reporter = Reporter(progress.value, quiet=quiet)
-    store = None
-    lock = None
-    if long:  # the checkpoint and the conditioning spill live in the project
+    held: dict[str, Any] = {}
+    if long:  # the checkpoint lives in the project; rank 0 alone locks it and writes it
         from mfollow.project import Project
 
         assert project is not None
-        lock = Project.open(project)  # one writer per project
-        store = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
-        if restart:
-            store.clear()
+
+        def take() -> None:
+            held["lock"] = Project.open(project)  # one writer per project
+            held["store"] = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
+            if restart:
+                held["store"].clear()
+
+        group.on_main(take)  # rank 0's error (a locked project) ends every rank
+    lock, store = held.get("lock"), held.get("store")
     try:
         with reporter.task("long" if long else "edit", o["steps"]) as callback:
             report = run_edit(
                 model, inputs, settings, output, store=store, progress=lambda e: callback(e["step"], e["steps"]),
                 clip=clip, work_dir=None if project is None or not long else project / "long",
+                group=group if distributed else None,
             )  # fmt: skip
     finally:
         if lock is not None:
             lock.close()
+    if not group.main:
+        return report
+    report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
     report["weights"] = weights_id
     if bundled_default:  # said after the run, so that an error stays a single line
         stderr_line(
@@ -312,8 +330,12 @@ def _prepare(
 
 
 def run_command(*, json_out: bool, quiet: bool, **kwargs: Any) -> None:
-    """``edit`` / ``long``: run and print the report."""
+    """``edit`` / ``long``: run and print the report (rank 0 alone under torchrun)."""
+    from mfollow.distributed import is_main_process
+
     report = execute(quiet=quiet, **kwargs)
+    if not is_main_process():
+        return
     if json_out:
         emit_json(report)
     else:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -28,10 +28,15 @@ from mfollow.models.bundle import ModelBundle
 from mfollow.pose.render import ColorOrder
 from mfollow.project import SPILL_PREFIX
 from mfollow.sampling.sampler import Conditioning, SamplerSettings, SamplerState, initial_noise, sample, schedule
+from mfollow.sampling.spread import share
 from mfollow.sampling.windows import Window, layout
 from mfollow.video.read import Geometry
 
+if TYPE_CHECKING:
+    from mfollow.distributed import Group
+
 DECODE_CHUNK = 4
+CONTEXT_CHUNK = 16  # source frames per CLIP image-encoder batch
 OUTPUT_ONLY = ("output_size", "composite", "composite_margin")  # applied after sampling
 __all__ = ["EditInputs", "EditSettings", "StateStore", "case_inputs", "load_clip", "run_edit", "run_key"]
 
@@ -65,16 +70,21 @@ class WindowConditioner:
         self, bundle: ModelBundle, clip: ClipSource, device: torch.device, dtype: torch.dtype, spill_dir: Path | None
     ) -> None:
         self.b, self.clip, self.device, self.dtype, self.spill = bundle, clip, device, dtype, spill_dir
-        self._context: torch.Tensor | None = None
+        self._context: dict[int, torch.Tensor] = {}  # chunk index -> (n, D)
         self._memory: dict[tuple[int, int], Conditioning] = {}
 
-    def context(self) -> torch.Tensor:
-        """(1, F, D) CLIP embeddings of every source frame (computed once, 16 frames at a time)."""
-        if self._context is None:
-            n = self.clip.n
-            chunks = [self.b.clip_context(self.clip.frames.get(i, min(n, i + 16))) for i in range(0, n, 16)]
-            self._context = torch.cat(chunks)[None].to(self.device, self.dtype)
-        return self._context
+    def context(self, w: Window) -> torch.Tensor:
+        """(1, N, D) CLIP embeddings of the window's source frames. Computed once per chunk of 16
+        frames on a fixed grid (frames 16k..16k+15), so a frame's embedding does not depend on
+        which windows a process runs."""
+        n = self.clip.n
+        for k in range(w.start // CONTEXT_CHUNK, (w.stop - 1) // CONTEXT_CHUNK + 1):
+            if k not in self._context:
+                a, b = k * CONTEXT_CHUNK, min(n, (k + 1) * CONTEXT_CHUNK)
+                self._context[k] = self.b.clip_context(self.clip.frames.get(a, b)).to(self.device, self.dtype)
+        first = w.start // CONTEXT_CHUNK
+        chunks = torch.cat([self._context[k] for k in range(first, (w.stop - 1) // CONTEXT_CHUNK + 1)])
+        return chunks[w.start - first * CONTEXT_CHUNK : w.stop - first * CONTEXT_CHUNK][None]  # (N, D) -> (1, N, D)
 
     def _video(self, arr: np.ndarray, lo: float, hi: float) -> torch.Tensor:
         x = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device, torch.float32) / 255.0
@@ -99,8 +109,7 @@ class WindowConditioner:
         latent = tuple(t["pose_e"].shape[-2:])
         M_e_latent = torch.nn.functional.interpolate(M_e[0], size=latent, mode="nearest")[None]
         appearance = [t[f"appearance.{k}"] for k in range(sum(key.startswith("appearance.") for key in t))]
-        ctx = self.context()[:, w.start : w.stop]
-        return Conditioning(ctx, t["pose_r"], t["pose_e"], appearance, M_e, t["M_r"], M_e_latent)
+        return Conditioning(self.context(w), t["pose_r"], t["pose_e"], appearance, M_e, t["M_r"], M_e_latent)
 
     def __call__(self, w: Window) -> Conditioning:
         key = (w.start, w.stop)
@@ -207,28 +216,39 @@ def run_edit(
     progress: Callable[[dict[str, Any]], None] | None = None,
     clip: ClipSource | None = None,
     work_dir: Path | None = None,
+    group: Group | None = None,
 ) -> dict[str, Any]:
     """Edit and write ``output``; returns a JSON-ready report. With a ``store``, the sampler state
     is saved after every step and a compatible saved state is resumed. ``clip``: the inputs
     already opened by :func:`mfollow.inputs.open_clip` with ``s``. ``work_dir``: where the
     conditioning of several windows is spilled (a project's ``long/``, so that ``mfollow clean``
     removes what a killed run left; stale spills there are removed first); default: the system's
-    temporary folder. On CUDA the edit runs with deterministic kernels (:mod:`mfollow.determinism`)."""
+    temporary folder. On CUDA the edit runs with deterministic kernels (:mod:`mfollow.determinism`).
+
+    With a ``group`` of several ranks (``torchrun``), every rank calls this with the same
+    arguments; each samples its share of the windows (:mod:`mfollow.sampling.spread`); rank 0
+    alone holds the ``store`` (its checkpoint, read and broadcast on resume), decodes and writes
+    ``output``; the other ranks return ``{"rank": r}``."""
     from mfollow.determinism import deterministic_kernels
 
     with deterministic_kernels(torch.device(s.device)):
-        return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir)
+        return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
 
 
-def _spill_folder(work_dir: Path | None) -> tempfile.TemporaryDirectory[str]:
-    """A fresh ``SPILL_PREFIX*`` folder in ``work_dir`` (older ones there removed: the caller holds
-    the project's lock, so no live run owns them), or in the system's temporary folder."""
+def _spill_folder(work_dir: Path | None, group: Group | None) -> tempfile.TemporaryDirectory[str]:
+    """A fresh ``SPILL_PREFIX*`` folder in ``work_dir`` (older ones there removed by rank 0 first:
+    the caller holds the project's lock, so no live run owns them), or in the system's temporary
+    folder."""
     if work_dir is None:
         return tempfile.TemporaryDirectory(prefix=SPILL_PREFIX)
-    work_dir.mkdir(parents=True, exist_ok=True)
-    for stale in work_dir.glob(f"{SPILL_PREFIX}*"):
-        shutil.rmtree(stale, ignore_errors=True)
-    return tempfile.TemporaryDirectory(prefix=SPILL_PREFIX, dir=work_dir)
+    main = group is None or group.main
+    if main:
+        work_dir.mkdir(parents=True, exist_ok=True)
+        for stale in work_dir.glob(f"{SPILL_PREFIX}*"):
+            shutil.rmtree(stale, ignore_errors=True)
+    if group is not None and group.world > 1:
+        group.agree(lambda: None)  # no rank makes its folder before the stale ones are gone
+    return tempfile.TemporaryDirectory(prefix=f"{SPILL_PREFIX}{'' if main else f'r{group.rank}-'}", dir=work_dir)  # type: ignore[union-attr]
 
 
 def _run_edit(
@@ -240,6 +260,7 @@ def _run_edit(
     progress: Callable[[dict[str, Any]], None] | None,
     clip: ClipSource | None,
     work_dir: Path | None,
+    group: Group | None,
 ) -> dict[str, Any]:
     from mfollow.video import VideoWriter
     from mfollow.video.read import restore_frame
@@ -257,7 +278,14 @@ def _run_edit(
         bundle.unet.disable_gradient_checkpointing()
     n, (w, h) = clip.n, clip.size
     timesteps, abar = schedule(bundle.scheduler_config, s.sampler.steps)
-    state = store.load() if store is not None else None
+    spread = group is not None and group.world > 1
+    checkpointed = False  # whether rank 0 needs the whole state after every step (for its store)
+    if spread:  # rank 0 reads the checkpoint (errors on every rank), every rank gets it
+        state, checkpointed = group.on_main(  # type: ignore[union-attr]
+            lambda: (None if store is None else store.load(), store is not None)
+        )
+    else:
+        state = store.load() if store is not None else None
     resumed_from = 0 if state is None else state.step
     if state is not None:  # the file holds CPU tensors
         state = SamplerState(state.z_e.to(device, dtype), state.z_r.to(device, dtype), state.step)
@@ -265,6 +293,8 @@ def _run_edit(
         z = initial_noise(s.seed, n, (bundle.unet.config.in_channels, h // 8, w // 8)).to(device, dtype)
         state = SamplerState(z.clone(), z.clone(), 0)
     windows = layout(n, s.sampler.window, s.sampler.overlap)
+    world, rank = (group.world, group.rank) if group is not None else (1, 0)
+    mine = share(len(windows), world)[rank]
 
     def step_done(event: dict[str, Any]) -> None:
         if store is not None:
@@ -274,21 +304,24 @@ def _run_edit(
 
     from mfollow.sampling import camera as camera_mode
 
-    with _spill_folder(work_dir if len(windows) > 1 else None) as spill:
+    with _spill_folder(work_dir if len(windows) > 1 else None, group) as spill:
         conditioner = WindowConditioner(bundle, clip, device, dtype, None if len(windows) == 1 else Path(spill))
-        conditioner.context()
+        for k in mine:  # this process's windows' CLIP context, before the clock starts
+            conditioner.context(windows[k])
         timings["prepare"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         cam = camera_mode.install(bundle.unet) if s.camera else None
         try:
             state = sample(
                 bundle.unet, state, timesteps, abar, conditioner, replace(s.sampler, seed=s.seed),
-                callback=step_done, camera=cam,
+                callback=step_done, camera=cam, group=group, gather_each_step=checkpointed,
             )  # fmt: skip
         finally:
             if cam is not None:
                 camera_mode.uninstall(bundle.unet)
         timings["sample"] = time.perf_counter() - t0
+    if group is not None and not group.main:  # rank 0 decodes and writes
+        return {"rank": group.rank, "windows": list(mine)}
     t0 = time.perf_counter()
     rate = average_rate(clip.timestamps, clip.time_base)
     geo = clip.geometry
@@ -332,4 +365,5 @@ def _run_edit(
         "resumed_from_step": resumed_from,
         "windows": [[win.start, win.stop] for win in windows],
         "timings": {k: round(v, 3) for k, v in timings.items()},
+        "world_size": world,
     }

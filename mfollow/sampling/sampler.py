@@ -19,9 +19,10 @@ state go out through ``callback``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import torch
@@ -29,7 +30,11 @@ import torch
 from mfollow.errors import MfollowError
 from mfollow.sampling.camera import CameraState
 from mfollow.sampling.guidance import GuidanceWeights, consistency_losses, guidance_gradient
+from mfollow.sampling.spread import Spread
 from mfollow.sampling.windows import BlendScheme, Window, blend_weights, layout
+
+if TYPE_CHECKING:
+    from mfollow.distributed import Group
 
 GuidanceMode = Literal["paper", "official", "none"]
 
@@ -135,6 +140,8 @@ def sample(
     *,
     callback: Callable[[dict[str, Any]], None] | None = None,
     camera: CameraState | None = None,
+    group: Group | None = None,
+    gather_each_step: bool = False,
 ) -> SamplerState:
     """Run (or continue) the sampler from ``state.step`` to the end; returns the final state.
 
@@ -142,6 +149,13 @@ def sample(
     receives ``{"step", "steps", "t", "state", "losses"}`` after every step (the state can be saved
     for resuming). ``camera`` (from :func:`camera.install`) turns on key/value injection from
     ``settings.camera_start`` on. Raises :class:`SamplingError` on NaN/inf, naming the step.
+
+    With a ``group`` of several ranks (:mod:`mfollow.distributed`), each rank runs a contiguous
+    block of the windows (:func:`mfollow.sampling.spread.share`) and only the contributions to
+    frames that windows of several ranks cover are exchanged; every frame's blend adds its
+    windows' contributions in window order, as one process does, so the result is the same bits
+    for any number of ranks. The state is complete on rank 0 after the last step (and after every
+    step with ``gather_each_step``, for its checkpoint); elsewhere only the rank's own frames are.
     """
     frames = state.z_e.shape[2]
     windows = layout(frames, settings.window, settings.overlap)
@@ -149,6 +163,7 @@ def sample(
         torch.from_numpy(w).to(state.z_e.device, torch.float32)
         for w in blend_weights(windows, frames, settings.blend, settings.overlap)
     ]
+    spread = None if group is None or group.world == 1 else Spread(windows, group)
     for i in range(state.step, len(timesteps)):
         t = timesteps[i]
         a_t = float(alphas_cumprod[t])
@@ -160,27 +175,59 @@ def sample(
         )
         guided = plan.guided and settings.guidance_scale != 0 and a_t > 1e-6
         t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else None
-        new_e = torch.zeros_like(state.z_e)
-        new_r = torch.zeros_like(state.z_r)
         losses: list[tuple[float, float]] = []
-        for window, w in zip(windows, weights, strict=True):
-            c = condition(window)
-            sl = slice(window.start, window.stop)
-            z_e, z_r = state.z_e[:, :, sl], state.z_r[:, :, sl]
-            step = _Step(i, t, t_prev, a_t, a_prev, guided, plan, window.start)
-            cam = camera if camera is not None and i >= settings.camera_start * len(timesteps) else None
-            ze_next, zr_next, loss = _window_step(unet, z_e, z_r, step, c, settings, cam)
-            shape = (1, 1, len(window), 1, 1)
-            new_e[:, :, sl] += ze_next * w.view(shape).to(ze_next.dtype)
-            new_r[:, :, sl] += zr_next * w.view(shape).to(zr_next.dtype)
-            if loss is not None:
-                losses.append(loss)
-        if not (torch.isfinite(new_e).all() and torch.isfinite(new_r).all()):
-            raise SamplingError(f"sampling produced NaN or infinite values at step {i + 1}/{len(timesteps)} (t={t})")
+        cam = camera if camera is not None and i >= settings.camera_start * len(timesteps) else None
+        step_at = functools.partial(_Step, i, t, t_prev, a_t, a_prev, guided, plan)
+        contribution = functools.partial(
+            _contribution, unet, windows, weights, condition, state, step_at, settings, cam, losses
+        )
+        check = functools.partial(_check_finite, f"at step {i + 1}/{len(timesteps)} (t={t})")
+        if spread is None:
+            new_e = torch.zeros_like(state.z_e)
+            new_r = torch.zeros_like(state.z_r)
+            for k, window in enumerate(windows):  # in window order: the blend's order of addition
+                ce, cr = contribution(k)
+                new_e[:, :, window.start : window.stop] += ce
+                new_r[:, :, window.start : window.stop] += cr
+            check(new_e, new_r)
+        else:
+            new_e, new_r = spread.step(state, contribution, check)
         state = SamplerState(new_e, new_r, i + 1)
+        if spread is not None and (gather_each_step or i + 1 == len(timesteps)):
+            state = spread.gather(state)
         if callback is not None:
             callback({"step": i + 1, "steps": len(timesteps), "t": t, "state": state, "losses": losses})
     return state
+
+
+def _contribution(
+    unet: Any,
+    windows: list[Window],
+    weights: list[torch.Tensor],
+    condition: Callable[[Window], Conditioning],
+    state: SamplerState,
+    step_at: Callable[[int], _Step],
+    settings: SamplerSettings,
+    camera: CameraState | None,
+    losses: list[tuple[float, float]],
+    k: int,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Window k's weighted next latents (1, C, len, h, w) of both branches (its share of the
+    blend); its losses are appended to ``losses``."""
+    window, w = windows[k], weights[k]
+    sl = slice(window.start, window.stop)
+    ze_next, zr_next, loss = _window_step(
+        unet, state.z_e[:, :, sl], state.z_r[:, :, sl], step_at(window.start), condition(window), settings, camera
+    )
+    if loss is not None:
+        losses.append(loss)
+    shape = (1, 1, len(window), 1, 1)
+    return ze_next * w.view(shape).to(ze_next.dtype), zr_next * w.view(shape).to(zr_next.dtype)
+
+
+def _check_finite(where: str, z_e: torch.Tensor, z_r: torch.Tensor) -> None:
+    if not (torch.isfinite(z_e).all() and torch.isfinite(z_r).all()):
+        raise SamplingError(f"sampling produced NaN or infinite values {where}")
 
 
 @dataclass(frozen=True)
