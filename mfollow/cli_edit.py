@@ -374,9 +374,7 @@ def run_batch(
     preflighted before the model loads: a job whose output is any job's input or another job's
     output stops the batch (exit 2); a job with a bad input fails alone. Returns 0 if every job
     succeeded, else the first failure's code."""
-    import json
-    import sys
-
+    from mfollow.distributed import join
     from mfollow.errors import EXIT_INTERNAL, MediaError, MfollowError
 
     k, n = parse_shard(shard)
@@ -395,6 +393,8 @@ def run_batch(
                 jobs.append({"job": index, "error": exc})
     _check_collisions(jobs)
     mine = [j for j in jobs if j["job"] % n == k - 1]
+    group = join(options["device"].value)  # under torchrun the shard's jobs are split over the ranks
+    mine = mine[group.rank :: group.world]
     for j in mine:  # every input and output of this shard's jobs, before the model loads
         if "error" not in j:
             try:
@@ -409,7 +409,7 @@ def run_batch(
         from mfollow.loading import load_bundle
 
         bundle_cache = load_bundle(options["preset"].value, options["weights"])  # once for every job
-    first_failure = 0
+    results = []
     for j in mine:
         result: dict[str, Any] = {"job": j["job"]}
         try:
@@ -424,13 +424,26 @@ def run_batch(
             result.update(ok=False, error=str(exc), exit_code=exc.exit_code)
         except Exception as exc:  # isolate the failure; the batch goes on
             result.update(ok=False, error=f"internal error: {type(exc).__name__}: {exc}", exit_code=EXIT_INTERNAL)
-        if not result["ok"] and not first_failure:
-            first_failure = int(result["exit_code"])
-        sys.stdout.write(json.dumps(result, sort_keys=True, default=str) + "\n")
-        sys.stdout.flush()
-        if not result["ok"]:
-            stderr_line(f"job {j['job']}: {result['error']}", quiet=quiet)
-    return first_failure
+        results.append(result)
+        if group.world == 1:  # one process: each line as soon as its job ends
+            _print_result(result, quiet)
+    if group.world > 1:  # rank 0 prints every rank's lines, in job order
+        every = group.gather(results)
+        results = sorted((r for part in every or [] for r in part), key=lambda r: r["job"])
+        for result in results:
+            _print_result(result, quiet)
+    code = next((int(r["exit_code"]) for r in results if not r["ok"]), 0)  # the first failure's code
+    return group.broadcast(code) if group.world > 1 else code
+
+
+def _print_result(result: dict[str, Any], quiet: bool) -> None:
+    import json
+    import sys
+
+    sys.stdout.write(json.dumps(result, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+    if not result["ok"]:
+        stderr_line(f"job {result['job']}: {result['error']}", quiet=quiet)
 
 
 def _parse_job(line: str, index: int, base: Path, options: dict[str, Any]) -> dict[str, Any]:

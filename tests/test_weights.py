@@ -302,7 +302,7 @@ def test_tagged_download_is_resolved_to_a_commit_checked_by_hub_hashes(fake_hub:
     fetched = [c[1] for c in fake_hub["calls"]]  # type: ignore[union-attr]
     assert fetched == ["unet/config.json", "unet/diffusion_pytorch_model.safetensors", "image_encoder/config.json",
                        "image_encoder/pytorch_model.bin"]  # fmt: skip  # no safetensors encoder at this commit
-    commit = [c[2] for c in fake_hub["calls"]][0]  # type: ignore[index]
+    commit = next(c[2] for c in fake_hub["calls"])  # type: ignore[index]
     assert len(commit) == 40 and commit != "v2.0"
     stamp = json.loads((folder / W.STAMP).read_text())
     assert stamp["revision"] == commit and stamp["requested_revision"] == "v2.0"
