@@ -162,7 +162,7 @@ def preflight(
         from mfollow.inputs import case_inputs
 
         case = case_inputs(o["case"], tgt)
-        inputs = [("--case", o["case"]), *((n, getattr(case, n)) for n in PATH_KEYS[3:7])]
+        inputs = [("--case", o["case"]), ("SRC", case.source), *((n, getattr(case, n)) for n in PATH_KEYS[3:7])]
     else:
         P.check_source(src)
         inputs = [("SRC", src)]
@@ -173,9 +173,8 @@ def preflight(
         if o[key] is not None:
             P.check_exists(o[key], f"--{key.replace('_', '-')}")
             inputs.append((f"--{key.replace('_', '-')}", o[key]))
-    for key in ("target_masks",):
-        if o.get(key) is not None:
-            P.check_exists(o[key], f"--{key.replace('_', '-')}")
+    if o.get("target_masks") is not None:
+        P.check_exists(o["target_masks"], "--target-masks")
     staged = o["case"] is None and o["source_poses"] is None and o["edit_poses"] is None
     if staged and tgt is None and project is None:
         raise UsageError("no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR")
