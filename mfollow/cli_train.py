@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
@@ -92,6 +91,7 @@ def train(
     (DistributedDataParallel; gloo on CPU, nccl on CUDA).
     """
     with guard(debug):
+        from mfollow.distributed import is_main_process
         from mfollow.progress import Reporter
         from mfollow.training import TrainSettings
         from mfollow.training import train as run_training
@@ -119,7 +119,7 @@ def train(
             device=dev,
             checkpointing=checkpointing,
         )
-        main = int(os.environ.get("RANK", "0")) == 0
+        main = is_main_process()
         mode = getattr(progress, "value", str(progress))
         reporter = Reporter(mode, quiet=quiet or not main)  # type: ignore[arg-type]
         with reporter.task(f"train {stage.value}", steps) as tick:

@@ -68,6 +68,12 @@ class Group:
         dist.all_gather_object(out, obj)
         return out
 
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
     def gather(self, obj: Any) -> list[Any] | None:
         """Every rank's ``obj`` on rank 0, in rank order (None elsewhere)."""
         import torch.distributed as dist

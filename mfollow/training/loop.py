@@ -20,7 +20,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
 import time
 from collections.abc import Callable
@@ -33,6 +32,7 @@ import torch
 from torch import nn
 
 from mfollow.atomic import atomic_write_json
+from mfollow.distributed import join
 from mfollow.errors import ProjectError, UsageError, WeightsError
 from mfollow.training import data as D
 from mfollow.training.objectives import alphas_cumprod, diffusion_loss, mask_loss, vae_loss
@@ -105,31 +105,6 @@ class TrainSettings:
             preset = read_meta(Path(folder)).get("preset")  # not a bundle -> WeightsError (exit 3)
             if preset != self.preset:
                 raise UsageError(f"{option} {folder}: a '{preset}' bundle, but --preset {self.preset} was asked for")
-
-
-@dataclass
-class _Dist:
-    rank: int = 0
-    world: int = 1
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            torch.distributed.barrier()
-
-
-def _init_distributed(device: str) -> _Dist:
-    """Join the process group ``torchrun`` describes in the environment (gloo on CPU, nccl on CUDA)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return _Dist()
-    dist = torch.distributed
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
-    return _Dist(dist.get_rank(), dist.get_world_size())
 
 
 # ----------------------------------------------------------------------------- the trainee
@@ -352,7 +327,7 @@ def train(
     s.check()
     if run.exists() and not run.is_dir():
         raise UsageError(f"{run}: exists and is not a folder; choose another RUN_DIR")
-    dist = _init_distributed(s.device)
+    dist = join(s.device)  # torchrun's process group (DistributedDataParallel), or a group of one
     try:
         run.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
