@@ -422,6 +422,10 @@ def edit(
             return
         if output is None or (src is None and case is None):
             raise UsageError("edit needs SRC (or --case DIR) and -o OUTPUT, or --batch JOBS.jsonl")
+        from mfollow.distributed import launched_world
+
+        if launched_world() > 1:  # one window cannot be shared: the other ranks would only idle
+            raise UsageError("edit runs one window in one process; under torchrun use 'long' or 'edit --batch'")
         E.run_command(src=src or case, tgt=tgt, output=output, options=options, json_out=json_out, progress=progress,
                       quiet=quiet, project=project)  # fmt: skip
 

@@ -76,15 +76,17 @@ def test_share_and_spread_bookkeeping() -> None:
             assert frames == mine & others
 
 
-def test_two_ranks_give_the_same_bits_as_one_process(world: Path, tmp_path: Path) -> None:
+def test_two_and_three_ranks_give_the_same_bits_as_one_process(world: Path, tmp_path: Path) -> None:
     r = run(one(*long_args(world, tmp_path / "one.mp4", tmp_path / "p1", "--steps", "2")))
     assert r.returncode == 0, r.stderr
-    r = run(torchrun(2, *long_args(world, tmp_path / "two.mp4", tmp_path / "p2", "--steps", "2", "--json")))
-    assert r.returncode == 0, r.stderr[-3000:]
-    doc = json.loads(r.stdout)  # rank 0 alone prints
-    assert doc["world_size"] == 2 and doc["exchange"]["bytes_sent"] > 0
-    np.testing.assert_array_equal(read_frames(tmp_path / "one.mp4"), read_frames(tmp_path / "two.mp4"))
-    assert sorted(p.name for p in (tmp_path / "p2" / "long").iterdir()) == []  # no spill, no checkpoint left
+    for n in (2, 3):  # 6 windows: blocks of 3 + 3, and 2 + 2 + 2
+        out, project = tmp_path / f"{n}.mp4", tmp_path / f"p{n}"
+        r = run(torchrun(n, *long_args(world, out, project, "--steps", "2", "--json")))
+        assert r.returncode == 0, r.stderr[-3000:]
+        doc = json.loads(r.stdout)  # rank 0 alone prints
+        assert doc["world_size"] == n and doc["exchange"]["bytes_sent"] > 0
+        np.testing.assert_array_equal(read_frames(tmp_path / "one.mp4"), read_frames(out))
+        assert list((project / "long").iterdir()) == []  # no spill, no checkpoint left
 
 
 def test_killed_under_two_ranks_resumes_in_one_process(world: Path, tmp_path: Path) -> None:
@@ -173,3 +175,7 @@ def test_batch_jobs_are_split_over_the_ranks(world: Path, tmp_path: Path) -> Non
     assert lines[1]["exit_code"] == 4 and lines[2]["seed"] == 3
     assert (tmp_path / "a.mp4").is_file() and (tmp_path / "c.mp4").is_file()
     assert "exitcode" in r.stderr  # torchrun reports the ranks' exit code (4: the first failure's)
+    single = ["edit", *args[3:], str(p / "source.mp4"), "-o", str(tmp_path / "e.mp4")]
+    single.remove("-q")
+    r = subprocess.run(one(*single), capture_output=True, text=True, env=_env(WORLD_SIZE="2"), timeout=600)
+    assert r.returncode == 2 and "under torchrun use 'long'" in r.stderr  # one window is not shared
