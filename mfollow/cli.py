@@ -255,6 +255,12 @@ def eval_(
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Folder searched first for the learned metrics' weights.")
     ] = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project", "-p", help="Also record the per-frame scores in this project (its report plots them)."
+        ),
+    ] = None,
     device: DeviceOpt = "cpu",  # type: ignore[assignment]
     json_out: JsonOpt = False,
     progress: ProgressOpt = ProgressChoice.auto,
@@ -269,6 +275,10 @@ def eval_(
 
         if per_frame is not None:
             check_writable(per_frame)
+        if project is not None:
+            from mfollow.project import Project
+
+            Project.read(project)  # an existing project, before any scoring
         settings = EvalSettings(length="trim" if trim else "error", size="resize" if resize else "error")
         dev = getattr(device, "value", str(device))
         check_device(dev)
@@ -285,6 +295,10 @@ def eval_(
         if per_frame is not None:
             write_per_frame_csv(report, per_frame)
         summary = {k: json_number(v) for k, v in report.summary.items() if not k.startswith("frames")}
+        if project is not None:
+            from mfollow.report.records import record_eval
+
+            record_eval(project, report, {**header, "summary": summary})
         if json_out:
             emit_json({**header, "per_frame_csv": None if per_frame is None else str(per_frame), "summary": summary})
             return
@@ -362,6 +376,44 @@ def demo(
                 f"{name:<17} PSNR {fmt(r['psnr'], 2)}  fg {fmt(r['psnr_fg'], 2)}  bg {fmt(r['psnr_bg'], 2)}  "
                 f"SSIM {fmt(r['ssim'], 3)}"
             )
+
+
+@app.command()
+def report(
+    project: ProjectOpt,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The page (default: PROJECT/report/report.html).")
+    ] = None,
+    max_side: Annotated[int, typer.Option("--max-side", min=64, help="Long side of the page's videos, px.")] = 384,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One HTML page of a project, to look at before spending GPU time: source and target, poses,
+    aligned poses and masks over the source, the result and per-frame metrics, every stage's
+    state and parameters. Media are written beside the page; it opens from disk, no server."""
+    with guard(debug):
+        from mfollow.project import Project
+        from mfollow.report import ReportSettings, write_report
+        from mfollow.report.page import default_report_path
+
+        Project.read(project)  # exit 5 at once: no such project, or a corrupt manifest
+        page = output or default_report_path(project)
+        if page.suffix.lower() not in (".html", ".htm"):
+            raise UsageError(f"--output {page}: the report is an HTML page; give it a .html name")
+        if page.is_dir():
+            raise UsageError(f"--output {page}: is a folder")
+        written = write_report(
+            project,
+            page,
+            ReportSettings(max_side=max_side),
+            progress=lambda s: stderr_line(f"report: {s}", quiet=quiet),
+        )
+        if json_out:
+            emit_json(written)
+        else:
+            stderr_line(f"{written['report']}: {written['sections']} sections, {len(written['media'])} media files",
+                        quiet=quiet)  # fmt: skip
 
 
 cli_stages.register(app)

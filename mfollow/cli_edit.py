@@ -312,6 +312,10 @@ def execute(
     report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
     report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
     report["mask_backend"] = prepared.get("mask_backend")
+    if project is not None:  # what `mfollow report` shows beside the source
+        from mfollow.report.records import record_result
+
+        record_result(project, report)
     return report
 
 

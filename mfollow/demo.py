@@ -157,7 +157,7 @@ def run_demo(
     videos = [pair_dir / "source.mp4", pair_dir / "target.mp4", result, pair_dir / "edit_gt.mp4"]
     side_by_side(videos, LABELS, out / "side_by_side.mp4", pair.fps)
     metrics = {
-        name: scores(path, pair_dir)
+        name: scores(path, pair_dir, out / "project" if name == "result" else None)
         for name, path in (("result", result), ("source_unchanged", videos[0]), ("target_unchanged", videos[1]))
     }
     tick("report", t)
@@ -172,16 +172,25 @@ def run_demo(
         "timings": timings | {"total": round(time.perf_counter() - started, 3)},
     }
     atomic_write_json(out / "metrics.json", report)
+    from mfollow.report.records import record_result
+
+    record_result(out / "project", {**report, "output": str(result)})  # for `mfollow report -p OUT/project`
     return report
 
 
-def scores(video: Path, pair_dir: Path) -> dict[str, float | str | None]:
-    """Summary metrics of ``video`` against the ground-truth edit, foreground = the edit's mask."""
+def scores(video: Path, pair_dir: Path, project: Path | None = None) -> dict[str, float | str | None]:
+    """Summary metrics of ``video`` against the ground-truth edit, foreground = the edit's mask
+    (per frame into ``project`` too, for its report page)."""
     from mfollow.evaluation import evaluate_videos, json_number
 
     report, _ = evaluate_videos(video, pair_dir / "edit_gt.mp4", pair_dir / "edit_masks")
     keys = ("psnr", "ssim", "l1", "psnr_fg", "ssim_fg", "psnr_bg", "ssim_bg")
-    return {k: json_number(report.summary[k]) for k in keys if k in report.summary}
+    summary = {k: json_number(report.summary[k]) for k in keys if k in report.summary}
+    if project is not None:
+        from mfollow.report.records import record_eval
+
+        record_eval(project, report, summary)
+    return summary
 
 
 def side_by_side(videos: list[Path], labels: tuple[str, ...], out: Path, fps: Fraction) -> Path:

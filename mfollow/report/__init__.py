@@ -1,0 +1,6 @@
+"""The project report page (``mfollow report``): one HTML file made from a project's cache, with
+its media written beside it, that opens from disk in any browser (design §7 "Looking at a project")."""
+
+from mfollow.report.page import ReportSettings, write_report
+
+__all__ = ["ReportSettings", "write_report"]

@@ -1,0 +1,33 @@
+"""What the report page reads besides the stages: the last edit's result and the last evaluation,
+recorded in the project by ``edit``/``long``/``demo`` and ``eval -p``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mfollow.atomic import atomic_write_json
+from mfollow.errors import ProjectError
+
+if TYPE_CHECKING:
+    from mfollow.metrics import Report
+
+RESULT = "result.json"  # the last edit's report (its "output" is the result video)
+EVAL_DIR = "eval"  # per_frame.csv and summary.json of the last `eval -p`
+
+
+def record_result(project: Path, report: dict[str, Any]) -> None:
+    try:
+        atomic_write_json(project / RESULT, report)
+    except OSError as exc:
+        raise ProjectError(f"{project / RESULT}: cannot record the result ({exc.strerror or exc})") from exc
+
+
+def record_eval(project: Path, report: Report, summary: dict[str, Any]) -> None:
+    from mfollow.evaluation import write_per_frame_csv
+
+    write_per_frame_csv(report, project / EVAL_DIR / "per_frame.csv")
+    try:
+        atomic_write_json(project / EVAL_DIR / "summary.json", summary)
+    except OSError as exc:
+        raise ProjectError(f"{project / EVAL_DIR}: cannot record the evaluation ({exc.strerror or exc})") from exc
