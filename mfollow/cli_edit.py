@@ -136,6 +136,12 @@ CompositeMargin = Annotated[
     ),
 ]
 ColorsOpt = Annotated[Colors, typer.Option("--pose-colors", help="Colour order of rendered poses.")]
+PreviewEvery = Annotated[
+    int | None,
+    typer.Option(
+        "--preview-every", min=1, help="Every K steps, write the clean-frame estimate into PROJECT/preview/ (report)."
+    ),
+]
 
 
 def preflight(
@@ -183,13 +189,14 @@ def preflight(
 
         StagePlan(edit_mask_backend=o["edit_mask_backend"].value, target_masks=o["target_masks"]).check()
     P.check_output(output, inputs)
-    if staged or long:
+    needs_project = staged or long or o.get("preview_every") is not None
+    if needs_project:
         project = project or default_project_dir(output)
         P.check_project(project)
         if long and not restart:
             P.check_checkpoint(project / "long" / "state.safetensors")
     check_device(o["device"].value)
-    return project if staged or long else None
+    return project if needs_project else None
 
 
 def execute(
@@ -231,6 +238,7 @@ def execute(
     from mfollow.inputs import open_clip
     from mfollow.loading import choose_preset, load_bundle
     from mfollow.models.presets import get_preset
+    from mfollow.preview import PREVIEW_DIR, PreviewSettings
     from mfollow.progress import Reporter
     from mfollow.sampling.sampler import SamplerSettings
 
@@ -270,6 +278,8 @@ def execute(
         max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
         device=device, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
         composite=o["composite"], composite_margin=o["composite_margin"],
+        preview=None if o.get("preview_every") is None or project is None
+        else PreviewSettings(o["preview_every"], project / PREVIEW_DIR),
     )  # fmt: skip
     clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
     bundled_default = bundle is None and o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None

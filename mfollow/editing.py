@@ -26,6 +26,7 @@ from mfollow.errors import MediaError, ProjectError
 from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip
 from mfollow.models.bundle import ModelBundle
 from mfollow.pose.render import ColorOrder
+from mfollow.preview import PreviewSettings, clean_estimate, write_preview
 from mfollow.project import SPILL_PREFIX
 from mfollow.sampling.sampler import Conditioning, SamplerSettings, SamplerState, initial_noise, sample, schedule
 from mfollow.sampling.spread import share
@@ -37,7 +38,7 @@ if TYPE_CHECKING:
 
 DECODE_CHUNK = 4
 CONTEXT_CHUNK = 16  # source frames per CLIP image-encoder batch
-OUTPUT_ONLY = ("output_size", "composite", "composite_margin")  # applied after sampling
+OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "preview")  # not part of the sampling
 __all__ = ["EditInputs", "EditSettings", "StateStore", "case_inputs", "load_clip", "run_edit", "run_key"]
 
 
@@ -59,6 +60,7 @@ class EditSettings:
     output_size: Literal["source", "working"] = "source"  # write at the source's size or the model's
     composite: bool = True  # the source's own pixels outside the people (mfollow.compositing)
     composite_margin: int | None = None  # band width in working pixels (None: 1/64 of the short side)
+    preview: PreviewSettings | None = None  # clean-frame estimates every K steps (mfollow.preview)
 
 
 # ---------------------------------------------------------------------------- conditioning
@@ -296,9 +298,19 @@ def _run_edit(
     world, rank = (group.world, group.rank) if group is not None else (1, 0)
     mine = share(len(windows), world)[rank]
 
+    before = {"state": state}  # the state the step started from (for the preview's x0)
+    middles = [(windows[k].start + windows[k].stop - 1) // 2 for k in range(len(windows))]
+
     def step_done(event: dict[str, Any]) -> None:
         if store is not None:
             store.save(event["state"])
+        done, total = event["step"], event["steps"]
+        if s.preview is not None and (group is None or group.main) and (done % s.preview.every == 0 or done == total):
+            a_t = float(abar[timesteps[done - 1]])
+            a_prev = float(abar[timesteps[done]]) if done < total else 1.0
+            x0 = clean_estimate(before["state"].z_e, event["state"].z_e, a_t, a_prev)
+            write_preview(bundle, x0, sorted(set(middles)), s.preview, done, total)
+        before["state"] = event["state"]
         if progress is not None:
             progress(event)
 
