@@ -6,11 +6,14 @@ from __future__ import annotations
 
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from mfollow.cli_common import ProgressChoice, emit_json, stderr_line
+
+if TYPE_CHECKING:
+    from mfollow.pipeline import EditRequest
 
 
 class Guidance(StrEnum):
@@ -144,64 +147,41 @@ PreviewEvery = Annotated[
 ]
 
 
-def preflight(
-    *,
-    src: Path,
+def request_of(
+    src: Path | None,
     tgt: Path | None,
-    output: Path,
+    output: Path | None,
     options: dict[str, Any],
     long: bool,
     project: Path | None,
     restart: bool,
-) -> Path | None:
-    """Check every input, option and output of one edit before anything loads (exit 2/4/5 in
-    about a second). Returns the project folder the edit will use (None: none needed)."""
-    from mfollow import preflight as P
-    from mfollow.cli_common import check_device
-    from mfollow.errors import UsageError
-    from mfollow.project import default_project_dir
+) -> EditRequest:
+    """The command's options as the library's :class:`mfollow.pipeline.EditRequest`."""
+    from mfollow.pipeline import EDIT_MAX_FRAMES, EditRequest
 
     o = options
-    if o["size"] is not None and o["size"] % 64:
-        raise UsageError(f"--size {o['size']} is not a multiple of 64")
-    if o["case"] is not None:
-        from mfollow.inputs import case_inputs
 
-        case = case_inputs(o["case"], tgt)
-        inputs = [("--case", o["case"]), ("SRC", case.source), *((n, getattr(case, n)) for n in PATH_KEYS[3:7])]
-    else:
-        P.check_source(src)
-        inputs = [("SRC", src)]
-    if tgt is not None:
-        P.check_video(tgt, "TGT")
-        inputs.append(("TGT", tgt))
-    for key in PATH_KEYS[3:7]:
-        if o[key] is not None:
-            P.check_exists(o[key], f"--{key.replace('_', '-')}")
-            inputs.append((f"--{key.replace('_', '-')}", o[key]))
-    if o.get("target_masks") is not None:
-        P.check_exists(o["target_masks"], "--target-masks")
-    staged = o["case"] is None and o["source_poses"] is None and o["edit_poses"] is None
-    if staged and tgt is None and project is None:
-        raise UsageError("no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR")
-    if staged:
-        from mfollow.prepare import StagePlan
+    def v(x: Any) -> Any:  # an option's choice as the library's plain value
+        return getattr(x, "value", x)
 
-        StagePlan(edit_mask_backend=o["edit_mask_backend"].value, target_masks=o["target_masks"]).check()
-    P.check_output(output, inputs)
-    needs_project = staged or long or o.get("preview_every") is not None
-    if needs_project:
-        project = project or default_project_dir(output)
-        P.check_project(project)
-        if long and not restart:
-            P.check_checkpoint(project / "long" / "state.safetensors")
-    check_device(o["device"].value)
-    return project if needs_project else None
+    return EditRequest(
+        source=src if o["case"] is None else None, target=tgt, output=output,
+        source_poses=o["source_poses"], edit_poses=o["edit_poses"], source_masks=o["source_masks"],
+        edit_masks=o["edit_masks"], target_masks=o.get("target_masks"), case=o["case"], project=project,
+        weights=o["weights"], pose_backend=v(o.get("pose_backend", "auto")),
+        edit_mask_backend=v(o.get("edit_mask_backend", "auto")), steps=o["steps"], cfg=o["cfg"],
+        guidance=v(o["guidance"]), guidance_scale=o["guidance_scale"], seed=o["seed"], size=o["size"],
+        start=o["start"], frames=o["frames"], max_frames=o.get("max_frames", EDIT_MAX_FRAMES), fit=v(o["fit"]),
+        pose_colors=v(o["pose_colors"]), camera=o["camera"], output_size=v(o["output_size"]),
+        composite=o["composite"], composite_margin=o["composite_margin"], preview_every=o.get("preview_every"),
+        long=long, window=o.get("window", 24), overlap=o.get("overlap", 8), blend=v(o.get("blend", "tent")),
+        restart=restart, device=v(o["device"]), dtype=v(o["dtype"]),
+    )  # fmt: skip
 
 
 def execute(
     *,
-    src: Path,
+    src: Path | None,
     tgt: Path | None,
     output: Path,
     options: dict[str, Any],
@@ -213,133 +193,35 @@ def execute(
     bundle: tuple[Any, str] | None = None,
     preflighted: bool = False,
 ) -> dict[str, Any]:
-    """Preflight (unless ``preflighted``: then ``project`` is what :func:`preflight` returned),
-    run or reuse the stages, then one edit; returns its report (the body of ``edit``, ``long``
-    and each ``--batch`` job).
-
-    ``long`` started by ``torchrun`` with several processes spreads its windows over them
-    (:mod:`mfollow.distributed`): every rank preflights; rank 0 runs the stages, holds the
-    project's lock and checkpoint, prints, and writes the output."""
-    from mfollow.distributed import Group, is_main_process, join, launched_world, rank_device
-
-    o = options
-    distributed = long and launched_world() > 1
-    quiet = quiet or not is_main_process()
-    if not preflighted:
-        given_project = project
-        project = preflight(
-            src=src, tgt=tgt, output=output, options=o, long=long, project=project, restart=restart
-        )  # fmt: skip
-        if project is not None and given_project is None:
-            stderr_line(f"project: {project}", quiet=quiet)
-
-    from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, run_edit, run_key
-    from mfollow.errors import UsageError
-    from mfollow.inputs import open_clip
-    from mfollow.loading import choose_preset, load_bundle
-    from mfollow.models.presets import get_preset
-    from mfollow.preview import PREVIEW_DIR, PreviewSettings
+    """The body of ``edit``, ``long`` and each ``--batch`` job: the options as a request, its
+    preflight (unless ``preflighted``: then ``project`` is what the preflight returned), then the
+    library's one edit path (:func:`mfollow.pipeline.run_request`); the model is loaded only once
+    the inputs are known good. ``long`` under ``torchrun`` spreads its windows over the ranks."""
+    from mfollow.distributed import is_main_process, join, launched_world
+    from mfollow.pipeline import preflight, run_request
     from mfollow.progress import Reporter
-    from mfollow.sampling.sampler import SamplerSettings
 
-    group = join(o["device"].value) if distributed else Group()
-    device = rank_device(o["device"].value, group)
+    quiet = quiet or not is_main_process()
+    r = request_of(src, tgt, output, options, long, project, restart)
+    if not preflighted:
+        project = preflight(r)
+        if project is not None and r.project is None:
+            stderr_line(f"project: {project}", quiet=quiet)
+    group = join(r.device) if long and launched_world() > 1 else None
+    model: Any
     if bundle is not None:
-        preset = get_preset(bundle[0].preset)
+        preset, model = bundle[0].preset, bundle
     else:
-        preset = get_preset(choose_preset(o["weights"]) if o["preset"] == "auto" else o["preset"].value)
-    size = o["size"] or preset.working_size
-    guidance_scale = (
-        preset.default_guidance_scale(o["guidance"].value) if o["guidance_scale"] is None else o["guidance_scale"]
-    )
-    cfg = preset.cfg if o["cfg"] is None else o["cfg"]
-    prepared: dict[str, Any] = {"stages": {}}
-    if o["case"] is not None:
-        inputs = case_inputs(o["case"], tgt)
-    else:
-        given = {k: o[k] for k in ("source_poses", "edit_poses", "source_masks", "edit_masks")}
-        if given["source_poses"] is None and given["edit_poses"] is None:
-            assert project is not None
-            staged, prepared = group.on_main(lambda: _prepare(src, tgt, project, o, quiet))
-            given = staged | {k: v for k, v in given.items() if v is not None}
-        missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
-        if missing:
-            raise UsageError(
-                f"missing {', '.join(missing)}",
-                hint="give poses and masks, run 'mfollow pose/align/mask -p DIR' and pass -p DIR, or --case DIR",
-            )
-        inputs = EditInputs(src, target=tgt, **given)  # type: ignore[arg-type]
-    sampler = SamplerSettings(
-        steps=o["steps"], cfg=cfg, guidance=o["guidance"].value, guidance_scale=guidance_scale,
-        window=o.get("window", 24), overlap=o.get("overlap", 8), blend=o.get("blend", Blend.tent).value,
-    )  # fmt: skip
-    settings = EditSettings(
-        sampler=sampler, seed=o["seed"], short_side=size, start=o["start"], frames=o["frames"],
-        max_frames=None if long else o["max_frames"], fit=o["fit"].value, colors=o["pose_colors"].value,
-        device=device, dtype=o["dtype"].value, camera=o["camera"], output_size=o["output_size"].value,
-        composite=o["composite"], composite_margin=o["composite_margin"],
-        preview=None if o.get("preview_every") is None or project is None
-        else PreviewSettings(o["preview_every"], project / PREVIEW_DIR),
-    )  # fmt: skip
-    clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
-    bundled_default = bundle is None and o["preset"] == "auto" and preset.name == "tiny" and o["weights"] is None
-    model, weights_id = bundle or group.agree(lambda: load_bundle(preset.name, o["weights"]))
-    reporter = Reporter(progress.value, quiet=quiet)
-    held: dict[str, Any] = {}
-    if long:  # the checkpoint lives in the project; rank 0 alone locks it and writes it
-        from mfollow.project import Project
+        from mfollow.loading import choose_preset, load_bundle
 
-        assert project is not None
-
-        def take() -> None:
-            held["lock"] = Project.open(project)  # one writer per project
-            held["store"] = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
-            if restart:
-                held["store"].clear()
-
-        group.on_main(take)  # rank 0's error (a locked project) ends every rank
-    lock, store = held.get("lock"), held.get("store")
-    try:
-        with reporter.task("long" if long else "edit", o["steps"]) as callback:
-            report = run_edit(
-                model, inputs, settings, output, store=store, progress=lambda e: callback(e["step"], e["steps"]),
-                clip=clip, work_dir=None if project is None or not long else project / "long",
-                group=group if distributed else None,
-            )  # fmt: skip
-    finally:
-        if lock is not None:
-            lock.close()
-    if not group.main:
-        return report
-    report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
-    report["weights"] = weights_id
-    if bundled_default:  # said after the run, so that an error stays a single line
-        stderr_line(
-            "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "
-            "for real footage install the sd15 weights (docs/weights.md)",
-            quiet=quiet,
-        )
-    report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
-    report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
-    report["mask_backend"] = prepared.get("mask_backend")
-    if project is not None:  # what `mfollow report` shows beside the source
-        from mfollow.report.records import record_result
-
-        record_result(project, report)
-    return report
-
-
-def _prepare(
-    src: Path, tgt: Path | None, project: Path, o: dict[str, Any], quiet: bool
-) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The pose, align and mask stages in the project (run, cached or reused)."""
-    from mfollow.prepare import StagePlan, prepare_stages
-
-    plan = StagePlan(
-        pose_backend=o["pose_backend"].value, edit_mask_backend=o["edit_mask_backend"].value,
-        source_masks=o["source_masks"], target_masks=o["target_masks"], weights=o["weights"],
-    )  # fmt: skip
-    return prepare_stages(project, src, tgt, plan, note=lambda line: stderr_line(line, quiet=quiet))
+        preset = choose_preset(r.weights) if options["preset"] == "auto" else options["preset"].value
+        model = lambda: load_bundle(preset, r.weights)  # noqa: E731  (called once the inputs are checked)
+    bundled_default = bundle is None and options["preset"] == "auto" and preset == "tiny" and r.weights is None
+    with Reporter(progress.value, quiet=quiet).task("long" if long else "edit", r.steps) as callback:
+        return run_request(
+            r, project, preset=preset, model=model, bundled_default=bundled_default,
+            note=lambda line: stderr_line(line, quiet=quiet), progress=callback, group=group,
+        )  # fmt: skip
 
 
 def run_command(*, json_out: bool, quiet: bool, **kwargs: Any) -> None:
@@ -389,6 +271,7 @@ def run_batch(
     succeeded, else the first failure's code."""
     from mfollow.distributed import join
     from mfollow.errors import EXIT_INTERNAL, MediaError, MfollowError
+    from mfollow.pipeline import preflight
 
     k, n = parse_shard(shard)
     if not jobs_file.is_file():
@@ -411,10 +294,9 @@ def run_batch(
     for j in mine:  # every input and output of this shard's jobs, before the model loads
         if "error" not in j:
             try:
-                j["project"] = preflight(
-                    src=j["src"], tgt=j["paths"]["target"], output=j["paths"]["output"], options=j["options"],
-                    long=False, project=None, restart=False,
-                )  # fmt: skip
+                request = request_of(j["src"], j["paths"]["target"], j["paths"]["output"], j["options"], False,
+                                     None, False)  # fmt: skip
+                j["project"] = preflight(request)
             except MfollowError as exc:
                 j["error"] = exc
     bundle_cache = None

@@ -1,0 +1,89 @@
+"""The Python API, ``MotionFollowerPipeline``: the CLI's defaults and stages, typed errors, one path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_cli import mfollow
+
+from mfollow import EditRequest, MotionFollowerPipeline
+from mfollow.errors import MediaError, UsageError
+from mfollow.models.bundle import ModelBundle
+from mfollow.synth import make_pair
+from mfollow.synth.files import write_pair
+from mfollow.video import probe
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("api")
+    write_pair(make_pair(6, frames=12, size=64, camera="pan"), root / "pair")
+    ModelBundle.random("tiny", seed=0).save_pretrained(root / "bundle")
+    return root
+
+
+def given(world: Path) -> dict[str, Path]:
+    p = world / "pair"
+    return {"source_poses": p / "source_poses.json", "edit_poses": p / "edit_poses.json",
+            "source_masks": p / "source_masks", "edit_masks": p / "edit_masks"}  # fmt: skip
+
+
+def test_same_output_as_the_cli(world: Path, tmp_path: Path) -> None:
+    p = world / "pair"
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    report = pipe(p / "source.mp4", p / "target.mp4", output=tmp_path / "api.mp4", steps=2, size=64,
+                  frames=6, **given(world))  # fmt: skip
+    assert report["frames"] == 6 and report["preset"] == "tiny" and report["steps"] == 2
+    args = [
+        str(p / "source.mp4"),
+        str(p / "target.mp4"),
+        "-o",
+        str(tmp_path / "cli.mp4"),
+        "--steps",
+        "2",
+        "--size",
+        "64",
+        "--frames",
+        "6",
+        "--preset",
+        "tiny",
+        "--weights",
+        str(world / "bundle"),
+        "--json",
+    ]
+    for key, path in given(world).items():
+        args += [f"--{key.replace('_', '-')}", str(path)]
+    r = mfollow("edit", *args)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["weights"] == report["weights"]
+    assert (tmp_path / "api.mp4").read_bytes() == (tmp_path / "cli.mp4").read_bytes()  # one path
+
+
+def test_defaults_are_the_clis_and_errors_are_typed(world: Path, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))  # no sd15 installed: the bundled model
+    pipe = MotionFollowerPipeline.from_pretrained()
+    assert pipe.bundle.preset == "tiny" and pipe.bundled_default
+    assert EditRequest().steps == 25 and EditRequest().max_frames == 24 and EditRequest().guidance == "paper"
+    p = world / "pair"
+    with pytest.raises(UsageError, match="is the input SRC"):
+        pipe(p / "source.mp4", output=p / "source.mp4", **given(world))
+    with pytest.raises(MediaError, match="no such file"):
+        pipe(tmp_path / "none.mp4", output=tmp_path / "o.mp4", **given(world))
+    with pytest.raises(UsageError, match="unknown edit option"):
+        pipe(p / "source.mp4", output=tmp_path / "o.mp4", stpes=3)
+    assert not (tmp_path / "o.mp4").exists()
+
+
+def test_long_with_a_project_and_notes(world: Path, tmp_path: Path) -> None:
+    p = world / "pair"
+    notes: list[str] = []
+    ticks: list[tuple[int, int]] = []
+    pipe = MotionFollowerPipeline.from_pretrained(str(world / "bundle"))
+    report = pipe(p / "source.mp4", p / "target.mp4", output=tmp_path / "long.mp4", long=True, window=8, overlap=3,
+                  steps=2, size=64, project=tmp_path / "proj", note=notes.append,
+                  progress=lambda done, total: ticks.append((done, total)), **given(world))  # fmt: skip
+    assert report["windows"] == [[0, 8], [4, 12]] and ticks == [(1, 2), (2, 2)]
+    assert json.loads((tmp_path / "proj" / "result.json").read_text())["output"] == str(tmp_path / "long.mp4")
+    assert probe(tmp_path / "long.mp4").frame_count == 12 and notes == []
