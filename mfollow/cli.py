@@ -28,12 +28,12 @@ from mfollow.cli_common import (
     ProjectOpt,
     QuietOpt,
     SeedOpt,
-    check_device,
     emit_json,
     guard,
     stderr_line,
 )
 from mfollow.cli_weights import weights_app
+from mfollow.devices import check_device
 from mfollow.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, UsageError
 from mfollow.learned import settings as FVD
 

@@ -61,20 +61,6 @@ DtypeOpt = Annotated[
 ]
 
 
-def check_device(device: str) -> None:
-    """Refuse a device this machine does not have (usage error, before any work)."""
-    if device == "cpu":
-        return
-    import torch
-
-    from mfollow.errors import UsageError
-
-    if device == "cuda" and not torch.cuda.is_available():
-        raise UsageError("--device cuda: no CUDA device is available")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise UsageError("--device mps: Apple's MPS is not available")
-
-
 def stderr_line(message: str, *, quiet: bool = False) -> None:
     """One line for people on stderr (suppressed by ``--quiet``)."""
     if not quiet:

@@ -15,11 +15,11 @@ from mfollow.cli_common import (
     ProgressOpt,
     QuietOpt,
     SeedOpt,
-    check_device,
     emit_json,
     guard,
     stderr_line,
 )
+from mfollow.devices import check_device
 
 
 class StageChoice(StrEnum):

@@ -84,7 +84,7 @@ def preflight(r: EditRequest) -> Path | None:
     """Check every input, option and output of one edit before anything loads (exit 2/4/5 in
     about a second). Returns the project folder the edit will use (None: none needed)."""
     from mfollow import preflight as P
-    from mfollow.cli_common import check_device
+    from mfollow.devices import check_device
     from mfollow.project import default_project_dir
 
     if r.output is None or (r.source is None and r.case is None):
@@ -160,7 +160,7 @@ class MotionFollowerPipeline:
         Raises:
             WeightsError: the weights are not installed or do not match.
         """
-        from mfollow.cli_common import check_device
+        from mfollow.devices import check_device
         from mfollow.loading import choose_preset, load_bundle
         from mfollow.models.presets import PRESETS
 
