@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mfollow.masks.files import read_masks
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.pose.render import render_sequence
 
@@ -52,10 +51,15 @@ def over(frames: Iterable[np.ndarray], drawings: Iterable[np.ndarray]) -> Iterat
 
 
 def masks_over(frames: Iterable[np.ndarray], m_r: Path, m_e: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """M_r tinted red and M_e green over the frames (half and half where both are)."""
-    for f, r, e in zip(frames, read_masks(m_r), read_masks(m_e), strict=False):
-        r_ = np.asarray(Image.fromarray(r).resize(size, Image.Resampling.NEAREST))
-        e_ = np.asarray(Image.fromarray(e).resize(size, Image.Resampling.NEAREST))
+    """M_r tinted red and M_e green over the frames (half and half where both are); the mask
+    folders are read a frame at a time, in frame order."""
+    from mfollow.inputs import mask_seq
+
+    r_seq, e_seq = mask_seq(m_r, size), mask_seq(m_e, size)
+    for i, f in enumerate(frames):
+        if i >= min(len(r_seq), len(e_seq)):
+            return
+        r_, e_ = r_seq.get(i, i + 1)[0], e_seq.get(i, i + 1)[0]
         out = f.astype(np.float32)
         out[r_] = 0.5 * out[r_] + 0.5 * M_R_TINT
         out[e_] = 0.5 * out[e_] + 0.5 * M_E_TINT
@@ -68,9 +72,22 @@ def side_by_side(left: Iterable[np.ndarray], right: Iterable[np.ndarray]) -> Ite
 
 
 def write_clip(path: Path, frames: Iterable[np.ndarray], timestamps: list[int], time_base: Fraction) -> Path:
-    """Frames as an H.264 mp4 at the given timing (as many frames as both have)."""
-    from mfollow.video import write_video
+    """Frames as an H.264 mp4 at the given timing (as many frames as both have), streamed: memory
+    does not grow with the video's length."""
+    from mfollow.errors import MediaError
+    from mfollow.video import VideoWriter
 
-    frames = list(frames)
-    n = min(len(frames), len(timestamps))
-    return write_video(path, frames[:n], timestamps[:n], time_base, audio="none")
+    writer = None
+    try:
+        for frame, pts in zip(frames, timestamps, strict=False):
+            if writer is None:
+                writer = VideoWriter(path, frame.shape[1], frame.shape[0], time_base, audio="none")
+            writer.write(frame, pts)
+        if writer is None:
+            raise MediaError(f"{path}: no frames to write")
+    except BaseException:
+        if writer is not None:
+            writer.abort()
+        raise
+    writer.close()
+    return path
