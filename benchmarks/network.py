@@ -68,7 +68,7 @@ def forward(case: str) -> dict[str, object]:
     unet, poctr = UNet3D(**preset.unet).eval(), PoseController(**preset.poctr).eval()
     build = time.perf_counter() - t0
     g = torch.Generator().manual_seed(0)
-    latent = size // 8
+    latent = size // preset.vae_factor
     x = torch.randn(1, preset.unet.get("in_channels", 4), frames, latent, latent, generator=g)
     ctx = torch.randn(1, frames, preset.unet["cross_attention_dim"], generator=g)
     poses = torch.rand(1, 3, frames, size, size, generator=g)

@@ -82,7 +82,7 @@ def _setup(preset: str, frames: int, size: int, seed: int = 0):  # type: ignore[
         unet = UNet3D(**p.unet).eval().requires_grad_(False)
         poctr = PoseController(**p.poctr).eval().requires_grad_(False)
     g = torch.Generator(DEVICE).manual_seed(seed)
-    lat = size // 8
+    lat = size // p.vae_factor
     m_r = torch.zeros(1, 1, frames, size, size, device=DEVICE)
     m_r[..., size // 4 : 3 * size // 4, size // 6 : size // 2] = 1
     m_e = torch.zeros_like(m_r)

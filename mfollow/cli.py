@@ -374,8 +374,10 @@ def demo(
             r = m[name]
             print(
                 f"{name:<17} PSNR {fmt(r['psnr'], 2)}  fg {fmt(r['psnr_fg'], 2)}  bg {fmt(r['psnr_bg'], 2)}  "
-                f"SSIM {fmt(r['ssim'], 3)}"
+                f"SSIM {fmt(r['ssim'], 3)}  fg {fmt(r['ssim_fg'], 3)}  silhouette IoU {fmt(r['silhouette_iou'], 3)}"
             )
+        ceiling = fmt(m["ground_truth"]["silhouette_iou"], 3)
+        print(f"{'ground_truth':<17} silhouette IoU {ceiling} (the measure's ceiling: H.264 coding noise)")
 
 
 @app.command()

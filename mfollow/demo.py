@@ -157,9 +157,12 @@ def run_demo(
     videos = [pair_dir / "source.mp4", pair_dir / "target.mp4", result, pair_dir / "edit_gt.mp4"]
     side_by_side(videos, LABELS, out / "side_by_side.mp4", pair.fps)
     metrics = {
-        name: scores(path, pair_dir, out / "project" if name == "result" else None)
+        name: scores(path, pair_dir, out / "project" if name == "result" else None, pair)
         for name, path in (("result", result), ("source_unchanged", videos[0]), ("target_unchanged", videos[1]))
     }
+    from mfollow.synth.silhouette import video_silhouette_iou
+
+    metrics["ground_truth"] = {"silhouette_iou": round(video_silhouette_iou(videos[3], pair), 4)}  # the ceiling
     tick("report", t)
     report = {
         "output": str(out),
@@ -178,14 +181,21 @@ def run_demo(
     return report
 
 
-def scores(video: Path, pair_dir: Path, project: Path | None = None) -> dict[str, float | str | None]:
+def scores(
+    video: Path, pair_dir: Path, project: Path | None = None, pair: Any = None
+) -> dict[str, float | str | None]:
     """Summary metrics of ``video`` against the ground-truth edit, foreground = the edit's mask
-    (per frame into ``project`` too, for its report page)."""
+    (per frame into ``project`` too, for its report page); with the ``pair`` itself, also the
+    motion accuracy ``silhouette_iou`` (:mod:`mfollow.synth.silhouette`)."""
     from mfollow.evaluation import evaluate_videos, json_number
 
     report, _ = evaluate_videos(video, pair_dir / "edit_gt.mp4", pair_dir / "edit_masks")
     keys = ("psnr", "ssim", "l1", "psnr_fg", "ssim_fg", "psnr_bg", "ssim_bg")
     summary = {k: json_number(report.summary[k]) for k in keys if k in report.summary}
+    if pair is not None:
+        from mfollow.synth.silhouette import video_silhouette_iou
+
+        summary["silhouette_iou"] = round(video_silhouette_iou(video, pair), 4)
     if project is not None:
         from mfollow.report.records import record_eval
 

@@ -292,7 +292,8 @@ def _run_edit(
     if state is not None:  # the file holds CPU tensors
         state = SamplerState(state.z_e.to(device, dtype), state.z_r.to(device, dtype), state.step)
     else:
-        z = initial_noise(s.seed, n, (bundle.unet.config.in_channels, h // 8, w // 8)).to(device, dtype)
+        k = bundle.vae_factor
+        z = initial_noise(s.seed, n, (bundle.unet.config.in_channels, h // k, w // k)).to(device, dtype)
         state = SamplerState(z.clone(), z.clone(), 0)
     windows = layout(n, s.sampler.window, s.sampler.overlap)
     world, rank = (group.world, group.rank) if group is not None else (1, 0)

@@ -57,17 +57,18 @@ def test_reference_acts_only_through_the_source_background() -> None:
     with torch.no_grad():
         plain = unet(x, 300, ctx).sample  # mode off: no injection
     assert (edited(x, half) - plain).abs().max() > 1e-4
-    assert len(state.store) == 9  # attn1 of up blocks 1-3, three layers each
+    assert len(state.store) == 6  # attn1 of the up blocks with attention (tiny: 1 and 2), three layers each
 
 
 def test_sampler_uses_camera_from_its_start_and_cleans_up() -> None:
     unet, _, _, ctx = unet_and_inputs()
     M = torch.zeros(1, 1, 3, 64, 64)
     M[..., 10:40, 10:40] = 1
-    c = Conditioning(ctx, torch.zeros(1, 32, 3, 8, 8), torch.zeros(1, 32, 3, 8, 8), None, M, M.roll(8, -1),
-                     torch.nn.functional.interpolate(M[0], size=(8, 8))[None])  # type: ignore[arg-type]  # fmt: skip
+    lat = 64 // TINY.vae_factor
+    c = Conditioning(ctx, torch.zeros(1, 32, 3, lat, lat), torch.zeros(1, 32, 3, lat, lat), None, M, M.roll(8, -1),
+                     torch.nn.functional.interpolate(M[0], size=(lat, lat))[None])  # type: ignore[arg-type]  # fmt: skip
     timesteps, abar = schedule(SCHEDULER, 4)
-    z = initial_noise(0, 3, (TINY.unet["in_channels"], 8, 8))
+    z = initial_noise(0, 3, (TINY.unet["in_channels"], lat, lat))
     s = SamplerSettings(cfg=1.0, guidance="none", camera_start=0.5)
 
     def run(cam: camera.CameraState | None) -> dict[int, SamplerState]:

@@ -63,9 +63,11 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     assert (sbs.display_width, sbs.display_height, sbs.frame_count) == (4 * 128, 128 + 16, 4)
     assert (result.display_width, result.display_height, result.frame_count) == (128, 128, 4)
     m = report["metrics"]
-    assert set(m) == {"result", "source_unchanged", "target_unchanged"}
+    assert set(m) == {"result", "source_unchanged", "target_unchanged", "ground_truth"}
+    assert set(m.pop("ground_truth")) == {"silhouette_iou"}
     for scores in m.values():
-        assert all(isinstance(scores[k], float) for k in ("psnr", "psnr_fg", "psnr_bg", "ssim"))
+        assert all(isinstance(scores[k], float) for k in ("psnr", "psnr_fg", "psnr_bg", "ssim", "silhouette_iou"))
+        assert 0 <= scores["silhouette_iou"] <= 1
     assert m["result"]["psnr"] < 99  # a generated video is never the ground truth itself
     # a folder that is not a demo's is refused, not overwritten
     (tmp_path / "mine").mkdir()

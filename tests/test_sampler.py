@@ -21,7 +21,8 @@ from mfollow.sampling.sampler import (
 )
 from mfollow.sampling.windows import Window
 
-FRAMES, SIZE = 6, 64  # pixels; latents 8x8
+FRAMES, SIZE = 6, 64  # pixels
+LAT = SIZE // TINY.vae_factor  # the latents' side
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +54,7 @@ def conditioning(nets: tuple[UNet3D, PoseController]) -> Conditioning:
             appearance=unet.appearance_features(torch.rand(1, 3, FRAMES, SIZE, SIZE, generator=g) * 2 - 1),
             M_e=M_e,
             M_r=M_r,
-            M_e_latent=torch.nn.functional.interpolate(M_e[0], size=(8, 8), mode="nearest")[None],
+            M_e_latent=torch.nn.functional.interpolate(M_e[0], size=(LAT, LAT), mode="nearest")[None],
         )
 
 
@@ -69,7 +70,7 @@ def window_of(c: Conditioning) -> callable:  # type: ignore[valid-type]
 
 
 def start(seed: int = 0) -> SamplerState:
-    z = initial_noise(seed, FRAMES, (TINY.unet["in_channels"], 8, 8))
+    z = initial_noise(seed, FRAMES, (TINY.unet["in_channels"], LAT, LAT))
     return SamplerState(z.clone(), z.clone(), 0)
 
 
@@ -150,7 +151,7 @@ def test_a_guided_step_lowers_the_consistency_loss(nets: tuple, conditioning: Co
     unet, _ = nets
     timesteps, abar = schedule(SCHEDULER, 4)
     state = SamplerState(
-        *(initial_noise(0, FRAMES, (TINY.unet["in_channels"], 8, 8)),) * 2, 1
+        *(initial_noise(0, FRAMES, (TINY.unet["in_channels"], LAT, LAT)),) * 2, 1
     )  # from step 2 (abar > 0)
     c = conditioning
     t = timesteps[1]
@@ -213,7 +214,7 @@ def test_official_sde_noise_stays_inside_the_edit_mask(nets: tuple, conditioning
     assert StepPlan.official(i, 50).sde
     st = _Step(i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), False,
                StepPlan(False, 1, True), 0)  # fmt: skip
-    z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], 8, 8))
+    z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], LAT, LAT))
     outs = []
     for seed in (0, 1):
         s = SamplerSettings(guidance="official", cfg=1.0, seed=seed)
@@ -234,7 +235,7 @@ def test_official_replay_renoises_and_repeats(nets: tuple, conditioning: Conditi
     st = _Step(
         i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), True, plan, 0
     )
-    z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], 8, 8))
+    z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], LAT, LAT))
     _window_step(counting, z, z, st, conditioning, SamplerSettings(guidance="official", cfg=2.0))
     # reconstruction 1 + 3 x (edit cond + uncond) + 2 re-noising passes
     assert plan.replays == 3 and len(calls) == 1 + 3 * 2 + 2

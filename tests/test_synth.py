@@ -179,3 +179,35 @@ def test_an_option_changes_only_itself() -> None:
     changed = make_pair(21, frames=4, size=64, target_motion=other)
     assert changed.source.scene.camera_kind == base.source.scene.camera_kind
     assert changed.source.motion == base.source.motion and changed.target.motion.kind == other
+
+
+# ------------------------------------------------------------------------ motion accuracy
+def test_silhouette_is_what_differs_from_the_plate_cleaned_by_the_cross() -> None:
+    from mfollow.synth.silhouette import SILHOUETTE_THRESHOLD, silhouette
+
+    plate = np.full((20, 20, 3), 100, np.uint8)
+    assert not silhouette(plate, plate).any()
+    frame = plate.copy()
+    frame[4:12, 5:15] = (100, 100 + SILHOUETTE_THRESHOLD + 1, 100)  # one channel just over
+    frame[7, 9] = 100  # a one-pixel hole (a colour that matches the background): closed
+    frame[17, 2] = 0  # an isolated pixel (coding noise): opened away
+    frame[15:18, 15:18] = 100 + SILHOUETTE_THRESHOLD  # at the threshold: background
+    expected = np.zeros((20, 20), bool)
+    expected[4:12, 5:15] = True
+    expected[[4, 4, 11, 11], [5, 14, 5, 14]] = False  # the cross opens a rectangle's corners
+    np.testing.assert_array_equal(silhouette(frame, plate), expected)
+
+
+def test_silhouette_iou_against_the_true_M_e() -> None:
+    from mfollow.synth.silhouette import silhouette_iou
+
+    pair = make_pair(20000, frames=6, size=128)
+    edit = [pair.edit.render(f).rgb for f in range(6)]
+    truth = silhouette_iou(edit, pair)
+    assert truth > 0.95  # exact renders: only one-pixel-thin parts (fingers) are opened away
+    assert silhouette_iou([pair.edit.plate(f) for f in range(6)], pair) == 0.0  # nobody drawn
+    assert silhouette_iou([pair.source.render(f).rgb for f in range(6)], pair) < 0.6  # the source's pose
+    assert silhouette_iou([np.roll(e, 6, axis=1) for e in edit], pair) < truth - 0.2  # 6 px off
+    assert silhouette_iou(edit[:3], pair) > 0.95  # fewer frames than the pair: those frames only
+    with pytest.raises(ValueError, match="no frames"):
+        silhouette_iou([], pair)

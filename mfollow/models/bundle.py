@@ -65,6 +65,12 @@ class ModelBundle:
         """The VAE's latent scaling factor (Stable Diffusion's 0.18215 unless the config says)."""
         return float(getattr(self.vae.config, "scaling_factor", 0.18215))
 
+    @property
+    def vae_factor(self) -> int:
+        """How many frame pixels one latent pixel spans per side: 2 per VAE downsampling stage
+        (8 for Stable Diffusion's VAE, 4 for the tiny preset's)."""
+        return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
     def modules(self) -> dict[str, torch.nn.Module]:
         return {"unet": self.unet, "poctr": self.poctr, "vae": self.vae, "image_encoder": self.image_encoder}
 

@@ -94,7 +94,10 @@ class TemporalTransformer3D(nn.Module):
         bf, c, hh, ww = x.shape
         b = bf // frames
         residual = x
-        h = self.norm(x)  # per frame: statistics over (C/groups, H, W) of each folded frame
+        # per frame: statistics over (C/groups, H, W) of each folded frame. Contiguous first: on a
+        # CPU, GroupNorm's backward for a channels-last input that needs no gradient (the first
+        # motion module while only the motion modules train) crashes (torch 2.13, segfault).
+        h = self.norm(x.contiguous())
         h = h.permute(0, 2, 3, 1).reshape(b, frames, hh * ww, c)  # (B*F, C, H, W) -> (B, F, HW, C)
         h = h.permute(0, 2, 1, 3).reshape(b * hh * ww, frames, c)  # -> (B*HW, F, C): sequences over frames
         h = self.proj_in(h)

@@ -111,9 +111,14 @@ class PuppetVideo:
         root = (np.array(self.puppet.anchor)[None, :] - cam[:, :2]) * zoom[:, None] + self.size / 2
         return forward(self.motion.angles(t), self.puppet.props, root, self.puppet.height * zoom)
 
+    def plate(self, f: int) -> np.ndarray:
+        """The clean background plate of frame ``f``: (S, S, 3) uint8, what :meth:`render` paints
+        the puppet on (the same camera view, no puppet)."""
+        return view_background(self.scene.world, self.scene.camera[f], self.size, self.size)
+
     def render(self, f: int, part_ids: np.ndarray | None = None) -> RenderedFrame:
         """Frame ``f``: the background view with the puppet painted on it."""
-        canvas = view_background(self.scene.world, self.scene.camera[f], self.size, self.size)
+        canvas = self.plate(f)
         parts = puppet_parts(self.skeleton, f)
         mask = draw_puppet(canvas, parts, self.puppet.look, float(self.skeleton.height_px[f]), part_ids)
         return RenderedFrame(canvas, mask)
