@@ -11,8 +11,9 @@ configuration; every result and the two trivial baselines (the source video unch
 video unchanged) are scored against the ground-truth edit: full frame, foreground (the true M_e)
 and background PSNR / SSIM, and motion accuracy: ``silhouette_iou``, the pixels that differ from
 the world's clean background plate against the true M_e (:mod:`mfollow.synth.silhouette`; the
-ground-truth edit video's own, ``ground_truth``, is the measure's ceiling). Edits are composited over the source (``--composite``, the default;
-``--margin`` sets its band) unless the configuration ends in ``+raw``. ``--scales`` lists guidance
+ground-truth edit video's own, ``ground_truth_silhouette_iou``, is the measure's ceiling). Edits
+are composited over the source (``--composite``, the default; ``--margin`` sets its band) unless
+the configuration ends in ``+raw``. ``--scales`` lists guidance
 scales to try with the ``paper`` preset (how the default ``--guidance-scale`` of the tiny preset
 was chosen: docs/benchmarks.md). ``M_e_iou``: SegDiT's M_e against the true M_e.
 """

@@ -181,9 +181,7 @@ def run_demo(
     return report
 
 
-def scores(
-    video: Path, pair_dir: Path, project: Path | None = None, pair: Any = None
-) -> dict[str, float | str | None]:
+def scores(video: Path, pair_dir: Path, project: Path | None = None, pair: Any = None) -> dict[str, float | str | None]:
     """Summary metrics of ``video`` against the ground-truth edit, foreground = the edit's mask
     (per frame into ``project`` too, for its report page); with the ``pair`` itself, also the
     motion accuracy ``silhouette_iou`` (:mod:`mfollow.synth.silhouette`)."""
