@@ -107,6 +107,13 @@ def align(
         HeightFrom.skeleton
     ),
     anchor: Annotated[Anchor, typer.Option("--anchor", help="Where the motioneditor method anchors.")] = Anchor.median,
+    follow_camera: Annotated[
+        bool,
+        typer.Option(
+            "--follow-camera/--no-follow-camera",
+            help="Move the edit poses with the source camera's pan, zoom and shake (measured on its background).",
+        ),
+    ] = True,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -117,7 +124,7 @@ def align(
         from mfollow.pose.align import AlignSettings
         from mfollow.stages import align_stage
 
-        settings = AlignSettings(method.value, height.value, anchor.value)  # type: ignore[arg-type]
+        settings = AlignSettings(method.value, height.value, anchor.value, follow_camera)  # type: ignore[arg-type]
         report = align_stage(project, settings, force=force)
         _stage_report(report, json_out, quiet)
 

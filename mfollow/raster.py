@@ -65,3 +65,17 @@ def draw(mask: np.ndarray, part: Part) -> None:
     x0, y0, x1, y1 = box
     py, px = np.mgrid[y0:y1, x0:x1].astype(np.float64) + 0.5
     mask[y0:y1, x0:x1] |= coverage(part, px, py)
+
+
+def bilinear(img: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """Sample ``img`` (h, w, C) at float array-index coordinates (y, x) (pixel (i, j) is at
+    (i, j)) with bilinear weights, clamped to the image: (..., C) for coordinates of shape (...)."""
+    h, w = img.shape[:2]
+    x = np.clip(x, 0, w - 1)
+    y = np.clip(y, 0, h - 1)
+    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
+    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
+    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
+    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
+    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
+    return top * (1 - fy) + bottom * fy

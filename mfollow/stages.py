@@ -124,14 +124,26 @@ def pose_stage(
 def align_stage(root: Path, settings: AlignSettings | None = None, *, force: bool = False) -> dict[str, Any]:
     """The edit poses: the target's poses aligned to the source person."""
     settings = settings or AlignSettings()
-    inputs = {"source": StageRef("pose-source"), "target": StageRef("pose-target")}
-    spec = StageSpec("align", STAGE_CODE_VERSIONS["align"], inputs, asdict(settings))
+    inputs: dict[str, Any] = {"source": StageRef("pose-source"), "target": StageRef("pose-target")}
     with Project.open(root) as proj:
+        video = _recorded_source(proj.manifest) if settings.follow_camera else None
+        if video is not None:
+            inputs["source_video"] = video  # the camera is measured on its background
+        spec = StageSpec("align", STAGE_CODE_VERSIONS["align"], inputs, asdict(settings))
 
         def build(out: Path) -> None:
             source = PoseSequence.load(proj.output("pose-source", "poses.json"))
             target = PoseSequence.load(proj.output("pose-target", "poses.json"))
-            edit, transform = align(source, target, settings)
+            camera = None
+            if video is not None:
+                from mfollow.pose.camera_track import estimate_track
+                from mfollow.video import iter_frames
+
+                camera = estimate_track(iter_frames(video), source.box)
+                if len(camera) != len(source):
+                    raise MediaError(f"{video}: {len(camera)} frames for {len(source)} source poses")
+                (out / "camera.json").write_text(json.dumps(camera.to_json()) + "\n")
+            edit, transform = align(source, target, settings, camera)
             edit.save(out / "edit_poses.json")
             (out / "transform.json").write_text(json.dumps(transform.to_json(), indent=2) + "\n")
 
@@ -275,7 +287,13 @@ def write_overlay(video: Path, m_r: np.ndarray, m_e: np.ndarray, out: Path) -> N
 
 def _source_video(root: Path) -> Path:
     """The source video recorded by the project's pose-source stage."""
-    rec = Project.read(root).manifest["stages"].get("pose-source")
-    if rec is None:
+    video = _recorded_source(Project.read(root).manifest)
+    if video is None:
         raise UsageError(f"{root}: run 'mfollow pose SRC -p {root}' first")
-    return Path(rec["document"]["inputs"]["video"]["path"])
+    return video
+
+
+def _recorded_source(manifest: dict[str, Any]) -> Path | None:
+    """The source video of a project manifest's pose-source stage (None before that stage)."""
+    rec = manifest["stages"].get("pose-source")
+    return None if rec is None else Path(rec["document"]["inputs"]["video"]["path"])

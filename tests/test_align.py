@@ -11,6 +11,7 @@ import pytest
 from mfollow.errors import MediaError
 from mfollow.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
 from mfollow.pose.align import AlignSettings, Transform, align, estimate, joint_error
+from mfollow.pose.camera_track import CameraTrack, estimate_track
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
@@ -118,3 +119,51 @@ def test_partial_views_fall_back_to_torso_or_shoulders(hidden: tuple[int, ...]) 
     aligned, t = align(src, target, AlignSettings())
     assert t.scale == pytest.approx(2.0, rel=1e-9)
     np.testing.assert_allclose(aligned.body[..., :2], src.body[..., :2], atol=1e-9)
+
+
+# ------------------------------------------------------------------------- following the camera
+def true_track(pair, size: int = 128):  # type: ignore[no-untyped-def]
+    """The world's own camera of the source as a CameraTrack (frame f pixels -> frame 0 pixels):
+    x_img = (x_world - c_f) z_f + S/2, so p_0 = (z_0 / z_f) (p_f - S/2) + (c_f - c_0) z_0 + S/2."""
+    cam = pair.source.scene.camera
+    a = cam[0, 2] / cam[:, 2]
+    return CameraTrack(a, size / 2 * (1 - a)[:, None] + (cam[:, :2] - cam[0, :2]) * cam[0, 2])
+
+
+def track_error(track, truth, size: int = 128) -> float:  # type: ignore[no-untyped-def]
+    """Largest distance (px) between where the two tracks send the frame's corners and centre."""
+    pts = np.array([[0.0, 0.0], [size, size], [size / 2, size / 2]])[None].repeat(len(truth), 0)
+    return float(np.abs(track.to_reference(pts) - truth.to_reference(pts)).max())
+
+
+@pytest.mark.parametrize(("seed", "camera"), [(20000, "pan"), (20001, "zoom"), (20002, "shake"), (20003, "none")])
+def test_camera_track_is_the_worlds_camera(seed: int, camera: str) -> None:
+    pair, (src, _), _, _ = synthetic(seed, camera, frames=16)
+    frames = [pair.source.render(f).rgb for f in range(16)]
+    track = estimate_track(frames, src.box)
+    truth = true_track(pair)
+    assert len(track) == 16 and track.scale[0] == 1 and not track.shift[0].any()
+    travel = track_error(truth, CameraTrack.still(16))
+    assert travel > (10 if camera in ("pan", "zoom") else 2 if camera == "shake" else -1)
+    assert track_error(track, truth) < 0.5  # within half a pixel everywhere in the frame
+    if camera == "none":  # nothing moved: exactly no motion
+        assert (track.scale == 1).all() and not track.shift.any()
+    pts = np.random.default_rng(0).uniform(0, 128, (16, 5, 2))
+    np.testing.assert_allclose(track.from_reference(track.to_reference(pts)), pts, atol=1e-9)
+
+
+def test_following_the_camera_keeps_the_edit_on_the_source_ground() -> None:
+    errors: dict[str, list[float]] = {"still": [], "follow": [], "follow (true camera)": []}
+    for seed in (20000, 20004, 20005):
+        pair, (src, _), (tgt, _), (gt, _) = synthetic(seed, "pan", frames=16)
+        track = estimate_track([pair.source.render(f).rgb for f in range(16)], src.box)
+        for name, cam in (("still", None), ("follow", track), ("follow (true camera)", true_track(pair))):
+            errors[name].append(joint_error(align(src, tgt, AlignSettings(), cam)[0], gt))
+    still, follow = np.mean(errors["still"]), np.mean(errors["follow"])
+    assert follow < 0.6 * still, errors  # a pan's travel is most of the error without it
+    assert follow == pytest.approx(np.mean(errors["follow (true camera)"]), abs=0.2)
+    # a still camera changes nothing
+    _, (src, _), (tgt, _), _ = synthetic(1, "none")
+    still_edit = align(src, tgt, AlignSettings(), CameraTrack.still(len(src)))[0]
+    np.testing.assert_allclose(still_edit.body, align(src, tgt)[0].body, atol=1e-12)
+    np.testing.assert_allclose(still_edit.box, align(src, tgt)[0].box, atol=1e-12)

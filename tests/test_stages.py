@@ -129,3 +129,24 @@ def test_cli_flow_into_edit(tmp_path: Path, pair: Path) -> None:
         4,
         "no such pose file",
     )
+
+
+def test_align_follows_the_source_camera_measured_on_its_video(tmp_path: Path) -> None:
+    from mfollow.pose.align import AlignSettings, joint_error
+
+    pan = tmp_path / "pan"
+    write_pair(make_pair(20000, frames=12, size=128, camera="pan"), pan)
+    root = tmp_path / "proj"
+    pose_stage(root, pan / "source.mp4", "source", pan / "source_poses.json")
+    pose_stage(root, pan / "target.mp4", "target", pan / "target_poses.json")
+    followed = align_stage(root)
+    assert align_stage(root)["cache"] == "hit"  # the video is an input: same video, same key
+    assert set(followed["outputs"]) == {"edit_poses.json", "transform.json", "camera.json"}
+    camera = json.loads(Path(followed["outputs"]["camera.json"]).read_text())
+    assert len(camera["scale"]) == 12 and abs(camera["shift"][-1][0]) > 10  # the pan, measured on the H.264 video
+    truth = PoseSequence.load(pan / "edit_poses.json")
+    error = {"followed": joint_error(PoseSequence.load(Path(followed["outputs"]["edit_poses.json"])), truth)}
+    still = align_stage(root, AlignSettings(follow_camera=False))  # replaces the stage's outputs
+    assert still["cache"] == "miss" and "camera.json" not in still["outputs"]
+    error["still"] = joint_error(PoseSequence.load(Path(still["outputs"]["edit_poses.json"])), truth)
+    assert error["followed"] < 0.6 * error["still"], error

@@ -14,6 +14,11 @@ source-frame pixels out (the result is normalised by the source frame size).
   points to the source's at the same frame index.
 - ``none``: the target's poses unchanged (normalised coordinates kept).
 
+With the source camera's track (``follow_camera``, :mod:`mfollow.pose.camera_track`: the camera's
+pan, zoom and shake measured on the source's background), all of this happens in frame 0's
+coordinates: the source poses are moved there first, and the aligned poses are moved back into
+each frame with its camera, so the edited person keeps to the source's ground as the camera moves.
+
 Person height and bottom-centre come from the pose's person box (``height="box"``, mask-derived in
 the synthetic world, detector boxes from DWPose) or from the skeleton (``height="skeleton"``: top
 of the head points to the lowest ankle). When either clip never shows a whole person (legs out of
@@ -24,12 +29,14 @@ that the shoulder width (anchored at the neck).
 from __future__ import annotations
 
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
 
 from mfollow.errors import MediaError
+from mfollow.pose.camera_track import CameraTrack
 from mfollow.pose.keypoints import PoseSequence
 
 Method = Literal["motioneditor", "linear", "none"]
@@ -49,6 +56,9 @@ class AlignSettings:
     # ``median`` uses both clips' median bottom-centres; ``target`` keeps the target's own place
     # (scaling about its frame-0 bottom-centre: MotionEditor's released script)
     anchor: Anchor = "median"
+    # follow the source camera's pan / zoom / shake, measured on its background (needs the source
+    # frames); measured on 20 synthetic pairs (docs/benchmarks.md)
+    follow_camera: bool = True
 
 
 @dataclass(frozen=True)
@@ -174,11 +184,30 @@ def apply(target: PoseSequence, t: Transform, width: int, height: int) -> PoseSe
 
 
 def align(
-    source: PoseSequence, target: PoseSequence, s: AlignSettings = AlignSettings()
+    source: PoseSequence, target: PoseSequence, s: AlignSettings = AlignSettings(), camera: CameraTrack | None = None
 ) -> tuple[PoseSequence, Transform]:
-    """The edit poses: the target's motion moved onto the source person."""
-    t = estimate(source, target, s)
-    return apply(target, t, source.width, source.height), t
+    """The edit poses: the target's motion moved onto the source person; with the source's
+    ``camera`` track, in frame 0's coordinates and then into each frame with its camera (the
+    transform returned is the one in frame 0's coordinates)."""
+    if camera is None:
+        t = estimate(source, target, s)
+        return apply(target, t, source.width, source.height), t
+    t = estimate(_moved(source, camera.to_reference), target, s)
+    return _moved(apply(target, t, source.width, source.height), camera.from_reference), t
+
+
+def _moved(poses: PoseSequence, fn: Callable[[np.ndarray], np.ndarray]) -> PoseSequence:
+    """``poses`` with ``fn`` ((F, ..., 2) pixels -> pixels, frame by frame) applied to every
+    keypoint and to the boxes' corners."""
+    size = np.array([poses.width, poses.height], dtype=np.float64)
+
+    def move(arr: np.ndarray) -> np.ndarray:
+        out = arr.copy()
+        out[..., :2] = fn(arr[..., :2] * size) / size
+        return out
+
+    corners = poses.box.reshape(-1, 2, 2) * size  # (F, 4) -> (F, 2 corners, xy)
+    return poses.map_points(move, box=(fn(corners) / size).reshape(-1, 4))
 
 
 def joint_error(a: PoseSequence, b: PoseSequence) -> float:

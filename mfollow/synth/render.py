@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfollow.raster import Part, bbox, coverage
+from mfollow.raster import Part, bbox, bilinear, coverage
 from mfollow.synth.skeleton import Skeleton
 
 PATTERNS = ("plain", "stripes", "checks", "dots", "noise")
@@ -137,7 +137,7 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
     and scattered shapes, so camera motion is visible everywhere."""
     grid = rng.integers(30, 226, size=(5, 5, 3)).astype(np.float64)
     ys, xs = np.linspace(0, 4, height), np.linspace(0, 4, width)
-    base = _bilinear(grid, ys[:, None] * np.ones((1, width)), np.ones((height, 1)) * xs[None, :])
+    base = bilinear(grid, ys[:, None] * np.ones((1, width)), np.ones((height, 1)) * xs[None, :])
     yy, xx = np.mgrid[0:height, 0:width]
     floor = yy > height * rng.uniform(0.55, 0.7)
     tile = max(4, int(width * rng.uniform(0.02, 0.05)))
@@ -155,19 +155,6 @@ def make_background(rng: np.random.Generator, height: int, width: int) -> np.nda
     return np.clip(base, 0, 255).astype(np.uint8)
 
 
-def _bilinear(img: np.ndarray, y: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """Sample ``img`` (h, w, C) at float coordinates (y, x) with bilinear weights, clamped."""
-    h, w = img.shape[:2]
-    x = np.clip(x, 0, w - 1)
-    y = np.clip(y, 0, h - 1)
-    x0, y0 = np.floor(x).astype(np.int64), np.floor(y).astype(np.int64)
-    x1, y1 = np.minimum(x0 + 1, w - 1), np.minimum(y0 + 1, h - 1)
-    fx, fy = (x - x0)[..., None], (y - y0)[..., None]
-    top = img[y0, x0] * (1 - fx) + img[y0, x1] * fx
-    bottom = img[y1, x0] * (1 - fx) + img[y1, x1] * fx
-    return top * (1 - fy) + bottom * fy
-
-
 def view_background(world: np.ndarray, cam: np.ndarray, height: int, width: int) -> np.ndarray:
     """The (height, width, 3) uint8 view of ``world`` through camera ``cam`` = (cx, cy, zoom):
     image pixel centre (j + 0.5, i + 0.5) shows world point ((j + 0.5 - W/2) / zoom + cx, ...)."""
@@ -178,5 +165,5 @@ def view_background(world: np.ndarray, cam: np.ndarray, height: int, width: int)
         x0, y0 = int(xs[0]), int(ys[0])  # whole-pixel view: an exact crop
         if x0 >= 0 and y0 >= 0 and x0 + width <= world.shape[1] and y0 + height <= world.shape[0]:
             return world[y0 : y0 + height, x0 : x0 + width].copy()
-    out = _bilinear(world.astype(np.float32), ys[:, None] + np.zeros((1, width)), np.zeros((height, 1)) + xs[None, :])
+    out = bilinear(world.astype(np.float32), ys[:, None] + np.zeros((1, width)), np.zeros((height, 1)) + xs[None, :])
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
