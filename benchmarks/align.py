@@ -2,8 +2,9 @@
 
     python benchmarks/align.py [--pairs 20] [--frames 24] [--size 256]
 
-For each pair: the target's poses aligned to the source by each method are compared with the
-ground-truth edit poses (mean distance of body joints visible in both, pixels); the M_e fallbacks
+For each pair: the target's poses aligned to the source by each method (the default following the
+source camera measured on the rendered source frames, the others with a still camera) are compared
+with the ground-truth edit poses (mean distance of body joints visible in both, pixels); the M_e fallbacks
 (``warp`` of the target mask, ``hull`` of the aligned edit poses; ``hull`` of the ground-truth edit
 poses shows the method's own ceiling) are compared with the ground-truth M_e by IoU. Pairs use the
 seed's camera (pan, zoom, shake or none) unless ``--camera`` is given.
@@ -19,17 +20,21 @@ import numpy as np
 
 from mfollow.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
 from mfollow.pose.align import AlignSettings, align, joint_error
+from mfollow.pose.camera_track import estimate_track
 from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
 
 CONFIGS = {
-    "motioneditor (skeleton, median anchor; default)": AlignSettings(),
-    "motioneditor (skeleton, first-frame anchor)": AlignSettings(anchor="first"),
-    "motioneditor (box, median anchor)": AlignSettings(height="box"),
-    "motioneditor (box, first-frame anchor)": AlignSettings(height="box", anchor="first"),
-    "motioneditor (box, target's place: released script)": AlignSettings(height="box", anchor="target"),
-    "linear": AlignSettings("linear"),
-    "none": AlignSettings("none"),
+    "motioneditor (skeleton, median anchor, following the camera; default)": AlignSettings(),
+    "motioneditor (skeleton, median anchor, still camera)": AlignSettings(follow_camera=False),
+    "motioneditor (skeleton, first-frame anchor)": AlignSettings(anchor="first", follow_camera=False),
+    "motioneditor (box, median anchor)": AlignSettings(height="box", follow_camera=False),
+    "motioneditor (box, first-frame anchor)": AlignSettings(height="box", anchor="first", follow_camera=False),
+    "motioneditor (box, target's place: released script)": AlignSettings(
+        height="box", anchor="target", follow_camera=False
+    ),
+    "linear": AlignSettings("linear", follow_camera=False),
+    "none": AlignSettings("none", follow_camera=False),
 }
 
 
@@ -52,13 +57,16 @@ def main() -> None:
         pair = make_pair(seed, frames=args.frames, size=args.size, camera=args.camera)
 
         def seq(video):  # type: ignore[no-untyped-def]
-            masks = np.stack([video.render(f).mask for f in range(args.frames)])
-            return video.poses(np.stack([mask_box(m) for m in masks])), masks
+            rendered = [video.render(f) for f in range(args.frames)]
+            masks = np.stack([r.mask for r in rendered])
+            return video.poses(np.stack([mask_box(m) for m in masks])), masks, [r.rgb for r in rendered]
 
-        (src, m_r), (tgt, m_t), (gt, m_e) = seq(pair.source), seq(pair.target), seq(pair.edit)
+        (src, m_r, frames), (tgt, m_t, _), (gt, m_e, _) = seq(pair.source), seq(pair.target), seq(pair.edit)
+        track = estimate_track(frames, src.box)  # the source camera, measured on its background
         for name, settings in CONFIGS.items():
-            errors[name].append(joint_error(align(src, tgt, settings)[0], gt))
-        aligned, t = align(src, tgt, AlignSettings())
+            camera = track if settings.follow_camera else None
+            errors[name].append(joint_error(align(src, tgt, settings, camera)[0], gt))
+        aligned, t = align(src, tgt, AlignSettings(), track)
         widths = limb_widths(src, m_r)
         ious["warp"].append(iou(warp_masks(m_t, t, args.size, args.size), m_e))
         ious["hull (aligned poses)"].append(iou(hull_masks(aligned, widths), m_e))

@@ -24,6 +24,7 @@ import numpy as np
 from mfollow.errors import MediaError, UsageError
 from mfollow.masks.files import mask_name, read_masks, write_mask
 from mfollow.pose.align import AlignSettings, Transform, align
+from mfollow.pose.camera_track import CameraTrack
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.project import STAGE_CODE_VERSIONS, Project, StageRef, StageSpec
 
@@ -226,7 +227,7 @@ def mask_stage(
                 t = Transform(**json.loads(proj.output("align", "transform.json").read_text()))
                 target = PoseSequence.load(proj.output("pose-target", "poses.json"))
                 m_t = _masks_at(read_masks(target_masks), target.width, target.height, target_masks)  # type: ignore[arg-type]
-                m_e = warp_masks(m_t, t, source.width, source.height)
+                m_e = warp_masks(m_t, t, source.width, source.height, _camera(proj))
             else:
                 m_e = _masks_at(read_masks(edit_masks), source.width, source.height, edit_masks)  # type: ignore[arg-type]
             for folder, masks in (("source_masks", m_r), ("edit_masks", m_e)):
@@ -283,6 +284,12 @@ def write_overlay(video: Path, m_r: np.ndarray, m_e: np.ndarray, out: Path) -> N
             yield tinted.astype(np.uint8)
 
     write_video(out, frames(), info.timestamps[: min(len(m_r), info.frame_count)], info.time_base)
+
+
+def _camera(proj: Project) -> CameraTrack | None:
+    """The source camera the align stage followed (None when it did not)."""
+    path = proj.outputs("align").get("camera.json")
+    return None if path is None else CameraTrack.from_json(json.loads(path.read_text()))
 
 
 def _source_video(root: Path) -> Path:

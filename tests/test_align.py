@@ -167,3 +167,15 @@ def test_following_the_camera_keeps_the_edit_on_the_source_ground() -> None:
     still_edit = align(src, tgt, AlignSettings(), CameraTrack.still(len(src)))[0]
     np.testing.assert_allclose(still_edit.body, align(src, tgt)[0].body, atol=1e-12)
     np.testing.assert_allclose(still_edit.box, align(src, tgt)[0].box, atol=1e-12)
+
+
+def test_warp_masks_follow_the_camera_frame_by_frame() -> None:
+    m_t = np.zeros((3, 20, 20), bool)
+    m_t[:, 5:10, 5:10] = True
+    t = Transform(1.0, (0.0, 0.0), (0.0, 0.0))
+    camera = CameraTrack(np.ones(3), np.array([[0.0, 0.0], [-3.0, 0.0], [0.0, -2.0]]))  # p_0 = p_f + shift
+    warped = warp_masks(m_t, t, 20, 20, camera)
+    np.testing.assert_array_equal(warped[0], m_t[0])
+    np.testing.assert_array_equal(warped[1], np.roll(m_t[1], 3, axis=1))  # the scene moved 3 px right
+    np.testing.assert_array_equal(warped[2], np.roll(m_t[2], 2, axis=0))
+    np.testing.assert_array_equal(warp_masks(m_t, t, 20, 20), m_t)

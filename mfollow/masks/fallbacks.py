@@ -12,6 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from mfollow.pose.align import Transform
+from mfollow.pose.camera_track import CameraTrack
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.raster import Part, draw
 
@@ -22,17 +23,24 @@ TORSO = (2, 5, 11, 8)  # R-shoulder, L-shoulder, L-hip, R-hip
 HEAD = (0, 14, 15, 16, 17)
 
 
-def warp_masks(target_masks: np.ndarray, t: Transform, width: int, height: int) -> np.ndarray:
+def warp_masks(
+    target_masks: np.ndarray, t: Transform, width: int, height: int, camera: CameraTrack | None = None
+) -> np.ndarray:
     """(F, h, w) bool target masks -> (F, height, width) under p' = dst + s (p - src), sampled at
-    pixel centres (nearest)."""
+    pixel centres (nearest); with the source ``camera``, ``t`` is in frame 0's coordinates and
+    each frame's output follows its camera (as :func:`mfollow.pose.align.align` does)."""
     f, h, w = target_masks.shape
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
-    # inverse map: output pixel centre -> source pixel
-    sx = np.floor(t.src[0] + (xs - t.dst[0]) / t.scale).astype(np.int64)
-    sy = np.floor(t.src[1] + (ys - t.dst[1]) / t.scale).astype(np.int64)
-    inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
     out = np.zeros((f, height, width), dtype=bool)
-    out[:, inside] = target_masks[:, sy[inside], sx[inside]]
+    centres = np.stack([xs, ys], axis=-1)  # (height, width, 2) output pixel centres
+    for k in range(f) if camera is not None else [None]:
+        p = centres if k is None else camera.frame_to_reference(centres, k)  # type: ignore[union-attr]
+        # inverse map: output pixel centre -> target pixel
+        sx = np.floor(t.src[0] + (p[..., 0] - t.dst[0]) / t.scale).astype(np.int64)
+        sy = np.floor(t.src[1] + (p[..., 1] - t.dst[1]) / t.scale).astype(np.int64)
+        inside = (sx >= 0) & (sx < w) & (sy >= 0) & (sy < h)
+        frames = slice(None) if k is None else slice(k, k + 1)
+        out[frames, inside] = target_masks[frames, sy[inside], sx[inside]]
     return out
 
 

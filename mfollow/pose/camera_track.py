@@ -58,6 +58,11 @@ class CameraTrack:
         k = np.minimum(np.arange(frames), len(self) - 1)
         return self.scale[k][:, None], self.shift[k]
 
+    def frame_to_reference(self, points: np.ndarray, f: int) -> np.ndarray:
+        """(..., 2) pixel points of frame ``f`` -> frame 0's pixels (past the end: the last frame's)."""
+        k = min(f, len(self) - 1)
+        return self.scale[k] * points + self.shift[k]
+
     def to_reference(self, points: np.ndarray) -> np.ndarray:
         """(F, ..., 2) pixel points of each frame -> frame 0's pixels."""
         a, b = self._per_frame(len(points))
@@ -72,6 +77,11 @@ class CameraTrack:
 
     def to_json(self) -> dict[str, object]:
         return {"scale": [round(float(v), 6) for v in self.scale], "shift": np.round(self.shift, 4).tolist()}
+
+    @classmethod
+    def from_json(cls, data: dict[str, object]) -> CameraTrack:
+        scale = np.asarray(data["scale"], dtype=np.float64)
+        return cls(scale, np.asarray(data["shift"], dtype=np.float64).reshape(len(scale), 2))
 
 
 def estimate_track(frames: Iterable[np.ndarray], boxes: np.ndarray) -> CameraTrack:
