@@ -53,6 +53,7 @@ def main() -> None:
         "hull (ground-truth poses)": [],
         "target mask as is": [],
     }
+    by_camera: dict[str, dict[str, list[float]]] = {}  # the pair's camera -> method -> errors
     for seed in range(1000, 1000 + args.pairs):
         pair = make_pair(seed, frames=args.frames, size=args.size, camera=args.camera)
 
@@ -63,9 +64,11 @@ def main() -> None:
 
         (src, m_r, frames), (tgt, m_t, _), (gt, m_e, _) = seq(pair.source), seq(pair.target), seq(pair.edit)
         track = estimate_track(frames, src.box)  # the source camera, measured on its background
+        kind = pair.source.scene.camera_kind
         for name, settings in CONFIGS.items():
             camera = track if settings.follow_camera else None
             errors[name].append(joint_error(align(src, tgt, settings, camera)[0], gt))
+            by_camera.setdefault(kind, {}).setdefault(name, []).append(errors[name][-1])
         aligned, t = align(src, tgt, AlignSettings(), track)
         widths = limb_widths(src, m_r)
         ious["warp"].append(iou(warp_masks(m_t, t, args.size, args.size), m_e))
@@ -77,6 +80,11 @@ def main() -> None:
         "camera": args.camera or "from each seed",
         "mean_joint_error_px": {k: round(float(np.mean(v)), 2) for k, v in errors.items()},
         "mean_iou_with_ground_truth_M_e": {k: round(float(np.mean(v)), 3) for k, v in ious.items()},
+        "mean_joint_error_px_by_camera": {
+            kind: {"pairs": len(rows[name]), **{k: round(float(np.mean(rows[k])), 2) for k in list(CONFIGS)[:2]}}
+            for kind, rows in sorted(by_camera.items())
+            for name in [next(iter(CONFIGS))]
+        },
     }, indent=2))  # fmt: skip
 
 
