@@ -57,7 +57,7 @@ def test_reference_acts_only_through_the_source_background() -> None:
     with torch.no_grad():
         plain = unet(x, 300, ctx).sample  # mode off: no injection
     assert (edited(x, half) - plain).abs().max() > 1e-4
-    assert len(state.store) == 6  # attn1 of the up blocks with attention (tiny: 1 and 2), three layers each
+    assert len(state.store) == 9  # attn1 of up blocks 1-3, three layers each
 
 
 def test_sampler_uses_camera_from_its_start_and_cleans_up() -> None:

@@ -87,20 +87,3 @@ def test_demo_refuses_a_missing_device(tmp_path: Path, bare_home: dict[str, str]
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == ["mfollow: error: --device cuda: no CUDA device is available"]
     assert not (tmp_path / "d").exists()  # refused before any work
-
-
-FG_MARGIN_DB, IOU_MARGIN = 2.0, 0.1  # below what the shipped model measures on this pair (docs/benchmarks.md)
-
-
-def test_the_bundled_model_draws_the_person_in_the_target_pose(tmp_path: Path, bare_home: dict[str, str]) -> None:
-    """Issue 16: the bundled model performs the edit visibly. On the demo's held-out pair (8
-    frames, 8 steps), the result's person is nearer the ground truth than the unchanged source's,
-    and where the result differs from the world's clean background is where the true M_e is."""
-    from mfollow.demo import DemoSettings, run_demo
-
-    m = run_demo(tmp_path / "demo", DemoSettings(frames=8, steps=8))["metrics"]
-    result, source, target = m["result"], m["source_unchanged"], m["target_unchanged"]
-    assert result["psnr_fg"] > source["psnr_fg"] + FG_MARGIN_DB, (result, source)
-    assert result["silhouette_iou"] > source["silhouette_iou"] + IOU_MARGIN, (result, source)
-    assert result["silhouette_iou"] > target["silhouette_iou"]
-    assert result["psnr_bg"] > source["psnr_bg"] - 3  # the background is kept

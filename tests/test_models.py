@@ -162,11 +162,11 @@ def test_controllers_shapes_zero_init_and_injection() -> None:
     poctr = PoseController(**TINY.poctr)
     poses = torch.rand(1, 3, 4, 128, 128)
     feats = poctr(poses)
-    assert feats.shape == (1, 32, 4, 32, 32) and feats.abs().max() == 0  # zero-initialised output, 1/4 size
+    assert feats.shape == (1, 32, 4, 16, 16) and feats.abs().max() == 0  # zero-initialised output
     source = torch.rand(1, 3, 4, 128, 128) * 2 - 1
     app = unet.appearance_features(source)
-    assert [tuple(a.shape) for a in app] == [(4, 32, 32, 32), (4, 64, 16, 16), (4, 64, 8, 8), (4, 64, 4, 4)]
-    x, ctx = inputs(frames=4, size=32)  # the latent of a 128² frame
+    assert [tuple(a.shape) for a in app] == [(4, 32, 16, 16), (4, 64, 8, 8), (4, 64, 4, 4), (4, 64, 2, 2)]
+    x, ctx = inputs(frames=4)
     with torch.no_grad():
         plain = unet(x, 300, ctx).sample
         torch.testing.assert_close(unet(x, 300, ctx, pose_features=feats).sample, plain, atol=0, rtol=0)
@@ -179,7 +179,7 @@ def test_controllers_shapes_zero_init_and_injection() -> None:
 def test_appearance_features_are_shared_across_cfg_halves() -> None:
     unet = tiny_unet()
     source = torch.rand(1, 3, 3, 128, 128) * 2 - 1
-    x, ctx = inputs(frames=3, size=32, batch=2)
+    x, ctx = inputs(frames=3, batch=2)
     with torch.no_grad():
         shared = unet(x, 50, ctx, appearance=unet.appearance_features(source)).sample
         doubled = unet(x, 50, ctx, appearance=unet.appearance_features(source.repeat(2, 1, 1, 1, 1))).sample

@@ -89,12 +89,9 @@ SD15 = Preset(
 TINY = Preset(
     "tiny",
     unet=dict(
-        sample_size=32,
-        in_channels=8,  # the tiny VAE's latent channels
-        out_channels=8,
-        # no attention at the 32² latent level (it doubled the step's cost): self-attention at 16² and 8²
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),
+        sample_size=16,
+        in_channels=16,  # the tiny VAE's latent channels
+        out_channels=16,
         block_out_channels=(32, 64, 64, 64),
         layers_per_block=2,
         cross_attention_dim=32,
@@ -103,19 +100,16 @@ TINY = Preset(
         motion_heads=2,
         motion_norm_groups=8,
         motion_max_frames=32,
-        adapter_unshuffle=4,  # ReCtr at the latent size (1/4 of the frame)
     ),
-    poctr=dict(out_channels=32, channels=(8, 16, 32)),  # two stride-2 stages: 1/4 of the frame
-    # A factor-4 autoencoder (32² latents of 8 channels at 128²): the factor-8 one (16² x 16)
-    # reconstructed the person at 17.2 dB, capping every edit below the issue-16 targets.
+    poctr=dict(out_channels=32, channels=(8, 16, 16, 32)),
     vae=dict(
         in_channels=3,
         out_channels=3,
-        down_block_types=("DownEncoderBlock2D",) * 3,
-        up_block_types=("UpDecoderBlock2D",) * 3,
-        block_out_channels=(16, 32, 64),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        block_out_channels=(16, 32, 64, 64),
         layers_per_block=1,
-        latent_channels=8,
+        latent_channels=16,
         norm_num_groups=8,
         sample_size=128,
     ),
