@@ -24,7 +24,7 @@ import numpy as np
 from mfollow.errors import MediaError, UsageError
 from mfollow.masks.files import mask_name, read_masks, write_mask
 from mfollow.pose.align import AlignSettings, Transform, align
-from mfollow.pose.camera_track import CameraTrack
+from mfollow.pose.camera_track import CameraTrack, estimate_track
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.project import STAGE_CODE_VERSIONS, Project, StageRef, StageSpec
 
@@ -137,7 +137,6 @@ def align_stage(root: Path, settings: AlignSettings | None = None, *, force: boo
             target = PoseSequence.load(proj.output("pose-target", "poses.json"))
             camera = None
             if video is not None:
-                from mfollow.pose.camera_track import estimate_track
                 from mfollow.video import iter_frames
 
                 camera = estimate_track(iter_frames(video), source.box)
