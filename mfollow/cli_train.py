@@ -77,6 +77,16 @@ def train(
     checkpointing: Annotated[
         bool, typer.Option("--checkpointing", help="Activation checkpointing in the U-Net (less memory).")
     ] = False,
+    edit_rate: Annotated[
+        float,
+        typer.Option(
+            "--edit-rate", help="Synthetic data: probability that a target is the ground-truth edit (0 to 1)."
+        ),
+    ] = 0.5,
+    region_weight: Annotated[
+        float,
+        typer.Option("--region-weight", help="Stage image/video: extra loss weight on the persons (M_r and M_e)."),
+    ] = 0.0,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the run's checkpoint and start over.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",  # type: ignore[assignment]
@@ -118,6 +128,8 @@ def train(
             segdit_size=segdit_size,
             device=dev,
             checkpointing=checkpointing,
+            edit_rate=edit_rate,
+            region_weight=region_weight,
         )
         main = is_main_process()
         mode = getattr(progress, "value", str(progress))

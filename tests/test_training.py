@@ -283,3 +283,88 @@ def test_settings_check_their_folders_before_any_data(tmp_path: Path) -> None:
     with pytest.raises(UsageError, match="'tiny' bundle"):
         settings("image", preset="sd15", init=str(tmp_path / "tiny")).check()
     settings("image", init=str(tmp_path / "tiny")).check()
+
+
+@pytest.mark.parametrize("rate", [0.0, 1.0])
+def test_edit_rate_and_the_persons_region(rate: float, items: list[D.Item]) -> None:
+    """--edit-rate 1 makes every target the ground-truth edit at the reference's frame index, 0
+    never; ``region`` is the union of the reference's person mask and the target's (M_r ∪ M_e)."""
+    rng = D.batch_rng(2, 0, 0, 0)
+    for _ in range(30):
+        b = D.clip_batch(items, rng, 1, 2, rate)
+        ref, tgt, region = b["reference"][0], b["target"][0], b["region"][0]
+        item = next(i for i in items if any(np.array_equal(ref[0], f) for f in i.frames))
+        start = next(s for s in range(FRAMES) if np.array_equal(item.frames[s], ref[0]))
+        assert item.edit_frames is not None and item.edit_masks is not None and item.masks is not None
+        edit = np.array_equal(tgt, item.edit_frames[start : start + 2])
+        assert edit == (rate == 1.0)
+        if edit:
+            assert np.array_equal(region, item.masks[start : start + 2] | item.edit_masks[start : start + 2])
+        else:
+            b0 = next(s for s in range(FRAMES - 1) if s != start and np.array_equal(tgt, item.frames[s : s + 2]))
+            assert np.array_equal(region, item.masks[start : start + 2] | item.masks[b0 : b0 + 2])
+        assert region.any() and not region.all()
+
+
+def test_latent_region_marks_every_cell_a_masked_pixel_touches() -> None:
+    from mfollow.training.loop import latent_region
+
+    region = torch.zeros(1, 2, 32, 32, dtype=torch.bool)
+    region[0, 0, 5, 9] = True  # cell (0, 1) of 8 x 8 cells
+    region[0, 1, 31, 0] = True  # cell (3, 0)
+    cells = latent_region(region, 8)
+    assert cells.shape == (1, 1, 2, 4, 4)
+    expected = torch.zeros(1, 1, 2, 4, 4)
+    expected[0, 0, 0, 0, 1] = expected[0, 0, 1, 3, 0] = 1.0
+    assert torch.equal(cells, expected)
+
+
+def test_weighted_diffusion_loss_is_the_weighted_mean() -> None:
+    """Weights of ones give the plain MSE; weights on one latent pixel give the MSE there alone."""
+    from mfollow.models.bundle import ModelBundle
+    from mfollow.training.objectives import alphas_cumprod, diffusion_loss
+
+    bundle = ModelBundle.random("tiny", seed=0)
+    unet, poctr = bundle.unet.eval(), bundle.poctr.eval()
+    with torch.no_grad():  # a non-zero PoCtr output, so the pose matters to the prediction
+        torch.nn.init.normal_(poctr.conv_out.weight, std=0.1)
+    abar = alphas_cumprod(bundle.scheduler_config)
+    z0 = torch.randn(2, 16, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+    ref = torch.rand(2, 3, 1, 128, 128, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    pose = torch.rand(2, 3, 1, 128, 128, generator=torch.Generator().manual_seed(3))
+    ctx = torch.randn(2, 1, 32, generator=torch.Generator().manual_seed(4))
+
+    def loss(weight: torch.Tensor | None) -> torch.Tensor:
+        with torch.no_grad():
+            return diffusion_loss(unet, poctr, z0, ref, pose, ctx, abar, torch.Generator().manual_seed(5), weight)
+
+    plain = loss(None)
+    assert torch.allclose(loss(torch.ones(2, 1, 1, 16, 16)), plain, rtol=1e-6)
+    assert torch.allclose(loss(torch.full((2, 1, 1, 16, 16), 3.0)), plain, rtol=1e-6)
+    one = torch.zeros(2, 1, 1, 16, 16)
+    one[1, 0, 0, 2, 3] = 1.0
+    spot = loss(one)
+    assert not torch.allclose(spot, plain)
+    # the same draws, unweighted, at that latent pixel alone
+    g = torch.Generator().manual_seed(5)
+    t = torch.randint(0, len(abar), (2,), generator=g)
+    eps = torch.randn(z0.shape, generator=g)
+    keep = (torch.rand((2,), generator=g) >= 0.1).float()
+    a = abar[t].float().view(2, 1, 1, 1, 1)
+    zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
+    v = a.sqrt() * eps - (1 - a).sqrt() * z0
+    with torch.no_grad():
+        pred = unet(zt, t, ctx * keep.view(2, 1, 1), pose_features=poctr(pose), appearance=unet.appearance_features(ref))
+    expected = ((pred.sample - v) ** 2)[1, :, 0, 2, 3].mean()
+    assert torch.allclose(spot, expected, rtol=1e-5)
+
+
+def test_region_weight_trains_and_is_checked(items: list[D.Item], tmp_path: Path) -> None:
+    r = train(settings("image", region_weight=4.0, edit_rate=1.0), tmp_path / "run", items=items)
+    assert r["steps"] == 1 and np.isfinite(r["loss"])
+    with pytest.raises(UsageError, match="--region-weight applies"):
+        settings("mask", region_weight=1.0).check()
+    with pytest.raises(UsageError, match="--edit-rate"):
+        settings("image", edit_rate=1.5).check()
+    with pytest.raises(UsageError, match="--region-weight must"):
+        settings("image", region_weight=-1.0).check()

@@ -28,9 +28,9 @@ from mfollow.errors import MediaError, UsageError
 
 #: Probability that a video-stage batch is a batch of image pairs (paper §2.2, stage 2).
 IMAGE_PAIR_RATE = 0.4
-#: Probability that an image/clip pair of a synthetic item takes its target from the ground-truth
-#: edit (same frame index as the reference, so the same camera position) rather than from another
-#: frame/clip of the source video.
+#: Default probability that an image/clip pair of a synthetic item takes its target from the
+#: ground-truth edit (same frame index as the reference, so the same camera position) rather than
+#: from another frame/clip of the source video (``--edit-rate``).
 EDIT_TARGET_RATE = 0.5
 
 
@@ -157,40 +157,50 @@ def batch_rng(seed: int, step: int, rank: int, purpose: int) -> np.random.Genera
     return np.random.default_rng([seed, step, rank, purpose])
 
 
-def clip_batch(items: list[Item], rng: np.random.Generator, batch: int, length: int) -> dict[str, np.ndarray]:
+def clip_batch(
+    items: list[Item], rng: np.random.Generator, batch: int, length: int, edit_rate: float = EDIT_TARGET_RATE
+) -> dict[str, np.ndarray]:
     """Clip pairs (B, L, S, S, 3): ``reference`` frames, ``target`` frames and ``target_pose``
     renders of one video — a distinct frame/clip of it, or (for a synthetic item, with probability
-    ``EDIT_TARGET_RATE``) its ground-truth edit at the reference's frame indices. ``length`` 1
-    gives stage 1's image pairs."""
-    return _stack([_pair(items, rng, length) for _ in range(batch)])
+    ``edit_rate``) its ground-truth edit at the reference's frame indices. ``length`` 1 gives
+    stage 1's image pairs. Where the item has masks, ``region`` (B, L, S, S) bool is the union of
+    the person's masks in the reference and the target (M_r ∪ M_e of the pair)."""
+    return _stack([_pair(items, rng, length, edit_rate) for _ in range(batch)])
 
 
 def video_stage_batch(
-    items: list[Item], rng: np.random.Generator, batch: int, length: int
+    items: list[Item], rng: np.random.Generator, batch: int, length: int, edit_rate: float = EDIT_TARGET_RATE
 ) -> tuple[bool, dict[str, np.ndarray]]:
     """(is_image_batch, batch): with probability ``IMAGE_PAIR_RATE`` a batch of image pairs as in
     stage 1 (clips of one frame), otherwise clip pairs of ``length`` frames."""
     if rng.random() < IMAGE_PAIR_RATE:
-        return True, _stack([_pair(items, rng, 1) for _ in range(batch)])
-    return False, _stack([_pair(items, rng, length) for _ in range(batch)])
+        return True, _stack([_pair(items, rng, 1, edit_rate) for _ in range(batch)])
+    return False, _stack([_pair(items, rng, length, edit_rate) for _ in range(batch)])
 
 
-def _pair(items: list[Item], rng: np.random.Generator, length: int) -> dict[str, np.ndarray]:
+def _pair(items: list[Item], rng: np.random.Generator, length: int, edit_rate: float) -> dict[str, np.ndarray]:
     item = items[int(rng.integers(len(items)))]
     n = item.length
     if n < length + (0 if item.edit_frames is not None else 1):
         raise UsageError(f"a training video has {n} frames, fewer than the clip length {length} needs")
     a = int(rng.integers(0, n - length + 1))
     ref = slice(a, a + length)
-    if item.edit_frames is not None and item.edit_poses is not None and rng.random() < EDIT_TARGET_RATE:
-        return {"reference": item.frames[ref], "target": item.edit_frames[ref], "target_pose": item.edit_poses[ref]}
-    # another start (a distinct frame or clip) of the same video
-    starts = [s for s in range(0, n - length + 1) if s != a]
-    if not starts:
-        starts = [a]
-    b = starts[int(rng.integers(len(starts)))]
-    tgt = slice(b, b + length)
-    return {"reference": item.frames[ref], "target": item.frames[tgt], "target_pose": item.poses[tgt]}
+    out: dict[str, np.ndarray]
+    if item.edit_frames is not None and item.edit_poses is not None and rng.random() < edit_rate:
+        out = {"reference": item.frames[ref], "target": item.edit_frames[ref], "target_pose": item.edit_poses[ref]}
+        target_masks = item.edit_masks
+        tgt = ref
+    else:  # another start (a distinct frame or clip) of the same video
+        starts = [s for s in range(0, n - length + 1) if s != a]
+        if not starts:
+            starts = [a]
+        b = starts[int(rng.integers(len(starts)))]
+        tgt = slice(b, b + length)
+        out = {"reference": item.frames[ref], "target": item.frames[tgt], "target_pose": item.poses[tgt]}
+        target_masks = item.masks
+    if item.masks is not None and target_masks is not None:
+        out["region"] = item.masks[ref] | target_masks[tgt]
+    return out
 
 
 def mask_batch(items: list[Item], rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:

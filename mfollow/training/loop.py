@@ -66,6 +66,8 @@ class TrainSettings:
     segdit_size: str = "tiny"
     device: str = "cpu"
     checkpointing: bool = False  # activation checkpointing in the U-Net (less memory)
+    edit_rate: float = D.EDIT_TARGET_RATE  # synthetic data: probability of a ground-truth-edit target
+    region_weight: float = 0.0  # image/video: extra loss weight inside M_r ∪ M_e (0: the paper's plain MSE)
 
     def check(self) -> None:
         if self.stage not in STAGES:
@@ -77,6 +79,12 @@ class TrainSettings:
             raise UsageError(f"--size {self.size} is not a multiple of 32")
         if self.lr <= 0:
             raise UsageError("--lr must be positive")
+        if not 0.0 <= self.edit_rate <= 1.0:
+            raise UsageError(f"--edit-rate {self.edit_rate} is not between 0 and 1")
+        if self.region_weight < 0:
+            raise UsageError("--region-weight must be 0 or more")
+        if self.region_weight and self.stage not in ("image", "video"):
+            raise UsageError(f"--region-weight applies to --stage image or video, not {self.stage}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
         if self.vae is not None and self.stage not in ("image", "video"):
@@ -112,9 +120,12 @@ class Trainee(nn.Module):
     """The modules of one stage and its loss: ``forward(batch, generator) -> loss``. Wrapped in
     DistributedDataParallel when several processes train together."""
 
-    def __init__(self, stage: Stage, modules: dict[str, nn.Module], bundle: Any | None) -> None:
+    def __init__(
+        self, stage: Stage, modules: dict[str, nn.Module], bundle: Any | None, region_weight: float = 0.0
+    ) -> None:
         super().__init__()
         self.stage = stage
+        self.region_weight = region_weight
         self.nets = nn.ModuleDict(modules)
         self._bundle = bundle  # frozen helpers (VAE, CLIP) live here, outside the DDP module tree
         self._abar = None if bundle is None else alphas_cumprod(bundle.scheduler_config)
@@ -134,9 +145,29 @@ class Trainee(nn.Module):
             z0 = z.reshape(bsz, frames, *z.shape[1:]).permute(0, 2, 1, 3, 4)  # -> (B, C, F, h', w')
             context = b.clip_context(batch["reference_uint8"].reshape(-1, h, w, 3).cpu().numpy())  # (B*F, D)
             context = context.reshape(bsz, frames, -1)  # (B*F, D) -> (B, F, D)
+            weight = None
+            if self.region_weight:
+                weight = 1.0 + self.region_weight * latent_region(batch["region"], b.vae_factor)
         return diffusion_loss(
-            self.nets["unet"], self.nets["poctr"], z0, reference, batch["target_pose"], context, self._abar, generator
+            self.nets["unet"],
+            self.nets["poctr"],
+            z0,
+            reference,
+            batch["target_pose"],
+            context,
+            self._abar,
+            generator,
+            weight=weight,
         )
+
+
+def latent_region(region: torch.Tensor, factor: int) -> torch.Tensor:
+    """(B, F, H, W) bool pixel masks -> (B, 1, F, H/factor, W/factor) float: 1 where the latent
+    pixel's cell holds any masked pixel (a max-pool over each factor x factor cell)."""
+    bsz, frames, h, w = region.shape
+    flat = region.reshape(bsz * frames, 1, h, w).float()  # (B, F, H, W) -> (B*F, 1, H, W)
+    cells = torch.nn.functional.max_pool2d(flat, factor)  # (B*F, 1, H/f, W/f)
+    return cells.reshape(bsz, frames, 1, h // factor, w // factor).permute(0, 2, 1, 3, 4)  # -> (B, 1, F, h, w)
 
 
 def _video(x: np.ndarray, lo: float, hi: float, device: str) -> torch.Tensor:
@@ -164,15 +195,20 @@ def _draw(s: TrainSettings, items: list[D.Item], step: int, rank: int, micro: in
             "mask": torch.from_numpy(m["mask"]).to(dev),
         }
     if s.stage == "image":
-        pairs = D.clip_batch(items, rng, s.batch, 1)
+        pairs = D.clip_batch(items, rng, s.batch, 1, s.edit_rate)
     else:
-        _, pairs = D.video_stage_batch(items, rng, s.batch, s.clip_length)
-    return {
+        _, pairs = D.video_stage_batch(items, rng, s.batch, s.clip_length, s.edit_rate)
+    out = {
         "reference": _video(pairs["reference"], -1.0, 1.0, dev),
         "reference_uint8": torch.from_numpy(pairs["reference"]),
         "target": _video(pairs["target"], -1.0, 1.0, dev),
         "target_pose": _video(pairs["target_pose"], 0.0, 1.0, dev),
     }
+    if s.region_weight:
+        if "region" not in pairs:
+            raise UsageError("--region-weight needs person masks (folder data: NAME/masks/)")
+        out["region"] = torch.from_numpy(pairs["region"]).to(dev)  # (B, F, H, W) bool
+    return out
 
 
 def _generator(s: TrainSettings, step: int, rank: int, micro: int) -> torch.Generator:
@@ -357,7 +393,7 @@ def train(
                 s.seed + 1000, s.synth_pairs, s.synth_frames, s.size, data_cache, workers=data_workers
             )
         else:
-            items = D.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask")
+            items = D.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask" or s.region_weight > 0)
     modules, bundle = _models(s)
     params = _trainable(s, modules)
     if s.checkpointing and "unet" in modules:
@@ -365,7 +401,7 @@ def train(
     opt = torch.optim.AdamW([p for _, p in params], lr=s.lr, weight_decay=0.0)
     done = _load_checkpoint(run, modules, opt)
     rows = _read_log(run, done)
-    trainee: nn.Module = Trainee(s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle)
+    trainee: nn.Module = Trainee(s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle, s.region_weight)
     if dist.world > 1:
         trainee = nn.parallel.DistributedDataParallel(trainee)
     started = time.perf_counter()

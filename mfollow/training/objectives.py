@@ -35,8 +35,10 @@ def diffusion_loss(
     context: torch.Tensor,
     abar: torch.Tensor,
     generator: torch.Generator,
+    weight: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """v-prediction MSE for one batch.
+    """v-prediction MSE for one batch; with ``weight``, the weighted mean
+    sum(w * (v_theta - v)^2) / sum(w) over every latent value.
 
     Args:
         z0: (B, C, F, h, w) clean latents of the target frames (already scaled).
@@ -46,6 +48,7 @@ def diffusion_loss(
         abar: (T,) cumulative alphas; t is drawn uniformly from [0, T).
         generator: a CPU generator; draws t, the noise and the context dropout (drawn on the CPU
             and moved, so a batch's draws do not depend on the device that trains).
+        weight: (B, 1, F, h, w) per-latent-pixel weights (broadcast over channels), or None.
     """
     b = z0.shape[0]
     dev = z0.device
@@ -57,7 +60,10 @@ def diffusion_loss(
     v = a.sqrt() * eps - (1 - a).sqrt() * z0
     ctx = context * keep.view(b, 1, 1)  # (B,) -> (B, 1, 1): zero the whole context of dropped rows
     pred = unet(zt, t, ctx, pose_features=poctr(pose), appearance=unet.appearance_features(reference)).sample
-    return F.mse_loss(pred.float(), v.float())
+    if weight is None:
+        return F.mse_loss(pred.float(), v.float())
+    w = weight.float().expand_as(pred)  # (B, 1, F, h, w) -> (B, C, F, h, w)
+    return (w * (pred.float() - v.float()) ** 2).sum() / w.sum()
 
 
 def vae_loss(vae: Any, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
