@@ -354,7 +354,8 @@ def test_weighted_diffusion_loss_is_the_weighted_mean() -> None:
     zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
     v = a.sqrt() * eps - (1 - a).sqrt() * z0
     with torch.no_grad():
-        pred = unet(zt, t, ctx * keep.view(2, 1, 1), pose_features=poctr(pose), appearance=unet.appearance_features(ref))
+        features = dict(pose_features=poctr(pose), appearance=unet.appearance_features(ref))
+        pred = unet(zt, t, ctx * keep.view(2, 1, 1), **features)
     expected = ((pred.sample - v) ** 2)[1, :, 0, 2, 3].mean()
     assert torch.allclose(spot, expected, rtol=1e-5)
 

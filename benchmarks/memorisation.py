@@ -1,0 +1,111 @@
+"""Does the image stage's fit carry over to puppets it never saw? Prints JSON.
+
+    python benchmarks/memorisation.py [--weights DIR] [--train-pairs 160] [--train-frames 48]
+                                      [--items 8] [--timesteps 999,600,200] [--first-seed 10000]
+
+One denoising step, exactly as the image stage trains (motion modules bypassed): the reference is
+the source frame, the pose the ground-truth edit's rendered pose, z_t the edit frame's latent
+noised to timestep t with fixed noise; the clean-latent estimate x0 = sqrt(abar) z_t -
+sqrt(1 - abar) v_theta is decoded and scored against the edit frame on the person (the world's
+M_e) and the whole frame. Two sets of ``items`` pairs (frame ``7k mod F`` of pair k):
+
+- ``train``: pairs 0..items-1 of the training data of a run with ``--seed 0 --synth-pairs
+  TRAIN_PAIRS --synth-frames TRAIN_FRAMES`` (``PuppetPairs(1000, TRAIN_PAIRS)``);
+- ``held_out``: the quality benchmark's seeds (``make_pair(first_seed + k)``), never trained on.
+
+At t = 999 (zero SNR) the estimate is the model's conditional mean given the source frame and
+the pose alone. ``vae`` is the autoencoder's own reconstruction of the edit frames (the ceiling).
+A model that has learnt to move the source's appearance to the pose scores alike on both sets; one
+that has memorised its training puppets scores far lower on the held-out set.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from mfollow.editing import decode
+from mfollow.loading import load_bundle
+from mfollow.metrics import frame_metrics, summarise
+from mfollow.pose.render import render_sequence
+from mfollow.synth import make_pair
+from mfollow.training import data as D
+from mfollow.training.objectives import alphas_cumprod
+
+SIZE = 128
+
+
+def _examples(kind: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
+    """(N, S, S, 3) ``reference``, ``target``, ``pose`` and (N, S, S) ``mask`` of one set."""
+    rows = []
+    for k in range(args.items):
+        if kind == "train":
+            item = D._synth_item(1000, args.train_pairs, args.train_frames, SIZE, k)
+            f = (7 * k) % args.train_frames
+            assert item.edit_frames is not None and item.edit_poses is not None and item.edit_masks is not None
+            rows.append((item.frames[f], item.edit_frames[f], item.edit_poses[f], item.edit_masks[f]))
+        else:
+            pair = make_pair(args.first_seed + k, frames=args.train_frames, size=SIZE)
+            f = (7 * k) % args.train_frames
+            edit = pair.edit.render(f)
+            pose = list(render_sequence(pair.edit.poses(), SIZE, SIZE))[f]
+            rows.append((pair.source.render(f).rgb, edit.rgb, pose, edit.mask))
+    ref, tgt, pose, mask = (np.stack(c) for c in zip(*rows, strict=True))
+    return {"reference": ref, "target": tgt, "pose": pose, "mask": mask}
+
+
+def _video(x: np.ndarray, lo: float, hi: float) -> torch.Tensor:
+    """uint8 (N, H, W, 3) -> (1, 3, N, H, W) in [lo, hi]."""
+    return torch.from_numpy(np.ascontiguousarray(x)).permute(3, 0, 1, 2)[None].float() / 255.0 * (hi - lo) + lo
+
+
+def _score(frames: np.ndarray, ex: dict[str, np.ndarray]) -> dict[str, float]:
+    s = summarise([frame_metrics(o, t, m) for o, t, m in zip(frames, ex["target"], ex["mask"], strict=True)])
+    return {"psnr": round(s["psnr"], 3), "psnr_fg": round(s["psnr_fg"], 3), "ssim_fg": round(s["ssim_fg"], 4)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--weights", type=Path, default=None)
+    ap.add_argument("--train-pairs", type=int, default=160)
+    ap.add_argument("--train-frames", type=int, default=48)
+    ap.add_argument("--items", type=int, default=8)
+    ap.add_argument("--timesteps", default="999,600,200")
+    ap.add_argument("--first-seed", type=int, default=10_000)
+    args = ap.parse_args()
+    started = time.perf_counter()
+    bundle, weights_id = load_bundle("tiny", args.weights)
+    bundle.unet.motion_bypass = True  # the image stage's network: one frame, no motion modules
+    abar = alphas_cumprod(bundle.scheduler_config)
+    timesteps = [int(t) for t in args.timesteps.split(",")]
+    out: dict[str, object] = {"weights": weights_id, "items": args.items}
+    for kind in ("train", "held_out"):
+        ex = _examples(kind, args)
+        n = len(ex["target"])
+        with torch.inference_mode():
+            x = _video(ex["target"], -1.0, 1.0)[0].permute(1, 0, 2, 3)  # (1, 3, N, H, W) -> (N, 3, H, W)
+            z = bundle.vae.encode(x).latent_dist.mean * bundle.latent_scale  # (N, C, h, w)
+            z0 = z.permute(1, 0, 2, 3)[None]  # (N, C, h, w) -> (1, C, N, h, w)
+            context = bundle.clip_context(ex["reference"])[None]  # (N, D) -> (1, N, D)
+            pose = bundle.poctr(_video(ex["pose"], 0.0, 1.0))
+            appearance = bundle.unet.appearance_features(_video(ex["reference"], -1.0, 1.0))
+            eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
+            scores = {"vae": _score(decode(bundle, z0), ex)}
+            for t in timesteps:
+                a = abar[t].float()
+                zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
+                v = bundle.unet(zt, torch.full((1,), t), context, pose_features=pose, appearance=appearance).sample
+                x0 = a.sqrt() * zt - (1 - a).sqrt() * v
+                scores[f"t{t}"] = _score(decode(bundle, x0), ex)
+        out[kind] = {"frames": n, **scores}
+    out["seconds"] = round(time.perf_counter() - started, 1)
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
