@@ -11,7 +11,8 @@ M_e) and the whole frame. Two sets of ``items`` pairs (frame ``7k mod F`` of pai
 
 - ``train``: pairs 0..items-1 of the training data of a run with ``--seed 0 --synth-pairs
   TRAIN_PAIRS --synth-frames TRAIN_FRAMES`` (``PuppetPairs(1000, TRAIN_PAIRS)``);
-- ``held_out``: the quality benchmark's seeds (``make_pair(first_seed + k)``), never trained on.
+- ``held_out``: the quality benchmark's seeds (``make_pair(first_seed + k)``, 48 frames), never
+  trained on.
 
 At t = 999 (zero SNR) the estimate is the model's conditional mean given the source frame and
 the pose alone. ``vae`` is the autoencoder's own reconstruction of the edit frames (the ceiling).
@@ -38,6 +39,7 @@ from mfollow.training import data as D
 from mfollow.training.objectives import alphas_cumprod
 
 SIZE = 128
+HELD_OUT_FRAMES = 48  # the held-out pairs' length, whatever the training data's
 
 
 def _examples(kind: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
@@ -50,8 +52,8 @@ def _examples(kind: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
             assert item.edit_frames is not None and item.edit_poses is not None and item.edit_masks is not None
             rows.append((item.frames[f], item.edit_frames[f], item.edit_poses[f], item.edit_masks[f]))
         else:
-            pair = make_pair(args.first_seed + k, frames=args.train_frames, size=SIZE)
-            f = (7 * k) % args.train_frames
+            pair = make_pair(args.first_seed + k, frames=HELD_OUT_FRAMES, size=SIZE)
+            f = (7 * k) % HELD_OUT_FRAMES
             edit = pair.edit.render(f)
             pose = list(render_sequence(pair.edit.poses(), SIZE, SIZE))[f]
             rows.append((pair.source.render(f).rgb, edit.rgb, pose, edit.mask))
