@@ -142,7 +142,7 @@ def folder_items(folder: Path, size: int, *, need_masks: bool = False) -> list[I
         masks = None
         if need_masks:
             if not (d / "masks").is_dir():
-                raise UsageError(f"{d}: masks/ missing (needed by --stage mask)")
+                raise UsageError(f"{d}: masks/ missing (needed by --stage mask and --region-weight)")
             m = read_masks(d / "masks")
             if len(m) != len(frames):
                 raise MediaError(f"{d}: {len(m)} masks for {len(frames)} frames")
