@@ -36,6 +36,7 @@ from mfollow.metrics import frame_metrics, summarise
 from mfollow.pose.render import render_sequence
 from mfollow.synth import make_pair
 from mfollow.training import data as D
+from mfollow.training.loop import _video as video_tensor
 from mfollow.training.objectives import alphas_cumprod
 
 SIZE = 128
@@ -59,11 +60,6 @@ def _examples(kind: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
             rows.append((pair.source.render(f).rgb, edit.rgb, pose, edit.mask))
     ref, tgt, pose, mask = (np.stack(c) for c in zip(*rows, strict=True))
     return {"reference": ref, "target": tgt, "pose": pose, "mask": mask}
-
-
-def _video(x: np.ndarray, lo: float, hi: float) -> torch.Tensor:
-    """uint8 (N, H, W, 3) -> (1, 3, N, H, W) in [lo, hi]."""
-    return torch.from_numpy(np.ascontiguousarray(x)).permute(3, 0, 1, 2)[None].float() / 255.0 * (hi - lo) + lo
 
 
 def _score(frames: np.ndarray, ex: dict[str, np.ndarray]) -> dict[str, float]:
@@ -90,12 +86,14 @@ def main() -> None:
         ex = _examples(kind, args)
         n = len(ex["target"])
         with torch.inference_mode():
-            x = _video(ex["target"], -1.0, 1.0)[0].permute(1, 0, 2, 3)  # (1, 3, N, H, W) -> (N, 3, H, W)
+            x = video_tensor(ex["target"][None], -1.0, 1.0, "cpu")[0].permute(
+                1, 0, 2, 3
+            )  # (1, 3, N, H, W) -> (N, 3, H, W)
             z = bundle.vae.encode(x).latent_dist.mean * bundle.latent_scale  # (N, C, h, w)
             z0 = z.permute(1, 0, 2, 3)[None]  # (N, C, h, w) -> (1, C, N, h, w)
             context = bundle.clip_context(ex["reference"])[None]  # (N, D) -> (1, N, D)
-            pose = bundle.poctr(_video(ex["pose"], 0.0, 1.0))
-            appearance = bundle.unet.appearance_features(_video(ex["reference"], -1.0, 1.0))
+            pose = bundle.poctr(video_tensor(ex["pose"][None], 0.0, 1.0, "cpu"))
+            appearance = bundle.unet.appearance_features(video_tensor(ex["reference"][None], -1.0, 1.0, "cpu"))
             eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
             scores = {"vae": _score(decode(bundle, z0), ex)}
             for t in timesteps:
