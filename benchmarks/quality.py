@@ -1,7 +1,8 @@
 """Edit quality of the bundled demo model on held-out synthetic pairs. Prints JSON.
 
     python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps 20] [--first-seed 10000]
-                                 [--configs paper,official,none,paper+camera,paper+raw] [--scales 1.0]
+                                 [--configs paper,official,none,paper+camera,paper+raw,paper+truemask]
+                                 [--scales 1.0]
                                  [--cfg X] [--weights DIR] [--margin PX]
 
 For each pair (seeds ``first-seed`` .. ``first-seed + pairs - 1``; training draws its pairs from
@@ -13,7 +14,10 @@ and background PSNR / SSIM, and motion accuracy: ``silhouette_iou``, the pixels 
 the world's clean background plate against the true M_e (:mod:`mfollow.synth.silhouette`; the
 ground-truth edit video's own, ``ground_truth_silhouette_iou``, is the measure's ceiling). Edits
 are composited over the source (``--composite``, the default; ``--margin`` sets its band) unless
-the configuration ends in ``+raw``. ``--scales`` lists guidance
+the configuration has ``+raw``. Two diagnostic extras replace a preprocessing output by the
+world's ground truth, to tell where the person's figures are lost: ``+truemask`` edits with the
+true M_e instead of SegDiT's, ``+truepose`` with the true edit poses instead of the aligned
+target poses (``paper+truepose+truemask``: both). ``--scales`` lists guidance
 scales to try with the ``paper`` preset (how the default ``--guidance-scale`` of the tiny preset
 was chosen: docs/benchmarks.md). ``M_e_iou``: SegDiT's M_e against the true M_e.
 """
@@ -36,7 +40,12 @@ from mfollow.sampling.sampler import SamplingError
 from mfollow.synth import PuppetPairs
 from mfollow.synth.silhouette import video_silhouette_iou
 
+EXTRAS = ("camera", "raw", "truemask", "truepose")
 KEYS = ("psnr", "psnr_fg", "psnr_bg", "ssim", "ssim_fg", "ssim_bg", "silhouette_iou")
+
+
+def extras_of(name: str) -> list[str]:
+    return name.split("@")[0].split("+")[1:]
 
 
 def training_seeds(count: int = 160) -> set[int]:
@@ -61,12 +70,14 @@ def main() -> None:
     seeds = list(range(args.first_seed, args.first_seed + args.pairs))
     assert not set(seeds) & training_seeds(), "a benchmark seed was used in training"
     bundle, weights_id = load_bundle("tiny", args.weights)
-    # a configuration: guidance preset [+camera] (K/V injection of --camera) [+raw] (--no-composite)
+    # a configuration: guidance preset, then extras: camera (K/V injection of --camera), raw
+    # (--no-composite), truemask / truepose (the world's M_e / edit poses instead of the staged ones)
     configs: dict[str, tuple[str, float | None, list[str]]] = {}  # name -> (guidance, scale, extras)
     for c in (c for c in args.configs.split(",") if c):
         guidance, *extras = c.split("+")
-        if guidance not in ("paper", "official", "none") or extras not in ([], ["camera"], ["raw"], ["camera", "raw"]):
-            raise SystemExit(f"--configs: {c!r} is not GUIDANCE[+camera][+raw] (paper, official, none)")
+        known = set(extras) <= set(EXTRAS) and len(set(extras)) == len(extras)
+        if guidance not in ("paper", "official", "none") or not known:
+            raise SystemExit(f"--configs: {c!r} is not GUIDANCE[+EXTRA...] ({', '.join(EXTRAS)})")
         configs[c] = (guidance, None, extras)
     for s in (float(x) for x in args.scales.split(",") if x):
         configs[f"paper@{s:g}"] = ("paper", s, [])
@@ -88,9 +99,14 @@ def main() -> None:
             for name, (guidance, scale, extras) in configs.items():
                 t0 = time.perf_counter()
                 settings = sampler_settings(guidance, args.steps, scale, args.cfg)
+                inputs = dict(staged)
+                if "truemask" in extras:
+                    inputs["edit_masks"] = pair_dir / "edit_masks"
+                if "truepose" in extras:
+                    inputs["edit_poses"] = pair_dir / "edit_poses.json"
                 try:
                     result = edit_pair(
-                        bundle, pair_dir, staged, settings, out / f"{name}.mp4", camera="camera" in extras,
+                        bundle, pair_dir, inputs, settings, out / f"{name}.mp4", camera="camera" in extras,
                         composite="raw" not in extras, composite_margin=args.margin,
                     )  # fmt: skip
                 except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
@@ -108,7 +124,7 @@ def main() -> None:
     for name, m in best.items():
         if name in failures:
             continue  # a configuration that failed on some pairs is not compared
-        none = "none+raw" if name.endswith("+raw") else "none"  # compared like with like
+        none = "none+raw" if "raw" in extras_of(name) else "none"  # compared like with like
         checks[name] = {
             "beats_source_full": m["psnr"] > means["source_unchanged"]["psnr"],
             "beats_target_full": m["psnr"] > means["target_unchanged"]["psnr"],

@@ -59,7 +59,7 @@ def _stage_report(report: dict, json_out: bool, quiet: bool) -> None:
 
 
 def pose(
-    video: Annotated[Path, typer.Argument(help="The video.", metavar="VIDEO")],
+    video: Annotated[Path, typer.Argument(help="The video, folder of frames or image.", metavar="VIDEO")],
     project: ProjectOpt,
     keypoints: Annotated[
         Path | None, typer.Option("--keypoints", help="For --backend file: our JSON or an OpenPose folder.")
@@ -80,7 +80,7 @@ def pose(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Poses of a video, cached in the project (stage pose-source or pose-target)."""
+    """Poses of a video, a folder of frames or an image, cached in the project (pose-source or pose-target)."""
     with guard(debug):
         from mfollow.stages import pose_stage
 

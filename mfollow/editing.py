@@ -24,6 +24,7 @@ import torch
 from mfollow.compositing import composite, default_margin, person_alpha
 from mfollow.errors import MediaError, ProjectError
 from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip
+from mfollow.media import IMAGE_FPS
 from mfollow.models.bundle import ModelBundle
 from mfollow.pose.render import ColorOrder
 from mfollow.preview import PreviewSettings, clean_estimate, write_preview
@@ -52,7 +53,7 @@ class EditSettings:
     max_frames: int | None = None  # refuse longer clips (``edit`` sets 24)
     fit: Fit = "trim"
     colors: ColorOrder = "official"
-    image_fps: Fraction = Fraction(8)  # timing of a folder of frames (the official cases: 8 fps)
+    image_fps: Fraction = IMAGE_FPS  # timing of a folder of frames without a target video
     device: str = "cpu"
     dtype: str = "float32"
     checkpointing: bool = True  # recompute activations in the guided backward pass: less memory

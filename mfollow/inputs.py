@@ -24,7 +24,8 @@ import numpy as np
 from PIL import Image
 
 from mfollow.errors import MediaError, UsageError
-from mfollow.folders import IMAGE_SUFFIXES, frame_files
+from mfollow.folders import frame_files
+from mfollow.media import image_files, is_images, is_still, open_image
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.pose.render import ColorOrder, render_sequence
 
@@ -128,14 +129,6 @@ class Mapped:
 
 
 # --------------------------------------------------------------------------------- loaders
-def _open_image(path: Path, mode: str) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            return im.convert(mode)
-    except OSError as exc:
-        raise MediaError(f"{path}: not a readable image") from exc
-
-
 def _cover_crop(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """Scale to cover ``size`` (w, h), crop the centre: the video frames' policy."""
     from mfollow.video import FramePolicy, place, working_geometry
@@ -149,7 +142,7 @@ def pose_seq(path: Path, size: tuple[int, int], src_size: tuple[int, int], color
     rendered on demand) or a folder of pose images (resized on demand)."""
     if path.is_dir():
         return FileSeq(
-            frame_files(path), lambda p: np.asarray(_open_image(p, "RGB").resize(size, Image.Resampling.BILINEAR))
+            frame_files(path), lambda p: np.asarray(open_image(p, "RGB").resize(size, Image.Resampling.BILINEAR))
         )
     if not path.is_file():
         raise MediaError(f"{path}: no such pose file or folder")
@@ -174,7 +167,7 @@ def mask_seq(path: Path, size: tuple[int, int]) -> Seq:
     if not path.is_dir():
         raise MediaError(f"{path}: no such mask folder")
     return FileSeq(
-        frame_files(path), lambda p: np.asarray(_open_image(p, "L").resize(size, Image.Resampling.NEAREST)) >= 128
+        frame_files(path), lambda p: np.asarray(open_image(p, "L").resize(size, Image.Resampling.NEAREST)) >= 128
     )
 
 
@@ -219,15 +212,15 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         raise MediaError(f"{src}: no such file or folder")
     policy = FramePolicy(short_side=s.short_side)
     offset, audio_from, audio_window = 0, None, None
-    still = src.is_file() and src.suffix.lower() in IMAGE_SUFFIXES
-    if src.is_dir() or still:
-        files = [src] if still else frame_files(src)
-        first = _open_image(files[0], "RGB")
+    still = is_still(src)
+    if is_images(src):
+        files = image_files(src)
+        first = open_image(files[0], "RGB")
         w0, h0 = first.width, first.height
         geo = working_geometry(w0, h0, policy)
         size = (geo.width, geo.height)
-        frames: Seq = FileSeq(files, lambda p: _cover_crop(_open_image(p, "RGB"), size))
-        original: Seq = FileSeq(files, lambda p: np.asarray(_open_image(p, "RGB")))
+        frames: Seq = FileSeq(files, lambda p: _cover_crop(open_image(p, "RGB"), size))
+        original: Seq = FileSeq(files, lambda p: np.asarray(open_image(p, "RGB")))
         timing = probe(inputs.target) if inputs.target is not None else None
         n_src = len(files)
         if still:  # the image stands for every frame of the target's length

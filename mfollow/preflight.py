@@ -17,7 +17,6 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from mfollow.errors import MediaError, ProjectError, UsageError
-from mfollow.folders import IMAGE_SUFFIXES, frame_files
 
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v")  # the writer makes H.264 in an MP4 container
 
@@ -52,12 +51,11 @@ def check_video(path: Path, label: str) -> None:
 
 
 def check_source(path: Path) -> None:
-    """SRC: a video, a still image, or a folder of frames."""
+    """SRC: a video, a still image, or a folder of frames of one size (:mod:`mfollow.media`)."""
+    from mfollow.media import is_still, media_info
+
     check_exists(path, "SRC")
-    if path.is_dir():
-        frame_files(path)
-        return
-    if path.suffix.lower() in IMAGE_SUFFIXES:
+    if is_still(path):
         from PIL import Image
 
         try:
@@ -65,6 +63,8 @@ def check_source(path: Path) -> None:
                 im.verify()
         except OSError as exc:
             raise MediaError(f"{path}: not a readable image (SRC)") from exc
+    if path.is_dir() or is_still(path):
+        media_info(path)  # the folder's frames: listed, readable, one size
         return
     check_video(path, "SRC")
 

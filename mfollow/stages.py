@@ -61,11 +61,12 @@ def pose_stage(
     smooth: bool = False,
     force: bool = False,
 ) -> dict[str, Any]:
-    """Poses of ``video``: from a keypoint file or OpenPose folder (``file``), or estimated by
-    DWPose (``dwpose``; frames without a person are filled and listed in ``missing_frames``)."""
-    from mfollow.video import probe
+    """Poses of ``video`` (a video, a folder of frames or an image: :mod:`mfollow.media`): from a
+    keypoint file or OpenPose folder (``file``), or estimated by DWPose or mediapipe (frames without
+    a person are filled and listed in ``missing_frames``)."""
+    from mfollow.media import media_info
 
-    info = probe(video)
+    info = media_info(video)
     inputs: dict[str, Any] = {"video": video}
     hashes: dict[str, str] = {}
     folder: Path | None = None
@@ -137,9 +138,9 @@ def align_stage(root: Path, settings: AlignSettings | None = None, *, force: boo
             target = PoseSequence.load(proj.output("pose-target", "poses.json"))
             camera = None
             if video is not None:
-                from mfollow.video import iter_frames
+                from mfollow.media import media_frames
 
-                camera = estimate_track(iter_frames(video), source.box)
+                camera = estimate_track(media_frames(video), source.box)
                 if len(camera) != len(source):
                     raise MediaError(f"{video}: {len(camera)} frames for {len(source)} source poses")
                 (out / "camera.json").write_text(json.dumps(camera.to_json()) + "\n")
@@ -271,12 +272,13 @@ def _mediapipe_version() -> str:
 
 def write_overlay(video: Path, m_r: np.ndarray, m_e: np.ndarray, out: Path) -> None:
     """The source video with M_r tinted red and M_e tinted green, at the video's timing."""
-    from mfollow.video import iter_frames, probe, write_video
+    from mfollow.media import media_frames, media_info
+    from mfollow.video import write_video
 
-    info = probe(video)
+    info = media_info(video)
 
     def frames() -> Any:
-        for frame, r, e in zip(iter_frames(video, info=info), m_r, m_e, strict=False):
+        for frame, r, e in zip(media_frames(video, info), m_r, m_e, strict=False):
             tinted = frame.astype(np.float32)
             tinted[r] = 0.5 * tinted[r] + 0.5 * np.array([255, 0, 0])
             tinted[e] = 0.5 * tinted[e] + 0.5 * np.array([0, 255, 0])

@@ -129,19 +129,24 @@ def loss_mse(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
 
 def segment_video(model: SegDiT, video: object, poses: object, chunk: int = 4) -> object:
     """Masks (F, H, W) bool of the source person in ``poses`` (a PoseSequence at the video's size)
-    over every frame of ``video``, at the video's size (the model runs at multiples of 32)."""
+    over every frame of ``video`` (a video, a folder of frames or an image: :mod:`mfollow.media`; one
+    frame stands for every pose), at the video's size (the model runs at multiples of 32)."""
+    import itertools
+
     import numpy as np
     from PIL import Image
 
+    from mfollow.media import media_frames, media_info
     from mfollow.pose.render import render_sequence
-    from mfollow.video import iter_frames, probe
 
-    info = probe(video)  # type: ignore[arg-type]
+    info = media_info(video)  # type: ignore[arg-type]
     w, h = info.display_width, info.display_height
     rw, rh = max(32, round(w / 32) * 32), max(32, round(h / 32) * 32)
     renders = render_sequence(poses, rw, rh)  # type: ignore[arg-type]
     out = []
-    frames = iter_frames(video, info=info)  # type: ignore[arg-type]
+    frames = media_frames(video, info)  # type: ignore[arg-type]
+    if info.frame_count == 1:  # a still image stands for every frame of the edit (as in the edit)
+        frames = itertools.repeat(next(frames), len(poses))  # type: ignore[arg-type]
     bilinear = Image.Resampling.BILINEAR
     while batch := [
         np.asarray(Image.fromarray(f).resize((rw, rh), bilinear)) for _, f in zip(range(chunk), frames, strict=False)

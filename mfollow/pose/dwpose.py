@@ -249,17 +249,17 @@ def estimate_video(
     """Poses of every frame of ``video`` (a :class:`PoseSequence`, normalised) and the frames where
     no person was found (filled by :func:`fill_gaps`)."""
     from mfollow.errors import MediaError
+    from mfollow.media import media_frames, media_info
     from mfollow.pose.keypoints import PoseSequence
-    from mfollow.video import iter_frames, probe
 
-    info = probe(video)
+    info = media_info(video)
     w, h = detect_resolution(info.display_width, info.display_height)
     n = info.frame_count
     body, feet, hands = np.zeros((n, 18, 3)), np.zeros((n, 6, 3)), np.zeros((n, 2, 21, 3))
     face, box = np.zeros((n, 68, 3)), np.full((n, 4), np.nan)
     present = np.zeros(n, dtype=bool)
     scale = np.array([w, h, 1.0])
-    for f, frame in enumerate(iter_frames(video, info=info)):
+    for f, frame in enumerate(media_frames(video, info)):
         enlarge = w > frame.shape[1]
         resample = Image.Resampling.LANCZOS if enlarge else Image.Resampling.BOX
         persons = model(np.asarray(Image.fromarray(frame).resize((w, h), resample)))

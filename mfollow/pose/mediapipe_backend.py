@@ -114,17 +114,17 @@ def estimate_frames(
 
 def estimate_video(video: Path, max_gap: int = 8) -> tuple[Any, list[int]]:
     """Poses of every frame (a :class:`PoseSequence`) and the frames without a person (filled)."""
+    from mfollow.media import media_frames, media_info
     from mfollow.pose.dwpose import fill_gaps
     from mfollow.pose.keypoints import PoseSequence
-    from mfollow.video import iter_frames, probe
 
-    info = probe(video)
+    info = media_info(video)
     n = info.frame_count
     body, feet, hands = np.zeros((n, 18, 3)), np.zeros((n, 6, 3)), np.zeros((n, 2, 21, 3))
     box = np.full((n, 4), np.nan)
     present = np.zeros(n, dtype=bool)
     with _native_stderr_silenced():
-        found_all = list(estimate_frames(iter_frames(video, info=info)))
+        found_all = list(estimate_frames(media_frames(video, info)))
     for f, found in enumerate(found_all):
         if found is None or found[0][:, 2].mean() < 0.3:
             continue
@@ -141,10 +141,10 @@ def estimate_video(video: Path, max_gap: int = 8) -> tuple[Any, list[int]]:
 
 def segment_video(video: Path, threshold: float = 0.5) -> np.ndarray:
     """M_r for every frame of ``video``: (F, H, W) bool."""
-    from mfollow.video import iter_frames
+    from mfollow.media import media_frames
 
     with _native_stderr_silenced():
-        return np.stack(list(person_masks(iter_frames(video), threshold)))
+        return np.stack(list(person_masks(media_frames(video), threshold)))
 
 
 def person_masks(frames: Iterator[np.ndarray], threshold: float = 0.5) -> Iterator[np.ndarray]:

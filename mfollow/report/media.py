@@ -32,10 +32,10 @@ def _resized(frames: Iterable[np.ndarray], size: tuple[int, int], resample: Imag
 
 
 def video_frames(video: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """A video's frames at ``size``."""
-    from mfollow.video import iter_frames
+    """The frames of a video, a folder of frames or an image (:mod:`mfollow.media`) at ``size``."""
+    from mfollow.media import media_frames
 
-    return _resized(iter_frames(video), size, Image.Resampling.BILINEAR)
+    return _resized(media_frames(video), size, Image.Resampling.BILINEAR)
 
 
 def pose_frames(poses: PoseSequence, size: tuple[int, int]) -> Iterator[np.ndarray]:

@@ -81,15 +81,15 @@ def write_report(
     target = _recorded_video(records, "pose-target")
     timing = None
     if source is not None:
-        from mfollow.video import probe
+        from mfollow.media import media_info
 
-        info = probe(source)
+        info = media_info(source)
         timing = (list(info.timestamps), info.time_base)
         size = M.display_size(info.display_width, info.display_height, settings.max_side)
         say("source")
         clips = [("Source", rel(M.write_clip(media / "source.mp4", M.video_frames(source, size), *timing)))]
         if target is not None:
-            t_info = probe(target)
+            t_info = media_info(target)
             t_size = M.display_size(t_info.display_width, t_info.display_height, settings.max_side)
             say("target")
             frames = M.video_frames(target, t_size)
@@ -133,7 +133,7 @@ def _recorded_video(records: dict[str, Any], stage: str) -> Path | None:
     if rec is None:
         return None
     path = Path(rec["document"]["inputs"]["video"]["path"])
-    if not path.is_file():
+    if not path.exists():  # a video, a folder of frames or an image
         raise MediaError(f"{path}: the project's {stage} video is gone")
     return path
 
