@@ -25,16 +25,20 @@ from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
 
 CONFIGS = {
-    "motioneditor (skeleton, median anchor, following the camera; default)": AlignSettings(),
-    "motioneditor (skeleton, median anchor, still camera)": AlignSettings(follow_camera=False),
-    "motioneditor (skeleton, first-frame anchor)": AlignSettings(anchor="first", follow_camera=False),
-    "motioneditor (box, median anchor)": AlignSettings(height="box", follow_camera=False),
-    "motioneditor (box, first-frame anchor)": AlignSettings(height="box", anchor="first", follow_camera=False),
-    "motioneditor (box, target's place: released script)": AlignSettings(
-        height="box", anchor="target", follow_camera=False
+    "motioneditor + retarget (skeleton, median anchor, following the camera; default)": AlignSettings(),
+    "motioneditor (skeleton, median anchor, following the camera)": AlignSettings(retarget=False),
+    "motioneditor + retarget (still camera)": AlignSettings(follow_camera=False),
+    "motioneditor (skeleton, median anchor, still camera)": AlignSettings(follow_camera=False, retarget=False),
+    "motioneditor (skeleton, first-frame anchor)": AlignSettings(anchor="first", follow_camera=False, retarget=False),
+    "motioneditor (box, median anchor)": AlignSettings(height="box", follow_camera=False, retarget=False),
+    "motioneditor (box, first-frame anchor)": AlignSettings(
+        height="box", anchor="first", follow_camera=False, retarget=False
     ),
-    "linear": AlignSettings("linear", follow_camera=False),
-    "none": AlignSettings("none", follow_camera=False),
+    "motioneditor (box, target's place: released script)": AlignSettings(
+        height="box", anchor="target", follow_camera=False, retarget=False
+    ),
+    "linear": AlignSettings("linear", follow_camera=False, retarget=False),
+    "none": AlignSettings("none", follow_camera=False, retarget=False),
 }
 
 
@@ -50,6 +54,7 @@ def main() -> None:
     ious: dict[str, list[float]] = {
         "warp": [],
         "hull (aligned poses)": [],
+        "hull (aligned poses, not retargeted)": [],
         "hull (ground-truth poses)": [],
         "target mask as is": [],
     }
@@ -73,6 +78,8 @@ def main() -> None:
         widths = limb_widths(src, m_r)
         ious["warp"].append(iou(warp_masks(m_t, t, args.size, args.size), m_e))
         ious["hull (aligned poses)"].append(iou(hull_masks(aligned, widths), m_e))
+        similar = align(src, tgt, AlignSettings(retarget=False), track)[0]
+        ious["hull (aligned poses, not retargeted)"].append(iou(hull_masks(similar, widths), m_e))
         ious["hull (ground-truth poses)"].append(iou(hull_masks(gt, widths), m_e))
         ious["target mask as is"].append(iou(m_t, m_e))
     print(json.dumps({

@@ -114,6 +114,13 @@ def align(
             help="Move the edit poses with the source camera's pan, zoom and shake (measured on its background).",
         ),
     ] = True,
+    retarget: Annotated[
+        bool,
+        typer.Option(
+            "--retarget/--no-retarget",
+            help="Rebuild the aligned skeleton on the source person's bone lengths (default).",
+        ),
+    ] = True,
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,
@@ -124,7 +131,7 @@ def align(
         from mfollow.pose.align import AlignSettings
         from mfollow.stages import align_stage
 
-        settings = AlignSettings(method.value, height.value, anchor.value, follow_camera)  # type: ignore[arg-type]
+        settings = AlignSettings(method.value, height.value, anchor.value, follow_camera, retarget)  # type: ignore[arg-type]
         report = align_stage(project, settings, force=force)
         _stage_report(report, json_out, quiet)
 

@@ -179,3 +179,64 @@ def test_warp_masks_follow_the_camera_frame_by_frame() -> None:
     np.testing.assert_array_equal(warped[1], np.roll(m_t[1], 3, axis=1))  # the scene moved 3 px right
     np.testing.assert_array_equal(warped[2], np.roll(m_t[2], 2, axis=0))
     np.testing.assert_array_equal(warp_masks(m_t, t, 20, 20), m_t)
+
+
+# ------------------------------------------------------------------------------- retargeting
+def offset_free_error(a: PoseSequence, b: PoseSequence) -> float:
+    """Mean joint distance (px) once the clip's one mean offset between ``a`` and ``b`` is removed:
+    the error of the skeleton's shape and motion, not of where the clip stands."""
+    ok = (a.body[..., 2] > 0.3) & (b.body[..., 2] > 0.3)
+    d = a.pixels() - b.pixels()
+    d -= d[ok].mean(axis=0)
+    return float(np.linalg.norm(d, axis=-1)[ok].mean())
+
+
+@pytest.mark.parametrize("seed", [0, 5, 9])
+def test_retargeting_puts_the_targets_motion_on_the_sources_bones(seed: int) -> None:
+    """The world's ground-truth edit is the target's joint angles on the source's proportions."""
+    from mfollow.pose.retarget import bone_lengths
+
+    _, (src, _), (tgt, _), (gt, _) = synthetic(seed, size=256)
+    similar = align(src, tgt, AlignSettings(retarget=False))[0]
+    edit = align(src, tgt)[0]
+    got, truth, before = bone_lengths(edit), bone_lengths(gt), bone_lengths(similar)
+    for kind in truth:
+        assert np.median(got[kind]) == pytest.approx(np.median(truth[kind]), rel=1e-6), kind
+    assert any(abs(np.median(before[k]) / np.median(truth[k]) - 1) > 0.05 for k in truth)  # it had to change
+    assert offset_free_error(edit, gt) < 1.0 < offset_free_error(similar, gt)
+    # every bone keeps the aligned target's direction
+    for parent, child in ((8, 9), (9, 10), (2, 3), (3, 4), (1, 0)):
+        a = similar.pixels()[:, child] - similar.pixels()[:, parent]
+        b = edit.pixels()[:, child] - edit.pixels()[:, parent]
+        np.testing.assert_allclose(a[:, 0] * b[:, 1] - a[:, 1] * b[:, 0], 0, atol=1e-6)
+        assert ((a * b).sum(axis=1) > 0).all()
+
+
+def test_retargeting_beats_the_similarity_alone_and_keeps_the_ground() -> None:
+    from mfollow.pose.align import person_extent
+
+    errors: dict[bool, list[float]] = {False: [], True: []}
+    for seed in range(5):
+        _, (src, _), (tgt, _), (gt, _) = synthetic(seed)
+        for rt in (False, True):
+            errors[rt].append(joint_error(align(src, tgt, AlignSettings(retarget=rt))[0], gt))
+        similar, edit = align(src, tgt, AlignSettings(retarget=False))[0], align(src, tgt)[0]
+        ground = [np.nanmedian(person_extent(p, "skeleton")[1], axis=0) for p in (similar, edit)]
+        np.testing.assert_allclose(ground[1], ground[0], atol=1e-9)  # the feet stay where alignment put them
+    assert all(r < s for r, s in zip(errors[True], errors[False], strict=True)), errors  # on every pair
+    assert np.mean(errors[True]) < 0.9 * np.mean(errors[False]), errors
+
+
+def test_retargeting_onto_itself_and_past_an_unseen_joint() -> None:
+    from mfollow.pose.retarget import retarget
+
+    _, (src, _), (tgt, _), _ = synthetic(2)
+    same = retarget(src, src)
+    for part in ("body", "feet", "hands"):
+        np.testing.assert_allclose(getattr(same, part), getattr(src, part), atol=1e-12)
+    np.testing.assert_allclose(same.box, src.box, atol=1e-12)
+    similar = align(src, tgt, AlignSettings(retarget=False))[0]
+    similar.body[:, 3, 2] = 0.0  # the right elbow never seen: the wrist has no parent to hang from
+    edit = retarget(similar, src)
+    np.testing.assert_array_equal(edit.body[:, 4], similar.body[:, 4])
+    assert not np.allclose(edit.body[:, 7, :2], similar.body[:, 7, :2])  # the left arm was rebuilt

@@ -12,7 +12,11 @@ source-frame pixels out (the result is normalised by the source frame size).
   commented-out variant), or the target's own place (``target``, the released script).
 - ``linear``: one global least-squares fit (scale + offset) of the target's head, shoulder and hip
   points to the source's at the same frame index.
-- ``none``: the target's poses unchanged (normalised coordinates kept).
+- ``none``: the target's poses unchanged (normalised coordinates kept; never retargeted).
+
+Then, with ``retarget`` (the default), the aligned skeleton is rebuilt on the source person's bone
+lengths (:mod:`mfollow.pose.retarget`: the target's bone directions, the source's proportions) and
+shifted back onto the ground the similarity chose for its feet.
 
 With the source camera's track (``follow_camera``, :mod:`mfollow.pose.camera_track`: the camera's
 pan, zoom and shake measured on the source's background), all of this happens in frame 0's
@@ -21,9 +25,10 @@ each frame with its camera, so the edited person keeps to the source's ground as
 
 Person height and bottom-centre come from the pose's person box (``height="box"``, mask-derived in
 the synthetic world, detector boxes from DWPose) or from the skeleton (``height="skeleton"``: top
-of the head points to the lowest ankle). When either clip never shows a whole person (legs out of
-view), both use the torso instead (neck-to-mid-hip length, anchored at the mid-hip), or failing
-that the shoulder width (anchored at the neck).
+of the head points to the lowest ankle; the centre is the mid-hip's x where both hips are seen, as
+an arm reaching out moves the extent's centre, else the seen points' middle). When either clip
+never shows a whole person (legs out of view), both use the torso instead (neck-to-mid-hip length,
+anchored at the mid-hip), or failing that the shoulder width (anchored at the neck).
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ import numpy as np
 from mfollow.errors import MediaError
 from mfollow.pose.camera_track import CameraTrack
 from mfollow.pose.keypoints import PoseSequence
+from mfollow.pose.retarget import retarget
 
 Method = Literal["motioneditor", "linear", "none"]
 Height = Literal["box", "skeleton"]
@@ -59,6 +65,9 @@ class AlignSettings:
     # follow the source camera's pan / zoom / shake, measured on its background (needs the source
     # frames); measured on 20 synthetic pairs (docs/benchmarks.md)
     follow_camera: bool = True
+    # after the similarity, rebuild the skeleton on the source's bone lengths
+    # (:mod:`mfollow.pose.retarget`)
+    retarget: bool = True
 
 
 @dataclass(frozen=True)
@@ -97,6 +106,8 @@ def person_extent(poses: PoseSequence, height: Height) -> tuple[np.ndarray, np.n
         top = np.nanmin(ys[:, HEAD], axis=1)
         bottom = np.nanmax(ys[:, ANKLES], axis=1)
         centre = (np.nanmin(xs, axis=1) + np.nanmax(xs, axis=1)) / 2
+    hips = seen[:, 8] & seen[:, 11]  # the mid-hip's x where seen: a reach of the arms moves the extent's centre
+    centre = np.where(hips, (xy[:, 8, 0] + xy[:, 11, 0]) / 2, centre)
     return bottom - top, np.stack([centre, bottom], axis=1)
 
 
@@ -186,14 +197,29 @@ def apply(target: PoseSequence, t: Transform, width: int, height: int) -> PoseSe
 def align(
     source: PoseSequence, target: PoseSequence, s: AlignSettings = AlignSettings(), camera: CameraTrack | None = None
 ) -> tuple[PoseSequence, Transform]:
-    """The edit poses: the target's motion moved onto the source person; with the source's
-    ``camera`` track, in frame 0's coordinates and then into each frame with its camera (the
-    transform returned is the one in frame 0's coordinates)."""
-    if camera is None:
-        t = estimate(source, target, s)
-        return apply(target, t, source.width, source.height), t
-    t = estimate(_moved(source, camera.to_reference), target, s)
-    return _moved(apply(target, t, source.width, source.height), camera.from_reference), t
+    """The edit poses: the target's motion moved onto the source person (and, with
+    ``s.retarget``, rebuilt on the source's bone lengths); with the source's ``camera`` track, in
+    frame 0's coordinates and then into each frame with its camera (the transform returned is the
+    similarity, in frame 0's coordinates)."""
+    reference = source if camera is None else _moved(source, camera.to_reference)
+    t = estimate(reference, target, s)
+    edit = apply(target, t, source.width, source.height)
+    if s.retarget and s.method != "none":  # none: the target's poses as they are
+        edit = _grounded(retarget(edit, reference), like=edit, height=s.height)
+    return (edit if camera is None else _moved(edit, camera.from_reference)), t
+
+
+def _grounded(poses: PoseSequence, like: PoseSequence, height: Height) -> PoseSequence:
+    """``poses`` shifted as a whole so that its median bottom-centre (:func:`person_extent`) is
+    ``like``'s: a retargeted skeleton, whose legs changed length, back on the aligned feet's ground."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        shift = np.nanmedian(person_extent(like, height)[1], axis=0) - np.nanmedian(
+            person_extent(poses, height)[1], axis=0
+        )
+    if not np.isfinite(shift).all():  # no frame shows the feet: the root already stands where it should
+        return poses
+    return _moved(poses, lambda xy: xy + shift)
 
 
 def _moved(poses: PoseSequence, fn: Callable[[np.ndarray], np.ndarray]) -> PoseSequence:
