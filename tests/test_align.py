@@ -240,3 +240,10 @@ def test_retargeting_onto_itself_and_past_an_unseen_joint() -> None:
     edit = retarget(similar, src)
     np.testing.assert_array_equal(edit.body[:, 4], similar.body[:, 4])
     assert not np.allclose(edit.body[:, 7, :2], similar.body[:, 7, :2])  # the left arm was rebuilt
+    # elbows seen in 2 of 12 frames are no measure of the source's upper arms: ratio 1
+    from mfollow.pose.retarget import ratios
+
+    assert ratios(src, similar)["upper_arm"] != 1.0
+    glimpsed = retarget(src, src)
+    glimpsed.body[2:, [3, 6], 2] = 0.0
+    assert ratios(glimpsed, similar)["upper_arm"] == 1.0

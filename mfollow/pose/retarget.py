@@ -19,7 +19,8 @@ one ratio (medians over both sides). The feet follow their ankles, each hand its
 face the nose, each moved as a whole and scaled by its own kind's ratio. The root stays where
 alignment put it (:func:`mfollow.pose.align.align` then shifts the clip back onto the ground it
 chose for the feet). A joint whose parent is not seen in a frame stays where alignment put it (its own
-children chain from there); ratios are clamped to [1/2, 2] against stray detections.
+children chain from there). A kind of bone seen in fewer than a quarter of either clip's frames
+keeps ratio 1, and ratios are clamped to [1/2, 2], against stray detections.
 """
 
 from __future__ import annotations
@@ -44,6 +45,13 @@ FEET: tuple[tuple[int, str], ...] = (
 )  # fmt: skip
 WRISTS = (7, 4)  # the body wrist of ``hands[:, 0]`` (left) and ``hands[:, 1]`` (right)
 RATIO_RANGE = (0.5, 2.0)
+MIN_SEEN = 0.25  # share of a clip's frames x sides that must show a kind of bone to measure it
+
+
+def _sides() -> dict[str, int]:
+    """How many bones of each kind a frame has (2 for a left/right pair)."""
+    kinds = [k for _, _, k in BONES] + [k for _, k in FEET] + ["hand", "hand"]
+    return {k: kinds.count(k) for k in kinds}
 
 
 def _root(xy: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -78,11 +86,18 @@ def bone_lengths(poses: PoseSequence) -> dict[str, np.ndarray]:
 
 
 def ratios(source: PoseSequence, aligned: PoseSequence) -> dict[str, float]:
-    """r[kind] = median source length / median aligned length (1 where either is never seen)."""
+    """r[kind] = median source length / median aligned length; 1 where either clip shows that
+    kind of bone in fewer than :data:`MIN_SEEN` of its possible places (frames x sides) or fewer
+    than 3 times (a few stray detections of a hidden elbow are no measure of an arm)."""
     src, tgt = bone_lengths(source), bone_lengths(aligned)
+    sides = _sides()
     r = {}
     for kind in src:
-        if len(src[kind]) and len(tgt[kind]) and np.median(tgt[kind]) > 1e-6:
+        enough = all(
+            len(lengths[kind]) >= max(3, MIN_SEEN * len(p) * sides[kind])
+            for lengths, p in ((src, source), (tgt, aligned))
+        )
+        if enough and np.median(tgt[kind]) > 1e-6:
             r[kind] = float(np.clip(np.median(src[kind]) / np.median(tgt[kind]), *RATIO_RANGE))
         else:
             r[kind] = 1.0
