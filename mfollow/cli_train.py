@@ -85,8 +85,18 @@ def train(
     ] = 0.5,
     region_weight: Annotated[
         float,
-        typer.Option("--region-weight", help="Stage image/video: extra loss weight on the persons (M_r and M_e)."),
+        typer.Option(
+            "--region-weight",
+            help="Extra loss weight on the persons (image/video: M_r and M_e; vae: the frame's person).",
+        ),
     ] = 0.0,
+    decoder_only: Annotated[
+        bool,
+        typer.Option(
+            "--decoder-only",
+            help="Stage vae with --init: train the decoder alone (the latents, and so the U-Net, stay valid).",
+        ),
+    ] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the run's checkpoint and start over.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",  # type: ignore[assignment]
@@ -130,6 +140,7 @@ def train(
             checkpointing=checkpointing,
             edit_rate=edit_rate,
             region_weight=region_weight,
+            decoder_only=decoder_only,
         )
         main = is_main_process()
         mode = getattr(progress, "value", str(progress))

@@ -369,3 +369,72 @@ def test_region_weight_trains_and_is_checked(items: list[D.Item], tmp_path: Path
         settings("image", edit_rate=1.5).check()
     with pytest.raises(UsageError, match="--region-weight must"):
         settings("image", region_weight=-1.0).check()
+
+
+def test_decoder_only_keeps_the_encoder_and_latent_scale(items: list[D.Item], tmp_path: Path) -> None:
+    """`--stage vae --decoder-only`: one step moves decoder parameters only, the export keeps the
+    init's latent scale (a U-Net trained on those latents still fits them), and the loss is the
+    person-weighted L1 alone."""
+    from mfollow.models.bundle import ModelBundle
+
+    init = _perturbed_init(tmp_path, "vae")
+    s = settings("vae", init=str(init), decoder_only=True, region_weight=3.0)
+    s.check()
+    modules, _ = _models(s)
+    before = {f"{k}.{n}": t.clone() for k, m in modules.items() for n, t in m.state_dict().items()}
+    decoder = ("vae.decoder.", "vae.post_quant_conv.")
+    trainable = {n for n, _ in _trainable(s, modules)}
+    assert trainable and all(n.startswith(decoder) for n in trainable)
+    r = train(s, tmp_path / "run", items=items)
+    after = _state(tmp_path / "run")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(decoder) for k in changed)
+    assert any(k.startswith("vae.encoder.") for k in before)
+    exported = ModelBundle.from_pretrained(Path(r["export"]))
+    assert exported.latent_scale == ModelBundle.from_pretrained(init).latent_scale
+    with pytest.raises(UsageError, match="--decoder-only applies"):
+        settings("vae", decoder_only=True).check()  # nothing to keep without --init
+    with pytest.raises(UsageError, match="--decoder-only applies"):
+        settings("image", init=str(init), decoder_only=True).check()
+
+
+def test_vae_loss_weight_and_decoder_only() -> None:
+    """The weighted L1 is sum(w |D(E(x)) - x|) / sum(w); a uniform weight is the plain mean; the
+    decoder-only loss has no KL term and no gradient into the encoder."""
+    from mfollow.models.bundle import ModelBundle
+    from mfollow.training.objectives import KL_WEIGHT, vae_loss
+
+    vae = ModelBundle.random("tiny", seed=0).vae.float()
+    x = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+    def run(**kw: object) -> torch.Tensor:
+        return vae_loss(vae, x, torch.Generator().manual_seed(2), **kw)  # type: ignore[arg-type]
+
+    posterior = vae.encode(x).latent_dist
+    recon = vae.decode(posterior.sample(generator=torch.Generator().manual_seed(2))).sample
+    err = (recon - x).abs()
+    full = run()
+    assert torch.allclose(full, err.mean() + KL_WEIGHT * posterior.kl().mean(), rtol=1e-6)
+    assert torch.allclose(run(decoder_only=True), err.mean(), rtol=1e-6)
+    assert torch.allclose(run(weight=torch.full((2, 1, 32, 32), 5.0), decoder_only=True), err.mean(), rtol=1e-6)
+    spot = torch.zeros(2, 1, 32, 32)
+    spot[1, 0, 4, 7] = 1.0
+    assert torch.allclose(run(weight=spot, decoder_only=True), err[1, :, 4, 7].mean(), rtol=1e-5)
+    vae.zero_grad(set_to_none=True)
+    run(decoder_only=True).backward()
+    assert all(p.grad is None for p in vae.encoder.parameters())
+    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.decoder.parameters())
+
+
+def test_frame_batch_masks_keep_the_draws(items: list[D.Item]) -> None:
+    """Asking for masks does not change which frames are drawn, and each mask is its frame's."""
+    plain = D.frame_batch(items, np.random.default_rng(3), 6)
+    both = D.frame_batch(items, np.random.default_rng(3), 6, masks=True)
+    assert np.array_equal(plain["frame"], both["frame"]) and both["mask"].shape == (6, SIZE, SIZE)
+    masks_of: dict[bytes, list[np.ndarray]] = {}
+    for i in items:
+        for pool, masks in ((i.frames, i.masks), (i.edit_frames, i.edit_masks)):
+            for f in range(i.length):
+                masks_of.setdefault(pool[f].tobytes(), []).append(masks[f])
+    for frame, mask in zip(both["frame"], both["mask"], strict=True):
+        assert any(np.array_equal(m, mask) for m in masks_of[frame.tobytes()])

@@ -220,13 +220,24 @@ def mask_batch(items: list[Item], rng: np.random.Generator, batch: int) -> dict[
     return _stack(out)
 
 
-def frame_batch(items: list[Item], rng: np.random.Generator, batch: int) -> dict[str, np.ndarray]:
-    """VAE examples: ``frame`` (B, S, S, 3) drawn from every video (and synthetic edits)."""
+def frame_batch(
+    items: list[Item], rng: np.random.Generator, batch: int, *, masks: bool = False
+) -> dict[str, np.ndarray]:
+    """VAE examples: ``frame`` (B, S, S, 3) drawn from every video (and synthetic edits); with
+    ``masks``, also each frame's person ``mask`` (B, S, S) bool. The draws do not depend on
+    ``masks``, so the same seed gives the same frames either way."""
     out = []
     for _ in range(batch):
         item = items[int(rng.integers(len(items)))]
-        pool = item.frames if item.edit_frames is None or rng.random() < 0.5 else item.edit_frames
-        out.append({"frame": pool[int(rng.integers(item.length))]})
+        edit = item.edit_frames is not None and rng.random() >= 0.5
+        pool, pool_masks = (item.edit_frames, item.edit_masks) if edit else (item.frames, item.masks)
+        f = int(rng.integers(item.length))
+        row = {"frame": pool[f]}  # type: ignore[index]
+        if masks:
+            if pool_masks is None:
+                raise UsageError("--region-weight needs person masks (folder data: NAME/masks/)")
+            row["mask"] = pool_masks[f]
+        out.append(row)
     return _stack(out)
 
 

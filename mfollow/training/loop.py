@@ -67,7 +67,8 @@ class TrainSettings:
     device: str = "cpu"
     checkpointing: bool = False  # activation checkpointing in the U-Net (less memory)
     edit_rate: float = D.EDIT_TARGET_RATE  # synthetic data: probability of a ground-truth-edit target
-    region_weight: float = 0.0  # image/video: extra loss weight inside M_r ∪ M_e (0: the paper's plain MSE)
+    region_weight: float = 0.0  # extra loss weight on the persons (image/video: M_r ∪ M_e; vae: the frame's mask)
+    decoder_only: bool = False  # vae: train the decoder alone; the encoder and latent scale stay (the U-Net's latents)
 
     def check(self) -> None:
         if self.stage not in STAGES:
@@ -83,8 +84,10 @@ class TrainSettings:
             raise UsageError(f"--edit-rate {self.edit_rate} is not between 0 and 1")
         if self.region_weight < 0:
             raise UsageError("--region-weight must be 0 or more")
-        if self.region_weight and self.stage not in ("image", "video"):
-            raise UsageError(f"--region-weight applies to --stage image or video, not {self.stage}")
+        if self.region_weight and self.stage not in ("image", "video", "vae"):
+            raise UsageError(f"--region-weight applies to --stage image, video or vae, not {self.stage}")
+        if self.decoder_only and (self.stage != "vae" or self.init is None):
+            raise UsageError("--decoder-only applies to --stage vae with --init (the autoencoder it keeps encoding)")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
         if self.vae is not None and self.stage not in ("image", "video"):
@@ -121,18 +124,27 @@ class Trainee(nn.Module):
     DistributedDataParallel when several processes train together."""
 
     def __init__(
-        self, stage: Stage, modules: dict[str, nn.Module], bundle: Any | None, region_weight: float = 0.0
+        self,
+        stage: Stage,
+        modules: dict[str, nn.Module],
+        bundle: Any | None,
+        region_weight: float = 0.0,
+        decoder_only: bool = False,
     ) -> None:
         super().__init__()
         self.stage = stage
         self.region_weight = region_weight
+        self.decoder_only = decoder_only
         self.nets = nn.ModuleDict(modules)
         self._bundle = bundle  # frozen helpers (VAE, CLIP) live here, outside the DDP module tree
         self._abar = None if bundle is None else alphas_cumprod(bundle.scheduler_config)
 
     def forward(self, batch: dict[str, torch.Tensor], generator: torch.Generator) -> torch.Tensor:
         if self.stage == "vae":
-            return vae_loss(self.nets["vae"], batch["frame"], generator)
+            weight = None
+            if self.region_weight:
+                weight = 1.0 + self.region_weight * batch["mask"][:, None].float()  # (B, H, W) -> (B, 1, H, W)
+            return vae_loss(self.nets["vae"], batch["frame"], generator, weight=weight, decoder_only=self.decoder_only)
         if self.stage == "mask":
             return mask_loss(self.nets["segdit"], batch["frame"], batch["pose"], batch["mask"])
         b = self._bundle
@@ -186,7 +198,11 @@ def _draw(s: TrainSettings, items: list[D.Item], step: int, rank: int, micro: in
     rng = D.batch_rng(s.seed, step, rank, micro)
     dev = s.device
     if s.stage == "vae":
-        return {"frame": _image(D.frame_batch(items, rng, s.batch)["frame"], -1.0, 1.0, dev)}
+        f = D.frame_batch(items, rng, s.batch, masks=s.region_weight > 0)
+        out = {"frame": _image(f["frame"], -1.0, 1.0, dev)}
+        if s.region_weight:
+            out["mask"] = torch.from_numpy(f["mask"]).to(dev)  # (B, H, W) bool
+        return out
     if s.stage == "mask":
         m = D.mask_batch(items, rng, s.batch)
         return {
@@ -257,7 +273,9 @@ def _trainable(s: TrainSettings, modules: dict[str, nn.Module]) -> list[tuple[st
                 p.requires_grad_(True)
                 chosen.append((f"{prefix}.{n}", p))
 
-    if s.stage in ("vae", "mask"):
+    if s.stage == "vae" and s.decoder_only:  # the latent space stays the one the U-Net was trained on
+        take("vae", modules["vae"], lambda n: n.startswith(("decoder.", "post_quant_conv.")))
+    elif s.stage in ("vae", "mask"):
         name = "vae" if s.stage == "vae" else "segdit"
         take(name, modules[name])
     elif s.stage == "image":  # PoCtr, ReCtr and the U-Net's spatial layers; motion modules bypassed
@@ -401,7 +419,9 @@ def train(
     opt = torch.optim.AdamW([p for _, p in params], lr=s.lr, weight_decay=0.0)
     done = _load_checkpoint(run, modules, opt)
     rows = _read_log(run, done)
-    trainee: nn.Module = Trainee(s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle, s.region_weight)
+    trainee: nn.Module = Trainee(
+        s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle, s.region_weight, s.decoder_only
+    )
     if dist.world > 1:
         trainee = nn.parallel.DistributedDataParallel(trainee)
     started = time.perf_counter()
@@ -467,7 +487,7 @@ def _export(s: TrainSettings, run: Path, modules: dict[str, nn.Module], bundle: 
 
     if s.stage == "mask":
         return export_segdit(modules["segdit"], run / "segdit")
-    if s.stage == "vae":
+    if s.stage == "vae" and not s.decoder_only:
         from mfollow.training.export import fit_latent_scale
 
         fit_latent_scale(bundle.vae, items, s.seed, s.device)

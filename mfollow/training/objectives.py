@@ -66,13 +66,33 @@ def diffusion_loss(
     return (w * (pred.float() - v.float()) ** 2).sum() / w.sum()
 
 
-def vae_loss(vae: Any, frames: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+def vae_loss(
+    vae: Any,
+    frames: torch.Tensor,
+    generator: torch.Generator,
+    *,
+    weight: torch.Tensor | None = None,
+    decoder_only: bool = False,
+) -> torch.Tensor:
     """frames (B, 3, H, W) in [-1, 1]: mean |D(E(x)) - x| + KL_WEIGHT * KL(q(z|x) || N(0, I)).
-    ``generator`` (CPU) draws the posterior sample, moved to the frames' device."""
-    posterior = vae.encode(frames).latent_dist
-    z = posterior.sample(generator=generator)
+    ``generator`` (CPU) draws the posterior sample, moved to the frames' device.
+
+    ``weight`` (B, 1, H, W) makes the L1 a weighted mean (sum w |D(E(x)) - x| / sum w, over the
+    channels too); ``decoder_only`` encodes without gradients and drops the KL term, which then
+    has nothing to train."""
+    with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
+        posterior = vae.encode(frames).latent_dist
+        z = posterior.sample(generator=generator)
     recon = vae.decode(z).sample
-    return (recon - frames).abs().mean() + KL_WEIGHT * posterior.kl().mean()
+    err = (recon - frames).abs()
+    if weight is None:
+        l1 = err.mean()
+    else:
+        w = weight.to(err.dtype).expand_as(err)  # (B, 1, H, W) -> (B, 3, H, W)
+        l1 = (w * err).sum() / w.sum()
+    if decoder_only:
+        return l1
+    return l1 + KL_WEIGHT * posterior.kl().mean()
 
 
 def mask_loss(segdit: Any, frames: torch.Tensor, poses: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
