@@ -36,6 +36,7 @@ class HeightFrom(StrEnum):
 
 
 class Anchor(StrEnum):
+    ground = "ground"
     median = "median"
     first = "first"
     target = "target"
@@ -106,7 +107,7 @@ def align(
     height: Annotated[HeightFrom, typer.Option("--height", help="Person height from the skeleton or the box.")] = (
         HeightFrom.skeleton
     ),
-    anchor: Annotated[Anchor, typer.Option("--anchor", help="Where the motioneditor method anchors.")] = Anchor.median,
+    anchor: Annotated[Anchor, typer.Option("--anchor", help="Where the motioneditor method anchors.")] = Anchor.ground,
     follow_camera: Annotated[
         bool,
         typer.Option(

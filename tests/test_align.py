@@ -213,7 +213,7 @@ def test_retargeting_puts_the_targets_motion_on_the_sources_bones(seed: int) -> 
 
 
 def test_retargeting_beats_the_similarity_alone_and_keeps_the_ground() -> None:
-    from mfollow.pose.align import person_extent
+    from mfollow.pose.align import clip_anchor, person_extent
 
     errors: dict[bool, list[float]] = {False: [], True: []}
     for seed in range(5):
@@ -221,7 +221,7 @@ def test_retargeting_beats_the_similarity_alone_and_keeps_the_ground() -> None:
         for rt in (False, True):
             errors[rt].append(joint_error(align(src, tgt, AlignSettings(retarget=rt))[0], gt))
         similar, edit = align(src, tgt, AlignSettings(retarget=False))[0], align(src, tgt)[0]
-        ground = [np.nanmedian(person_extent(p, "skeleton")[1], axis=0) for p in (similar, edit)]
+        ground = [clip_anchor(person_extent(p, "skeleton")[1], "ground") for p in (similar, edit)]
         np.testing.assert_allclose(ground[1], ground[0], atol=1e-9)  # the feet stay where alignment put them
     assert all(r < s for r, s in zip(errors[True], errors[False], strict=True)), errors  # on every pair
     assert np.mean(errors[True]) < 0.9 * np.mean(errors[False]), errors
@@ -247,3 +247,36 @@ def test_retargeting_onto_itself_and_past_an_unseen_joint() -> None:
     glimpsed = retarget(src, src)
     glimpsed.body[2:, [3, 6], 2] = 0.0
     assert ratios(glimpsed, similar)["upper_arm"] == 1.0
+
+
+def test_clip_anchor_ground_is_a_high_percentile_of_the_bottoms() -> None:
+    from mfollow.pose.align import GROUND_PERCENTILE, clip_anchor
+
+    bottoms = np.array(
+        [[10.0, 90.0], [12.0, 80.0], [14.0, 85.0], [np.nan, np.nan], [16.0, 200.0]] + [[11.0, 100.0]] * 15
+    )
+    ys = bottoms[:, 1][np.isfinite(bottoms[:, 1])]
+    median = clip_anchor(bottoms, "median")
+    np.testing.assert_allclose(median, [11.0, 100.0])
+    ground = clip_anchor(bottoms, "ground")
+    assert ground[0] == median[0] and ground[1] == np.percentile(ys, GROUND_PERCENTILE) == 100.0  # not the 200 stray
+    np.testing.assert_allclose(clip_anchor(bottoms, "ground", feet=False), median)  # a torso does not stand
+    assert np.isnan(clip_anchor(np.full((3, 2), np.nan), "ground")).all()
+
+
+def test_ground_anchor_puts_a_jump_on_the_source_ground() -> None:
+    """The target jumps (its feet off the ground in much of the clip), the source stands: a median
+    anchor sets the jump's airborne median on the source's floor, the ground anchor its landings."""
+    errors: dict[str, list[float]] = {"median": [], "ground": []}
+    for seed in range(4):
+        pair = make_pair(seed, frames=12, size=128, camera="none", source_motion="wave", target_motion="jump")
+
+        def seq(video):  # type: ignore[no-untyped-def]
+            masks = np.stack([video.render(f).mask for f in range(12)])
+            return video.poses(np.stack([mask_box(m) for m in masks]))
+
+        src, tgt, gt = seq(pair.source), seq(pair.target), seq(pair.edit)
+        for anchor in errors:
+            errors[anchor].append(joint_error(align(src, tgt, AlignSettings(anchor=anchor))[0], gt))  # type: ignore[arg-type]
+    assert np.mean(errors["ground"]) < 0.6 * np.mean(errors["median"]), errors
+    assert max(errors["ground"]) < 0.5 * max(errors["median"]), errors

@@ -7,9 +7,12 @@ source-frame pixels out (the result is normalised by the source frame size).
 - ``motioneditor``: MotionEditor's geometry in keypoint space: scale = the ratio of the source's
   and the target's person heights (median over the clip: one clip-level scale, robust to raised
   arms in a few frames), and a bottom-centre anchor: the target's lands on the source's, so the
-  target's own motion (root travel included) is kept, scaled. The anchor is the clips' median
-  bottom-centre (default) or frame 0's (``first``, the issue's and the released script's
-  commented-out variant), or the target's own place (``target``, the released script).
+  target's own motion (root travel included) is kept, scaled. The anchor is each clip's ground
+  point (``ground``, the default: the median centre over the clip, standing on the clip's ground,
+  the :data:`GROUND_PERCENTILE` of its per-frame lowest ankle — where the feet come down, which a
+  jump or a stride's lifted foot does not move), the clips' median bottom-centre (``median``), frame
+  0's (``first``, the issue's and the released script's commented-out variant), or the target's own
+  place (``target``, the released script).
 - ``linear``: one global least-squares fit (scale + offset) of the target's head, shoulder and hip
   points to the source's at the same frame index.
 - ``none``: the target's poses unchanged (normalised coordinates kept; never retargeted).
@@ -47,9 +50,13 @@ from mfollow.pose.retarget import retarget
 
 Method = Literal["motioneditor", "linear", "none"]
 Height = Literal["box", "skeleton"]
-Anchor = Literal["first", "median", "target"]
+Anchor = Literal["ground", "median", "first", "target"]
 FIT_POINTS = (0, 1, 2, 5, 8, 11, 14, 15, 16, 17)  # nose, neck, shoulders, hips, eyes, ears
 HEAD, ANKLES = (0, 14, 15, 16, 17), (10, 13)
+#: The ``ground`` anchor's height: this percentile of the clip's per-frame bottom (image y grows
+#: downwards, so a high percentile is a low point), not the maximum, which one stray ankle detection
+#: would set. Measured on 20 held-out and 40 benchmark pairs (docs/benchmarks.md).
+GROUND_PERCENTILE = 90.0
 
 
 @dataclass(frozen=True)
@@ -58,10 +65,11 @@ class AlignSettings:
     # defaults measured on 20 synthetic pairs (docs/benchmarks.md): skeleton heights and median
     # anchors halve the joint error of box heights and first-frame anchors
     height: Height = "skeleton"
-    # motioneditor's anchor: ``first`` maps the target's frame-0 bottom-centre onto the source's;
-    # ``median`` uses both clips' median bottom-centres; ``target`` keeps the target's own place
+    # motioneditor's anchor: ``ground`` maps the target's median centre on its ground onto the
+    # source's (the default: measured on held-out pairs, docs/benchmarks.md); ``median`` uses both
+    # clips' median bottom-centres; ``first`` frame 0's; ``target`` keeps the target's own place
     # (scaling about its frame-0 bottom-centre: MotionEditor's released script)
-    anchor: Anchor = "median"
+    anchor: Anchor = "ground"
     # follow the source camera's pan / zoom / shake, measured on its background (needs the source
     # frames); measured on 20 synthetic pairs (docs/benchmarks.md)
     follow_camera: bool = True
@@ -142,17 +150,18 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
     if s.method == "motioneditor":
         h_src, a_src = person_extent(source, s.height)
         h_tgt, a_tgt = person_extent(target, s.height)
-        for fallback in (torso_extent, shoulder_extent):  # e.g. legs out of view: a part seen in both
+        fallback: Callable[[PoseSequence], tuple[np.ndarray, np.ndarray]] | None = None
+        for extent in (torso_extent, shoulder_extent):  # e.g. legs out of view: a part seen in both
             if not (np.isnan(h_src).all() or np.isnan(h_tgt).all()):
                 break
-            (h_src, a_src), (h_tgt, a_tgt) = fallback(source), fallback(target)
+            fallback = extent
+            (h_src, a_src), (h_tgt, a_tgt) = extent(source), extent(target)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             ratio = float(np.nanmedian(h_src) / np.nanmedian(h_tgt))
-        if s.anchor == "median":
-            with np.errstate(all="ignore"), warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                src_pt, tgt_pt = np.nanmedian(a_src, axis=0), np.nanmedian(a_tgt, axis=0)
+        if s.anchor in ("ground", "median"):
+            feet = fallback is None  # the torso's and shoulders' anchors do not stand on the ground
+            src_pt, tgt_pt = clip_anchor(a_src, s.anchor, feet), clip_anchor(a_tgt, s.anchor, feet)
         else:
             src_pt, tgt_pt = _first_valid(a_src), _first_valid(a_tgt)
         if not np.isfinite(ratio) or ratio <= 0 or src_pt is None or tgt_pt is None or not np.isfinite(src_pt).all():
@@ -172,6 +181,18 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
         scale = float(((q - qm) * (p - pm)).sum() / max(((q - qm) ** 2).sum(), 1e-12))  # least squares
         return Transform(scale, tuple(qm), tuple(pm))  # type: ignore[arg-type]
     raise ValueError(f"unknown alignment method {s.method!r}")
+
+
+def clip_anchor(points: np.ndarray, anchor: Anchor, feet: bool = True) -> np.ndarray:
+    """One clip's anchor from its per-frame anchor points (F, 2) (NaN where unknown): the median
+    point; with ``anchor="ground"`` and ``feet`` (bottom-centres), its height is the clip's ground,
+    the :data:`GROUND_PERCENTILE` of the bottoms. All NaN where no frame has a point."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        point = np.nanmedian(points, axis=0)
+        if anchor == "ground" and feet and np.isfinite(points[:, 1]).any():
+            point[1] = np.nanpercentile(points[:, 1], GROUND_PERCENTILE)
+    return point
 
 
 def _first_valid(points: np.ndarray) -> np.ndarray | None:
@@ -205,18 +226,18 @@ def align(
     t = estimate(reference, target, s)
     edit = apply(target, t, source.width, source.height)
     if s.retarget and s.method != "none":  # none: the target's poses as they are
-        edit = _grounded(retarget(edit, reference), like=edit, height=s.height)
+        edit = _grounded(retarget(edit, reference), like=edit, s=s)
     return (edit if camera is None else _moved(edit, camera.from_reference)), t
 
 
-def _grounded(poses: PoseSequence, like: PoseSequence, height: Height) -> PoseSequence:
-    """``poses`` shifted as a whole so that its median bottom-centre (:func:`person_extent`) is
-    ``like``'s: a retargeted skeleton, whose legs changed length, back on the aligned feet's ground."""
-    with np.errstate(all="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        shift = np.nanmedian(person_extent(like, height)[1], axis=0) - np.nanmedian(
-            person_extent(poses, height)[1], axis=0
-        )
+def _grounded(poses: PoseSequence, like: PoseSequence, s: AlignSettings) -> PoseSequence:
+    """``poses`` shifted as a whole so that its anchor (:func:`clip_anchor` of its bottom-centres,
+    ``ground`` or else ``median``) is ``like``'s: a retargeted skeleton, whose legs changed length,
+    back on the aligned feet's ground."""
+    anchor: Anchor = "ground" if s.anchor == "ground" else "median"
+    shift = clip_anchor(person_extent(like, s.height)[1], anchor) - clip_anchor(
+        person_extent(poses, s.height)[1], anchor
+    )
     if not np.isfinite(shift).all():  # no frame shows the feet: the root already stands where it should
         return poses
     return _moved(poses, lambda xy: xy + shift)
