@@ -29,9 +29,13 @@ CONFIGS = {
     "motioneditor + retarget (skeleton, median anchor, following the camera)": AlignSettings(anchor="median"),
     "motioneditor (skeleton, ground anchor, following the camera)": AlignSettings(retarget=False),
     "motioneditor + retarget (still camera)": AlignSettings(follow_camera=False),
-    "motioneditor (skeleton, median anchor, still camera)": AlignSettings(follow_camera=False, retarget=False),
+    "motioneditor (skeleton, median anchor, still camera)": AlignSettings(
+        anchor="median", follow_camera=False, retarget=False
+    ),
     "motioneditor (skeleton, first-frame anchor)": AlignSettings(anchor="first", follow_camera=False, retarget=False),
-    "motioneditor (box, median anchor)": AlignSettings(height="box", follow_camera=False, retarget=False),
+    "motioneditor (box, median anchor)": AlignSettings(
+        height="box", anchor="median", follow_camera=False, retarget=False
+    ),
     "motioneditor (box, first-frame anchor)": AlignSettings(
         height="box", anchor="first", follow_camera=False, retarget=False
     ),
