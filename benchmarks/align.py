@@ -25,9 +25,9 @@ from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
 
 CONFIGS = {
-    "motioneditor + retarget (skeleton, ground anchor, following the camera; default)": AlignSettings(),
-    "motioneditor + retarget (skeleton, median anchor, following the camera)": AlignSettings(anchor="median"),
-    "motioneditor (skeleton, ground anchor, following the camera)": AlignSettings(retarget=False),
+    "motioneditor + retarget (skeleton, median anchor, following the camera; default)": AlignSettings(),
+    "motioneditor + retarget (skeleton, ground anchor, following the camera)": AlignSettings(anchor="ground"),
+    "motioneditor (skeleton, median anchor, following the camera)": AlignSettings(retarget=False),
     "motioneditor + retarget (still camera)": AlignSettings(follow_camera=False),
     "motioneditor (skeleton, median anchor, still camera)": AlignSettings(
         anchor="median", follow_camera=False, retarget=False

@@ -107,7 +107,7 @@ def align(
     height: Annotated[HeightFrom, typer.Option("--height", help="Person height from the skeleton or the box.")] = (
         HeightFrom.skeleton
     ),
-    anchor: Annotated[Anchor, typer.Option("--anchor", help="Where the motioneditor method anchors.")] = Anchor.ground,
+    anchor: Annotated[Anchor, typer.Option("--anchor", help="Where the motioneditor method anchors.")] = Anchor.median,
     follow_camera: Annotated[
         bool,
         typer.Option(

@@ -7,12 +7,12 @@ source-frame pixels out (the result is normalised by the source frame size).
 - ``motioneditor``: MotionEditor's geometry in keypoint space: scale = the ratio of the source's
   and the target's person heights (median over the clip: one clip-level scale, robust to raised
   arms in a few frames), and a bottom-centre anchor: the target's lands on the source's, so the
-  target's own motion (root travel included) is kept, scaled. The anchor is each clip's ground
-  point (``ground``, the default: the median centre over the clip, standing on the clip's ground,
-  the :data:`GROUND_PERCENTILE` of its per-frame lowest ankle — where the feet come down, which a
-  jump or a stride's lifted foot does not move), the clips' median bottom-centre (``median``), frame
-  0's (``first``, the issue's and the released script's commented-out variant), or the target's own
-  place (``target``, the released script).
+  target's own motion (root travel included) is kept, scaled. The anchor is the clips' median
+  bottom-centre (``median``, the default), each clip's ground point (``ground``: the median centre
+  standing on the clip's ground, the :data:`GROUND_PERCENTILE` of its per-frame lowest ankle —
+  where the feet come down, which a jump does not move; lower joint error on most pairs, but not
+  better edits, docs/benchmarks.md), frame 0's (``first``, the issue's and the released script's
+  commented-out variant), or the target's own place (``target``, the released script).
 - ``linear``: one global least-squares fit (scale + offset) of the target's head, shoulder and hip
   points to the source's at the same frame index.
 - ``none``: the target's poses unchanged (normalised coordinates kept; never retargeted).
@@ -65,11 +65,11 @@ class AlignSettings:
     # defaults measured on 20 synthetic pairs (docs/benchmarks.md): skeleton heights and median
     # anchors halve the joint error of box heights and first-frame anchors
     height: Height = "skeleton"
-    # motioneditor's anchor: ``ground`` maps the target's median centre on its ground onto the
-    # source's (the default: measured on held-out pairs, docs/benchmarks.md); ``median`` uses both
-    # clips' median bottom-centres; ``first`` frame 0's; ``target`` keeps the target's own place
-    # (scaling about its frame-0 bottom-centre: MotionEditor's released script)
-    anchor: Anchor = "ground"
+    # motioneditor's anchor: ``median`` uses both clips' median bottom-centres (the default: the
+    # best edits measured, docs/benchmarks.md); ``ground`` the median centre on each clip's ground;
+    # ``first`` frame 0's; ``target`` keeps the target's own place (scaling about its frame-0
+    # bottom-centre: MotionEditor's released script)
+    anchor: Anchor = "median"
     # follow the source camera's pan / zoom / shake, measured on its background (needs the source
     # frames); measured on 20 synthetic pairs (docs/benchmarks.md)
     follow_camera: bool = True
