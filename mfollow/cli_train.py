@@ -97,6 +97,13 @@ def train(
             help="Stage vae with --init: train the decoder alone (the latents, and so the U-Net, stay valid).",
         ),
     ] = False,
+    train_image_encoder: Annotated[
+        bool,
+        typer.Option(
+            "--train-image-encoder",
+            help="Stage image: train the CLIP image encoder with the U-Net (for an untrained one, e.g. tiny's).",
+        ),
+    ] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the run's checkpoint and start over.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",  # type: ignore[assignment]
@@ -141,6 +148,7 @@ def train(
             edit_rate=edit_rate,
             region_weight=region_weight,
             decoder_only=decoder_only,
+            train_image_encoder=train_image_encoder,
         )
         main = is_main_process()
         mode = getattr(progress, "value", str(progress))

@@ -438,3 +438,32 @@ def test_frame_batch_masks_keep_the_draws(items: list[D.Item]) -> None:
                 masks_of.setdefault(pool[f].tobytes(), []).append(masks[f])
     for frame, mask in zip(both["frame"], both["mask"], strict=True):
         assert any(np.array_equal(m, mask) for m in masks_of[frame.tobytes()])
+
+
+def test_train_image_encoder(items: list[D.Item], tmp_path: Path) -> None:
+    """`--stage image --train-image-encoder`: the CLIP image encoder trains with the U-Net (its
+    embedding is the context, so the loss reaches it) and its trained weights are exported; without
+    the option it stays as it was; the option is refused on other stages."""
+    from mfollow.models.bundle import ModelBundle
+
+    init = _perturbed_init(tmp_path, "image")
+    s = settings("image", init=str(init), train_image_encoder=True)
+    s.check()
+    modules, _ = _models(s)
+    before = {f"{k}.{n}": t.clone() for k, m in modules.items() for n, t in m.state_dict().items()}
+    trainable = {n for n, _ in _trainable(s, modules)}
+    assert any(n.startswith("image_encoder.") for n in trainable)
+    r = train(s, tmp_path / "run", items=items)
+    after = _state(tmp_path / "run")
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert any(k.startswith("image_encoder.") for k in changed)
+    assert not any(k.startswith("vae.") for k in changed)
+    exported = ModelBundle.from_pretrained(Path(r["export"])).image_encoder.state_dict()
+    for n, t in exported.items():
+        assert torch.equal(t.float(), after[f"image_encoder.{n}"].float())
+    frozen = train(settings("image", init=str(init)), tmp_path / "frozen", items=items)
+    unchanged = ModelBundle.from_pretrained(Path(frozen["export"])).image_encoder.state_dict()
+    for n, t in unchanged.items():
+        assert torch.equal(t, before[f"image_encoder.{n}"].to(t.dtype))
+    with pytest.raises(UsageError, match="--train-image-encoder applies"):
+        settings("video", train_image_encoder=True).check()

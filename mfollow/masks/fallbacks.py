@@ -74,7 +74,7 @@ def limb_widths(source: PoseSequence, masks: np.ndarray) -> dict[str, float]:
     (medians over frames); missing ones fall back to the median of the others."""
     found: dict[str, list[float]] = {}
     xy = source.body[..., :2] * np.array([source.width, source.height])
-    seen = source.body[..., 2] > 0.3
+    seen = source.seen("body")
     for f in range(min(len(source), len(masks))):
         for p, q in LIMBS:
             if seen[f, p] and seen[f, q]:
@@ -97,7 +97,7 @@ def hull_masks(edit: PoseSequence, widths: dict[str, float]) -> np.ndarray:
     """(F, H, W) bool: the edit poses drawn with the measured widths."""
     h, w = edit.height, edit.width
     xy = edit.body[..., :2] * np.array([w, h])
-    seen = edit.body[..., 2] > 0.3
+    seen = edit.seen("body")
     out = np.zeros((len(edit), h, w), dtype=bool)
     for f in range(len(edit)):
         for p, q in LIMBS:

@@ -138,8 +138,8 @@ class ModelBundle:
         return cls(preset=str(meta.get("preset")), scheduler_config=scheduler, **loaded).eval()
 
     # -------------------------------------------------------------------------- conditioning
-    def clip_context(self, frames: np.ndarray) -> torch.Tensor:
-        """Each frame's projected CLIP image embedding: (F, H, W, 3) uint8 -> (F, D).
+    def clip_pixels(self, frames: np.ndarray) -> torch.Tensor:
+        """The image encoder's input for each frame: (F, H, W, 3) uint8 -> (F, 3, S, S).
 
         Frames are resized to the encoder's square input with bicubic filtering and normalised
         with the OpenAI CLIP mean and std (the official preprocessing, reference §3.6).
@@ -154,9 +154,12 @@ class ModelBundle:
         x = x.permute(0, 3, 1, 2) / 255.0  # (F, S, S, 3) -> (F, 3, S, S) in [0, 1]
         mean = torch.tensor(CLIP_MEAN, device=p.device)[:, None, None]
         std = torch.tensor(CLIP_STD, device=p.device)[:, None, None]
-        x = (x - mean) / std
+        return ((x - mean) / std).to(p.dtype)
+
+    def clip_context(self, frames: np.ndarray) -> torch.Tensor:
+        """Each frame's projected CLIP image embedding: (F, H, W, 3) uint8 -> (F, D)."""
         with torch.no_grad():
-            return self.image_encoder(pixel_values=x.to(p.dtype)).image_embeds
+            return self.image_encoder(pixel_values=self.clip_pixels(frames)).image_embeds
 
 
 def read_meta(directory: Path) -> dict[str, Any]:

@@ -45,7 +45,7 @@ import numpy as np
 
 from mfollow.errors import MediaError
 from mfollow.pose.camera_track import CameraTrack
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.pose.keypoints import PoseSequence, mid_hip
 from mfollow.pose.retarget import retarget
 
 Method = Literal["motioneditor", "linear", "none"]
@@ -104,9 +104,7 @@ def person_extent(poses: PoseSequence, height: Height) -> tuple[np.ndarray, np.n
     if height == "box" and not np.isnan(poses.box).all():
         box = poses.box * np.array([w, h, w, h])
         return box[:, 3] - box[:, 1], np.stack([(box[:, 0] + box[:, 2]) / 2, box[:, 3]], axis=1)
-    body = poses.body
-    xy = _pixels(body, w, h)
-    seen = body[..., 2] > 0.3
+    xy, seen = poses.pixels("body"), poses.seen("body")
     ys = np.where(seen, xy[..., 1], np.nan)
     xs = np.where(seen, xy[..., 0], np.nan)
     with np.errstate(all="ignore"), warnings.catch_warnings():
@@ -114,25 +112,24 @@ def person_extent(poses: PoseSequence, height: Height) -> tuple[np.ndarray, np.n
         top = np.nanmin(ys[:, HEAD], axis=1)
         bottom = np.nanmax(ys[:, ANKLES], axis=1)
         centre = (np.nanmin(xs, axis=1) + np.nanmax(xs, axis=1)) / 2
-    hips = seen[:, 8] & seen[:, 11]  # the mid-hip's x where seen: a reach of the arms moves the extent's centre
-    centre = np.where(hips, (xy[:, 8, 0] + xy[:, 11, 0]) / 2, centre)
+    hip, hips = mid_hip(xy, seen)  # the mid-hip's x where seen: a reach of the arms moves the extent's centre
+    centre = np.where(hips, hip[:, 0], centre)
     return bottom - top, np.stack([centre, bottom], axis=1)
 
 
 def torso_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame neck-to-mid-hip length (F,) and mid-hip point (F, 2), in pixels; NaN where unseen."""
-    xy = _pixels(poses.body, poses.width, poses.height)
-    seen = poses.body[..., 2] > 0.3
-    ok = seen[:, 1] & seen[:, 8] & seen[:, 11]
-    mid_hip = (xy[:, 8] + xy[:, 11]) / 2
-    length = np.where(ok, np.linalg.norm(xy[:, 1] - mid_hip, axis=1), np.nan)
-    return length, np.where(ok[:, None], mid_hip, np.nan)
+    xy, seen = poses.pixels("body"), poses.seen("body")
+    hip, hips = mid_hip(xy, seen)
+    ok = seen[:, 1] & hips
+    length = np.where(ok, np.linalg.norm(xy[:, 1] - hip, axis=1), np.nan)
+    return length, np.where(ok[:, None], hip, np.nan)
 
 
 def shoulder_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame shoulder width (F,) and neck point (F, 2), in pixels; NaN where unseen."""
-    xy = _pixels(poses.body, poses.width, poses.height)
-    ok = (poses.body[:, [1, 2, 5], 2] > 0.3).all(axis=1)
+    xy = poses.pixels("body")
+    ok = poses.seen("body")[:, [1, 2, 5]].all(axis=1)
     width = np.where(ok, np.linalg.norm(xy[:, 2] - xy[:, 5], axis=1), np.nan)
     return width, np.where(ok[:, None], xy[:, 1], np.nan)
 
@@ -173,7 +170,7 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
         n = min(len(source), len(target))
         p = _pixels(source.body[:n, FIT_POINTS], source.width, source.height)
         q = _pixels(target.body[:n, FIT_POINTS], target.width, target.height)
-        ok = (source.body[:n, FIT_POINTS, 2] > 0.3) & (target.body[:n, FIT_POINTS, 2] > 0.3)
+        ok = source.seen("body")[:n, FIT_POINTS] & target.seen("body")[:n, FIT_POINTS]
         if ok.sum() < 2:
             raise MediaError("cannot align: too few visible points in common")
         p, q = p[ok], q[ok]
@@ -261,5 +258,5 @@ def joint_error(a: PoseSequence, b: PoseSequence) -> float:
     """Mean distance in pixels (of ``b``'s frame) between body points visible in both."""
     n = min(len(a), len(b))
     pa, pb = _pixels(a.body[:n], b.width, b.height), _pixels(b.body[:n], b.width, b.height)
-    ok = (a.body[:n, :, 2] > 0.3) & (b.body[:n, :, 2] > 0.3)
+    ok = a.seen("body")[:n] & b.seen("body")[:n]
     return float(np.linalg.norm(pa - pb, axis=-1)[ok].mean()) if ok.any() else float("nan")

@@ -31,6 +31,7 @@ from mfollow.errors import MediaError
 FORMAT_NAME = "mfollow-poses"
 FORMAT_VERSION = 1
 DECIMALS = 6  # coordinates and scores are stored rounded, so files are byte-stable
+SEEN = 0.3  # a point with a score at or below this is not seen (the renderer's threshold)
 
 BODY_NAMES = (
     "nose", "neck", "r_shoulder", "r_elbow", "r_wrist", "l_shoulder", "l_elbow", "l_wrist",
@@ -87,6 +88,10 @@ class PoseSequence:
         """(F, N, 2) pixel coordinates of a part (``body``, ``feet``, ``hands``, ``face``)."""
         arr = getattr(self, part)
         return arr[..., :2] * np.array([self.width, self.height], dtype=np.float64)
+
+    def seen(self, part: str = "body") -> np.ndarray:
+        """(F, N) bool: the points of a part whose score is above :data:`SEEN`."""
+        return getattr(self, part)[..., 2] > SEEN
 
     # -------------------------------------------------------------------------- JSON format
     def to_json(self) -> dict[str, Any]:
@@ -146,6 +151,12 @@ class PoseSequence:
         except (OSError, ValueError) as exc:
             raise MediaError(f"{path}: not a valid pose file ({exc})") from exc
         return cls.from_json(doc, str(path))
+
+
+def mid_hip(xy: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The mid-hip, the midpoint of the hips (body points 8 and 11): (F, 2) points from (F, 18, 2)
+    body points, and (F,) whether both hips are seen, from their (F, 18) visibility."""
+    return (xy[:, 8] + xy[:, 11]) / 2, seen[:, 8] & seen[:, 11]
 
 
 def _r(v: float) -> float:

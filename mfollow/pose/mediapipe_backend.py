@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from mfollow.errors import MediaError, WeightsError
+from mfollow.pose.keypoints import SEEN
 
 #: OpenPose-18 index -> BlazePose index (the neck, 1, is computed)
 BLAZE_TO_OPENPOSE = {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 26, 10: 28, 11: 23, 12: 25, 13: 27,
@@ -130,7 +131,7 @@ def estimate_video(video: Path, max_gap: int = 8) -> tuple[Any, list[int]]:
             continue
         present[f] = True
         body[f], feet[f], hands[f] = found
-        seen = body[f][body[f][:, 2] > 0.3, :2]
+        seen = body[f][body[f][:, 2] > SEEN, :2]
         box[f] = [*seen.min(axis=0), *seen.max(axis=0)]
     if not present.any():
         raise MediaError(f"{video}: no person found in any frame")

@@ -20,7 +20,7 @@ from typing import Literal
 
 import numpy as np
 
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.pose.keypoints import SEEN, PoseSequence
 
 ColorOrder = Literal["official", "standard"]
 
@@ -39,7 +39,7 @@ LIMBS = (
 )  # fmt: skip
 HAND_EDGES = tuple((0 if k % 4 == 0 else k, k + 1) for k in range(20))  # wrist->1, 1->2, ..., wrist->5, ...
 STICK, JOINT_RADIUS, HAND_RADIUS, FACE_RADIUS, HAND_THICKNESS = 4, 4, 4, 3, 2
-BODY_THRESHOLD, PART_THRESHOLD = 0.3, 0.3
+BODY_THRESHOLD = PART_THRESHOLD = SEEN
 
 
 def hand_edge_colors() -> np.ndarray:

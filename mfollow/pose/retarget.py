@@ -27,10 +27,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.pose.keypoints import PoseSequence, mid_hip
 
 ROOT = -1  # the mid-hip: the midpoint of the hips (8, 11)
-SEEN = 0.3  # a point with a lower score is not seen (the renderer's threshold)
 #: (parent, child, kind) in build order; parents come before their children.
 BONES: tuple[tuple[int, int, str], ...] = (
     (ROOT, 1, "spine"), (ROOT, 8, "hip"), (ROOT, 11, "hip"),
@@ -54,13 +53,8 @@ def _sides() -> dict[str, int]:
     return {k: kinds.count(k) for k in kinds}
 
 
-def _root(xy: np.ndarray, seen: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mid-hip points (F, 2) and whether both hips are seen (F,)."""
-    return (xy[:, 8] + xy[:, 11]) / 2, seen[:, 8] & seen[:, 11]
-
-
 def _joint(xy: np.ndarray, seen: np.ndarray, j: int) -> tuple[np.ndarray, np.ndarray]:
-    return _root(xy, seen) if j == ROOT else (xy[:, j], seen[:, j])
+    return mid_hip(xy, seen) if j == ROOT else (xy[:, j], seen[:, j])
 
 
 def bone_lengths(poses: PoseSequence) -> dict[str, np.ndarray]:
@@ -68,17 +62,17 @@ def bone_lengths(poses: PoseSequence) -> dict[str, np.ndarray]:
 
     Keys: the kinds of :data:`BONES`, of :data:`FEET` (ankle to foot point) and ``hand`` (wrist
     to the middle finger's base, hand point 9)."""
-    xy, seen = poses.pixels("body"), poses.body[..., 2] > SEEN
+    xy, seen = poses.pixels("body"), poses.seen("body")
     out: dict[str, list[np.ndarray]] = {}
     for parent, child, kind in BONES:
         p, p_seen = _joint(xy, seen, parent)
         ok = p_seen & seen[:, child]
         out.setdefault(kind, []).append(np.linalg.norm(xy[ok, child] - p[ok], axis=1))
-    feet, feet_seen = poses.pixels("feet"), poses.feet[..., 2] > SEEN
+    feet, feet_seen = poses.pixels("feet"), poses.seen("feet")
     for k, (ankle, kind) in enumerate(FEET):
         ok = seen[:, ankle] & feet_seen[:, k]
         out.setdefault(kind, []).append(np.linalg.norm(feet[ok, k] - xy[ok, ankle], axis=1))
-    hands, hands_seen = poses.pixels("hands"), poses.hands[..., 2] > SEEN  # (F, 2, 21, 2), (F, 2, 21)
+    hands, hands_seen = poses.pixels("hands"), poses.seen("hands")  # (F, 2, 21, 2), (F, 2, 21)
     for side in range(2):
         ok = hands_seen[:, side, 0] & hands_seen[:, side, 9]
         out.setdefault("hand", []).append(np.linalg.norm(hands[ok, side, 9] - hands[ok, side, 0], axis=1))
@@ -110,9 +104,9 @@ def retarget(aligned: PoseSequence, source: PoseSequence) -> PoseSequence:
     the same camera: with a moving camera, pass both in frame 0's coordinates)."""
     r = ratios(source, aligned)
     size = np.array([aligned.width, aligned.height], dtype=np.float64)
-    xy, seen = aligned.pixels("body"), aligned.body[..., 2] > SEEN
+    xy, seen = aligned.pixels("body"), aligned.seen("body")
     new = xy.copy()  # (F, 18, 2) pixels; joints not rebuilt stay where alignment put them
-    root, root_seen = _root(xy, seen)
+    root, root_seen = mid_hip(xy, seen)
     built = {ROOT: (root, root_seen)}  # joint -> (new position (F, 2), rebuilt from a seen parent (F,))
     for parent, child, kind in BONES:
         p_new, p_ok = built[parent]

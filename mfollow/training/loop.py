@@ -69,6 +69,7 @@ class TrainSettings:
     edit_rate: float = D.EDIT_TARGET_RATE  # synthetic data: probability of a ground-truth-edit target
     region_weight: float = 0.0  # extra loss weight on the persons (image/video: M_r ∪ M_e; vae: the frame's mask)
     decoder_only: bool = False  # vae: train the decoder alone; the encoder and latent scale stay (the U-Net's latents)
+    train_image_encoder: bool = False  # image: the CLIP image encoder trains too (the paper keeps it frozen)
 
     def check(self) -> None:
         if self.stage not in STAGES:
@@ -88,6 +89,8 @@ class TrainSettings:
             raise UsageError(f"--region-weight applies to --stage image, video or vae, not {self.stage}")
         if self.decoder_only and (self.stage != "vae" or self.init is None):
             raise UsageError("--decoder-only applies to --stage vae with --init (the autoencoder it keeps encoding)")
+        if self.train_image_encoder and self.stage != "image":
+            raise UsageError(f"--train-image-encoder applies to --stage image, not {self.stage}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
         if self.vae is not None and self.stage not in ("image", "video"):
@@ -155,11 +158,15 @@ class Trainee(nn.Module):
             flat = target.permute(0, 2, 1, 3, 4).reshape(bsz * frames, 3, h, w)  # (B, 3, F, H, W) -> (B*F, 3, H, W)
             z = b.vae.encode(flat).latent_dist.mean * b.latent_scale  # (B*F, C, h', w')
             z0 = z.reshape(bsz, frames, *z.shape[1:]).permute(0, 2, 1, 3, 4)  # -> (B, C, F, h', w')
-            context = b.clip_context(batch["reference_uint8"].reshape(-1, h, w, 3).cpu().numpy())  # (B*F, D)
-            context = context.reshape(bsz, frames, -1)  # (B*F, D) -> (B, F, D)
             weight = None
             if self.region_weight:
                 weight = 1.0 + self.region_weight * latent_region(batch["region"], b.vae_factor)
+        references = batch["reference_uint8"].reshape(-1, h, w, 3).cpu().numpy()  # (B, F, H, W, 3) -> (B*F, H, W, 3)
+        if "image_encoder" in self.nets:  # trained with the U-Net: its embeddings keep their gradient
+            context = self.nets["image_encoder"](pixel_values=b.clip_pixels(references)).image_embeds  # (B*F, D)
+        else:
+            context = b.clip_context(references)  # (B*F, D), frozen
+        context = context.reshape(bsz, frames, -1)  # (B*F, D) -> (B, F, D)
         return diffusion_loss(
             self.nets["unet"],
             self.nets["poctr"],
@@ -281,6 +288,8 @@ def _trainable(s: TrainSettings, modules: dict[str, nn.Module]) -> list[tuple[st
     elif s.stage == "image":  # PoCtr, ReCtr and the U-Net's spatial layers; motion modules bypassed
         take("unet", modules["unet"], lambda n: ".motion_modules." not in n)
         take("poctr", modules["poctr"])
+        if s.train_image_encoder:
+            take("image_encoder", modules["image_encoder"])
         modules["unet"].motion_bypass = True  # type: ignore[assignment]
     else:  # video: only the motion modules
         take("unet", modules["unet"], lambda n: ".motion_modules." in n)
@@ -478,6 +487,9 @@ def learning_rate(s: TrainSettings, step: int) -> float:
 
 
 def _trained_modules(s: TrainSettings) -> tuple[str, ...]:
+    """The modules inside the trainee (and, launched by torchrun, under DistributedDataParallel)."""
+    if s.train_image_encoder:
+        return ("unet", "poctr", "image_encoder")
     return {"vae": ("vae",), "mask": ("segdit",), "image": ("unet", "poctr"), "video": ("unet", "poctr")}[s.stage]
 
 
