@@ -1,6 +1,6 @@
 """Edit quality of the bundled demo model on held-out synthetic pairs. Prints JSON.
 
-    python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps 20] [--first-seed 10000]
+    python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps N (default: the tiny preset's)] [--first-seed 10000]
                                  [--configs paper,official,none,paper+camera,paper+raw,paper+truemask]
                                  [--scales 1.0]
                                  [--cfg X] [--weights DIR] [--margin PX]
@@ -58,7 +58,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--pairs", type=int, default=20)
     ap.add_argument("--frames", type=int, default=16)
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=None, help="denoising steps (default: the tiny preset's)")
     ap.add_argument("--first-seed", type=int, default=10_000)
     ap.add_argument("--configs", default="paper,official,none")
     ap.add_argument("--scales", default="", help="paper guidance scales to try (comma separated)")
@@ -137,7 +137,7 @@ def main() -> None:
             {
                 "pairs": args.pairs,
                 "frames": args.frames,
-                "steps": args.steps,
+                "steps": sampler_settings("none", args.steps, None).steps,
                 "cfg": sampler_settings("none", 1, None, args.cfg).cfg,
                 "seeds": [seeds[0], seeds[-1]],
                 "size": 128,

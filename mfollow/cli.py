@@ -313,7 +313,9 @@ def demo(
     ),
     seed: Annotated[int, typer.Option("--seed", help="Synthetic pair seed (held out from training).")] = 7,
     frames: Annotated[int, typer.Option("--frames", min=2, max=32, help="Frames to edit (one window).")] = 24,
-    steps: Annotated[int, typer.Option("--steps", min=1, help="Sampling steps.")] = 25,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the tiny preset's).")
+    ] = None,
     guidance: E.GuidanceOpt = E.Guidance.paper,
     guidance_scale: E.GuidanceScale = None,
     camera: Annotated[
@@ -444,7 +446,7 @@ def edit(
     case: E.Case = None,
     preset: E.Preset = E.PresetChoice.auto,
     weights: E.Weights = None,
-    steps: E.Steps = 25,
+    steps: E.Steps = None,
     cfg: E.Cfg = None,
     guidance: E.GuidanceOpt = E.Guidance.paper,
     guidance_scale: E.GuidanceScale = None,
@@ -500,7 +502,7 @@ def long_(
     case: E.Case = None,
     preset: E.Preset = E.PresetChoice.auto,
     weights: E.Weights = None,
-    steps: E.Steps = 25,
+    steps: E.Steps = None,
     cfg: E.Cfg = None,
     guidance: E.GuidanceOpt = E.Guidance.paper,
     guidance_scale: E.GuidanceScale = None,

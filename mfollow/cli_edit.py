@@ -103,7 +103,7 @@ TargetMasks = Annotated[
     Path | None, typer.Option("--target-masks", help="Folder of target person masks (for --edit-mask-backend warp).")
 ]
 Weights = Annotated[Path | None, typer.Option("--weights", help="A model bundle folder, or a weights root for sd15.")]
-Steps = Annotated[int, typer.Option("--steps", min=1, help="Denoising steps.")]
+Steps = Annotated[int | None, typer.Option("--steps", min=1, help="Denoising steps (default: the preset's).")]
 Cfg = Annotated[
     float | None,
     typer.Option("--cfg", help="Classifier-free guidance on the CLIP context, 1 = off (default: the preset's)."),
@@ -217,7 +217,10 @@ def execute(
         preset = choose_preset(r.weights) if options["preset"] == "auto" else options["preset"].value
         model = lambda: load_bundle(preset, r.weights)  # noqa: E731  (called once the inputs are checked)
     bundled_default = bundle is None and options["preset"] == "auto" and preset == "tiny" and r.weights is None
-    with Reporter(progress.value, quiet=quiet).task("long" if long else "edit", r.steps) as callback:
+    from mfollow.models.presets import get_preset
+
+    total = get_preset(preset).sampling_steps(r.steps)
+    with Reporter(progress.value, quiet=quiet).task("long" if long else "edit", total) as callback:
         return run_request(
             r, project, preset=preset, model=model, bundled_default=bundled_default,
             note=lambda line: stderr_line(line, quiet=quiet), progress=callback, group=group,

@@ -104,6 +104,15 @@ def train(
             help="Stage image: train the CLIP image encoder with the U-Net (for an untrained one, e.g. tiny's).",
         ),
     ] = False,
+    min_timestep: Annotated[
+        int,
+        typer.Option(
+            "--min-timestep",
+            min=0,
+            max=999,
+            help="Stages image/video: draw training timesteps from [N, 1000) (0: all, the paper's).",
+        ),
+    ] = 0,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the run's checkpoint and start over.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",  # type: ignore[assignment]
@@ -149,6 +158,7 @@ def train(
             region_weight=region_weight,
             decoder_only=decoder_only,
             train_image_encoder=train_image_encoder,
+            min_timestep=min_timestep,
         )
         main = is_main_process()
         mode = getattr(progress, "value", str(progress))

@@ -39,7 +39,7 @@ LABELS = ("source", "target", "result", "ground truth")
 class DemoSettings:
     seed: int = DEMO_SEED
     frames: int = 24
-    steps: int = 25
+    steps: int | None = None  # None: the tiny preset's
     guidance: str = "paper"
     guidance_scale: float | None = None  # None: the sampler's default
     camera: str | None = None  # the pair's camera path (None: drawn from the seed)
@@ -111,15 +111,15 @@ def edit_pair(
     return result
 
 
-def sampler_settings(guidance: str, steps: int, guidance_scale: float | None, cfg: float | None = None) -> Any:
-    """The sampler settings of the tiny preset (its default guidance scale and CFG unless given)."""
+def sampler_settings(guidance: str, steps: int | None, guidance_scale: float | None, cfg: float | None = None) -> Any:
+    """The sampler settings of the tiny preset (its default steps, guidance scale and CFG unless given)."""
     from mfollow.models.presets import get_preset
     from mfollow.sampling.sampler import SamplerSettings
 
     p = get_preset("tiny")
     scale = p.default_guidance_scale(guidance) if guidance_scale is None else guidance_scale
     return SamplerSettings(
-        steps=steps,
+        steps=p.sampling_steps(steps),
         cfg=p.cfg if cfg is None else cfg,
         guidance=guidance,  # type: ignore[arg-type]
         guidance_scale=scale,

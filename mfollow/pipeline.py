@@ -46,7 +46,7 @@ class EditRequest:
     weights: Path | None = None  # the folder searched first for DWPose and SegDiT (and, in the CLI, the model)
     pose_backend: str = "auto"
     edit_mask_backend: str = "auto"
-    steps: int = 25
+    steps: int | None = None  # None: the preset's
     cfg: float | None = None  # None: the preset's
     guidance: str = "paper"
     guidance_scale: float | None = None  # None: the preset's
@@ -266,7 +266,7 @@ def run_request(
             )
         inputs = EditInputs(r.source, target=r.target, **given)  # type: ignore[arg-type]
     sampler = SamplerSettings(
-        steps=r.steps, cfg=cfg, guidance=r.guidance, guidance_scale=guidance_scale,  # type: ignore[arg-type]
+        steps=spec.sampling_steps(r.steps), cfg=cfg, guidance=r.guidance, guidance_scale=guidance_scale,  # type: ignore[arg-type]
         window=r.window, overlap=r.overlap, blend=r.blend,  # type: ignore[arg-type]
     )  # fmt: skip
     settings = EditSettings(

@@ -11,6 +11,7 @@ from test_cli import mfollow
 from mfollow import EditRequest, MotionFollowerPipeline
 from mfollow.errors import MediaError, UsageError
 from mfollow.models.bundle import ModelBundle
+from mfollow.models.presets import get_preset
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
 from mfollow.video import probe
@@ -36,6 +37,8 @@ def test_same_output_as_the_cli(world: Path, tmp_path: Path) -> None:
     report = pipe(p / "source.mp4", p / "target.mp4", output=tmp_path / "api.mp4", steps=2, size=64,
                   frames=6, **given(world))  # fmt: skip
     assert report["frames"] == 6 and report["preset"] == "tiny" and report["steps"] == 2
+    default = pipe(p / "source.mp4", p / "target.mp4", output=tmp_path / "default.mp4", size=64, frames=2, **given(world))
+    assert default["steps"] == get_preset("tiny").steps  # no steps given: the preset's
     args = [
         str(p / "source.mp4"),
         str(p / "target.mp4"),
@@ -65,7 +68,7 @@ def test_defaults_are_the_clis_and_errors_are_typed(world: Path, tmp_path: Path,
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "empty"))  # no sd15 installed: the bundled model
     pipe = MotionFollowerPipeline.from_pretrained()
     assert pipe.bundle.preset == "tiny" and pipe.bundled_default
-    assert EditRequest().steps == 25 and EditRequest().max_frames == 24 and EditRequest().guidance == "paper"
+    assert EditRequest().steps is None and EditRequest().max_frames == 24 and EditRequest().guidance == "paper"
     p = world / "pair"
     with pytest.raises(UsageError, match="is the input SRC"):
         pipe(p / "source.mp4", output=p / "source.mp4", **given(world))

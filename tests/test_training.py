@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from torch import nn
 
 from mfollow.errors import ProjectError, UsageError
 from mfollow.training import TrainSettings, train
@@ -467,3 +468,39 @@ def test_train_image_encoder(items: list[D.Item], tmp_path: Path) -> None:
         assert torch.equal(t, before[f"image_encoder.{n}"].to(t.dtype))
     with pytest.raises(UsageError, match="--train-image-encoder applies"):
         settings("video", train_image_encoder=True).check()
+
+
+def test_min_timestep_draws_only_the_high_noise_end() -> None:
+    """`--min-timestep N` draws t from [N, T); at the zero-terminal-SNR end (t = T - 1, abar = 0)
+    the v target is -z0, what a one-step sampler predicts; the option is refused where no
+    timesteps are drawn."""
+    from types import SimpleNamespace
+
+    from mfollow.models.presets import SCHEDULER
+    from mfollow.training.objectives import alphas_cumprod, diffusion_loss
+
+    abar = alphas_cumprod(dict(SCHEDULER))
+    assert float(abar[-1]) == 0.0
+    seen: list[torch.Tensor] = []
+
+    class Zero(nn.Module):  # records t and predicts 0, so the loss is mean(v^2)
+        def forward(self, zt, t, ctx, pose_features=None, appearance=None):  # type: ignore[no-untyped-def]
+            seen.append(t)
+            return SimpleNamespace(sample=torch.zeros_like(zt))
+
+        def appearance_features(self, reference):  # type: ignore[no-untyped-def]
+            return None
+
+    z0 = torch.randn(4, 2, 1, 3, 3, generator=torch.Generator().manual_seed(0))
+    args = (Zero(), lambda p: None, z0, None, None, torch.zeros(4, 1, 8), abar)
+    loss = diffusion_loss(*args, torch.Generator().manual_seed(1), min_timestep=999)  # type: ignore[arg-type]
+    assert seen[-1].tolist() == [999] * 4
+    assert torch.allclose(loss, (z0**2).mean())  # v = -z0 at abar = 0
+    diffusion_loss(*args, torch.Generator().manual_seed(1), min_timestep=600)  # type: ignore[arg-type]
+    assert int(seen[-1].min()) >= 600
+    diffusion_loss(*args, torch.Generator().manual_seed(1))  # type: ignore[arg-type]
+    assert int(seen[-1].min()) < 600  # the default draws every timestep (seeded: this draw goes low)
+    with pytest.raises(UsageError, match="--min-timestep applies"):
+        settings("vae", min_timestep=900).check()
+    with pytest.raises(UsageError, match="is not in"):
+        settings("image", min_timestep=1000).check()

@@ -20,11 +20,16 @@ class Preset:
     working_size: int = 512  # default working short side (pixels) of edit/long
     guidance_scale: float = 1.0  # default --guidance-scale of `paper` (docs/benchmarks.md: how it was chosen)
     cfg: float = 3.5  # default --cfg (classifier-free guidance on the CLIP context)
+    steps: int = 25  # default --steps (denoising steps)
 
     @property
     def vae_factor(self) -> int:
         """Frame pixels per latent pixel and side: 2 per downsampling stage of the VAE."""
         return 2 ** (len(self.vae["block_out_channels"]) - 1)
+
+    def sampling_steps(self, steps: int | None) -> int:
+        """``--steps`` as given, or the preset's default when not given (None)."""
+        return self.steps if steps is None else steps
 
     def default_guidance_scale(self, guidance: str) -> float:
         """``--guidance-scale`` when not given: the preset's for ``paper``; 1.0 (the release's own

@@ -70,6 +70,7 @@ class TrainSettings:
     region_weight: float = 0.0  # extra loss weight on the persons (image/video: M_r ∪ M_e; vae: the frame's mask)
     decoder_only: bool = False  # vae: train the decoder alone; the encoder and latent scale stay (the U-Net's latents)
     train_image_encoder: bool = False  # image: the CLIP image encoder trains too (the paper keeps it frozen)
+    min_timestep: int = 0  # image/video: draw t from [min_timestep, T) (0: the paper's uniform draw)
 
     def check(self) -> None:
         if self.stage not in STAGES:
@@ -89,6 +90,10 @@ class TrainSettings:
             raise UsageError(f"--region-weight applies to --stage image, video or vae, not {self.stage}")
         if self.decoder_only and (self.stage != "vae" or self.init is None):
             raise UsageError("--decoder-only applies to --stage vae with --init (the autoencoder it keeps encoding)")
+        if self.min_timestep and self.stage not in ("image", "video"):
+            raise UsageError(f"--min-timestep applies to --stage image or video, not {self.stage}")
+        if not 0 <= self.min_timestep < 1000:
+            raise UsageError(f"--min-timestep {self.min_timestep} is not in [0, 1000)")
         if self.train_image_encoder and self.stage != "image":
             raise UsageError(f"--train-image-encoder applies to --stage image, not {self.stage}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -133,8 +138,10 @@ class Trainee(nn.Module):
         bundle: Any | None,
         region_weight: float = 0.0,
         decoder_only: bool = False,
+        min_timestep: int = 0,
     ) -> None:
         super().__init__()
+        self.min_timestep = min_timestep
         self.stage = stage
         self.region_weight = region_weight
         self.decoder_only = decoder_only
@@ -177,6 +184,7 @@ class Trainee(nn.Module):
             self._abar,
             generator,
             weight=weight,
+            min_timestep=self.min_timestep,
         )
 
 
@@ -429,7 +437,7 @@ def train(
     done = _load_checkpoint(run, modules, opt)
     rows = _read_log(run, done)
     trainee: nn.Module = Trainee(
-        s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle, s.region_weight, s.decoder_only
+        s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle, s.region_weight, s.decoder_only, s.min_timestep
     )
     if dist.world > 1:
         trainee = nn.parallel.DistributedDataParallel(trainee)

@@ -36,6 +36,7 @@ def diffusion_loss(
     abar: torch.Tensor,
     generator: torch.Generator,
     weight: torch.Tensor | None = None,
+    min_timestep: int = 0,
 ) -> torch.Tensor:
     """v-prediction MSE for one batch; with ``weight``, the weighted mean
     sum(w * (v_theta - v)^2) / sum(w) over every latent value.
@@ -45,14 +46,17 @@ def diffusion_loss(
         reference: (B, 3, F, H, W) reference frames in [-1, 1] (the ReCtr input).
         pose: (B, 3, F, H, W) target pose renders in [0, 1] (the PoCtr input).
         context: (B, F, D) CLIP image embeddings of the reference frames.
-        abar: (T,) cumulative alphas; t is drawn uniformly from [0, T).
+        abar: (T,) cumulative alphas; t is drawn uniformly from [min_timestep, T).
         generator: a CPU generator; draws t, the noise and the context dropout (drawn on the CPU
             and moved, so a batch's draws do not depend on the device that trains).
         weight: (B, 1, F, h, w) per-latent-pixel weights (broadcast over channels), or None.
+        min_timestep: the lowest t drawn (0: every timestep, the paper's objective). Where the
+            schedule ends at abar = 0 (zero terminal SNR), t = T - 1 is pure noise and the v target
+            there is -z0, so a high ``min_timestep`` trains what one sampling step draws.
     """
     b = z0.shape[0]
     dev = z0.device
-    t = torch.randint(0, len(abar), (b,), generator=generator).to(dev)
+    t = torch.randint(min_timestep, len(abar), (b,), generator=generator).to(dev)
     eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype).to(dev)
     keep = (torch.rand((b,), generator=generator) >= CONTEXT_DROP).to(dev, context.dtype)
     a = abar.to(dev)[t].to(z0.dtype).view(b, 1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1, 1): broadcast over C, F, h, w
