@@ -1,6 +1,6 @@
 """Edit quality of the bundled demo model on held-out synthetic pairs. Prints JSON.
 
-    python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps N (default: the tiny preset's)] [--first-seed 10000]
+    python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps N] [--first-seed 10000]
                                  [--configs paper,official,none,paper+camera,paper+raw,paper+truemask]
                                  [--scales 1.0]
                                  [--cfg X] [--weights DIR] [--margin PX]
@@ -17,7 +17,8 @@ are composited over the source (``--composite``, the default; ``--margin`` sets 
 the configuration has ``+raw``. Two diagnostic extras replace a preprocessing output by the
 world's ground truth, to tell where the person's figures are lost: ``+truemask`` edits with the
 true M_e instead of SegDiT's, ``+truepose`` with the true edit poses instead of the aligned
-target poses (``paper+truepose+truemask``: both). ``--scales`` lists guidance
+target poses (``paper+truepose+truemask``: both). ``--steps`` defaults to the tiny preset's (what
+``mfollow edit`` does); tables before session 11 used 20. ``--scales`` lists guidance
 scales to try with the ``paper`` preset (how the default ``--guidance-scale`` of the tiny preset
 was chosen: docs/benchmarks.md). ``M_e_iou``: SegDiT's M_e against the true M_e.
 """

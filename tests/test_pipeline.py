@@ -37,7 +37,8 @@ def test_same_output_as_the_cli(world: Path, tmp_path: Path) -> None:
     report = pipe(p / "source.mp4", p / "target.mp4", output=tmp_path / "api.mp4", steps=2, size=64,
                   frames=6, **given(world))  # fmt: skip
     assert report["frames"] == 6 and report["preset"] == "tiny" and report["steps"] == 2
-    default = pipe(p / "source.mp4", p / "target.mp4", output=tmp_path / "default.mp4", size=64, frames=2, **given(world))
+    out = tmp_path / "default.mp4"
+    default = pipe(p / "source.mp4", p / "target.mp4", output=out, size=64, frames=2, **given(world))
     assert default["steps"] == get_preset("tiny").steps  # no steps given: the preset's
     args = [
         str(p / "source.mp4"),

@@ -130,6 +130,7 @@ TINY = Preset(
     working_size=128,
     guidance_scale=2000.0,  # chosen on held-out validation pairs (docs/benchmarks.md, quality)
     cfg=1.0,  # CFG lowers PSNR on the bundled model (docs/benchmarks.md, quality); it also skips a pass
+    steps=1,  # fewer steps score better on the bundled model, one best (docs/benchmarks.md, quality)
 )
 
 PRESETS = {p.name: p for p in (SD15, TINY)}
