@@ -92,8 +92,11 @@ class TrainSettings:
             raise UsageError("--decoder-only applies to --stage vae with --init (the autoencoder it keeps encoding)")
         if self.min_timestep and self.stage not in ("image", "video"):
             raise UsageError(f"--min-timestep applies to --stage image or video, not {self.stage}")
-        if not 0 <= self.min_timestep < 1000:
-            raise UsageError(f"--min-timestep {self.min_timestep} is not in [0, 1000)")
+        from mfollow.models.presets import SCHEDULER, get_preset
+
+        steps = int(SCHEDULER["num_train_timesteps"])  # the schedule both presets train with
+        if not 0 <= self.min_timestep < steps:
+            raise UsageError(f"--min-timestep {self.min_timestep} is not in [0, {steps})")
         if self.train_image_encoder and self.stage != "image":
             raise UsageError(f"--train-image-encoder applies to --stage image, not {self.stage}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -102,8 +105,6 @@ class TrainSettings:
             raise UsageError(f"--vae applies to --stage image or video, not {self.stage}")
         if self.stage == "video" and self.synth_frames < self.clip_length:
             raise UsageError("--synth-frames must be at least --clip-length")
-        from mfollow.models.presets import get_preset
-
         get_preset(self.preset)  # an unknown preset is a usage error
         if self.data != "synth" and not Path(self.data).is_dir():
             raise UsageError(f"{self.data}: training data folder not found")
