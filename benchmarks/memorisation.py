@@ -2,6 +2,7 @@
 
     python benchmarks/memorisation.py [--weights DIR] [--train-pairs 160] [--train-frames 48]
                                       [--items 8] [--timesteps 999,600,200] [--first-seed 10000]
+                                      [--draws 1]
 
 One denoising step, exactly as the image stage trains (motion modules bypassed): the reference is
 the source frame, the pose the ground-truth edit's rendered pose, z_t the edit frame's latent
@@ -16,6 +17,9 @@ M_e) and the whole frame. Two sets of ``items`` pairs (frame ``7k mod F`` of pai
 
 At t = 999 (zero SNR) the estimate is the model's conditional mean given the source frame and
 the pose alone. ``vae`` is the autoencoder's own reconstruction of the edit frames (the ceiling).
+``--draws K`` averages the estimate over K noise draws (seeds 0..K-1; 1: seed 0 alone), which
+tells how much the estimate depends on the noise: a model that has learnt the conditional mean
+gains nothing from averaging.
 A model that has learnt to move the source's appearance to the pose scores alike on both sets; one
 that has memorised its training puppets scores far lower on the held-out set.
 """
@@ -75,13 +79,14 @@ def main() -> None:
     ap.add_argument("--items", type=int, default=8)
     ap.add_argument("--timesteps", default="999,600,200")
     ap.add_argument("--first-seed", type=int, default=10_000)
+    ap.add_argument("--draws", type=int, default=1, help="average x0 over this many noise draws")
     args = ap.parse_args()
     started = time.perf_counter()
     bundle, weights_id = load_bundle("tiny", args.weights)
     bundle.unet.motion_bypass = True  # the image stage's network: one frame, no motion modules
     abar = alphas_cumprod(bundle.scheduler_config)
     timesteps = [int(t) for t in args.timesteps.split(",")]
-    out: dict[str, object] = {"weights": weights_id, "items": args.items}
+    out: dict[str, object] = {"weights": weights_id, "items": args.items, "draws": args.draws}
     for kind in ("train", "held_out"):
         ex = _examples(kind, args)
         n = len(ex["target"])
@@ -94,13 +99,15 @@ def main() -> None:
             context = bundle.clip_context(ex["reference"])[None]  # (N, D) -> (1, N, D)
             pose = bundle.poctr(video_tensor(ex["pose"][None], 0.0, 1.0, "cpu"))
             appearance = bundle.unet.appearance_features(video_tensor(ex["reference"][None], -1.0, 1.0, "cpu"))
-            eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(0))
             scores = {"vae": _score(decode(bundle, z0), ex)}
             for t in timesteps:
                 a = abar[t].float()
-                zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
-                v = bundle.unet(zt, torch.full((1,), t), context, pose_features=pose, appearance=appearance).sample
-                x0 = a.sqrt() * zt - (1 - a).sqrt() * v
+                x0 = torch.zeros_like(z0)
+                for k in range(args.draws):
+                    eps = torch.randn(z0.shape, generator=torch.Generator().manual_seed(k))
+                    zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
+                    v = bundle.unet(zt, torch.full((1,), t), context, pose_features=pose, appearance=appearance).sample
+                    x0 += (a.sqrt() * zt - (1 - a).sqrt() * v) / args.draws
                 scores[f"t{t}"] = _score(decode(bundle, x0), ex)
         out[kind] = {"frames": n, **scores}
     out["seconds"] = round(time.perf_counter() - started, 1)

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from mfollow.errors import ProjectError, UsageError
+from mfollow.errors import MediaError, ProjectError, UsageError
 from mfollow.training import TrainSettings, train
 from mfollow.training import data as D
 from mfollow.training.loop import _models, _trainable
@@ -89,6 +89,63 @@ def test_parallel_rendering_gives_the_same_data() -> None:
     for a, b in zip(one, two, strict=True):
         for name in ("frames", "poses", "masks", "edit_frames", "edit_poses", "edit_masks"):
             assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def _same_items(a: list[D.Item], b: list[D.Item]) -> None:
+    assert len(a) == len(b)
+    for x, y in zip(a, b, strict=True):
+        for name in D.FIELDS:
+            assert np.array_equal(getattr(x, name), getattr(y, name)), name
+
+
+def test_the_data_cache_is_memory_mapped_and_holds_the_rendered_arrays(tmp_path: Path) -> None:
+    fresh = D.synth_items(5, 3, 4, 32)
+    cached = D.synth_items(5, 3, 4, 32, tmp_path)
+    (folder,) = tmp_path.glob("synth-*")
+    assert folder.is_dir() and sorted(p.name for p in folder.iterdir()) == sorted(f"{f}.npy" for f in D.FIELDS)
+    assert all(isinstance(getattr(i, f), np.memmap) for i in cached for f in D.FIELDS)  # read from disk, lazily
+    _same_items(cached, fresh)
+    _same_items(D.synth_items(5, 3, 4, 32, tmp_path), fresh)  # a second run reads the folder
+
+
+def test_an_interrupted_cache_render_resumes_where_it_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered: list[int] = []
+    real = D._synth_item
+
+    def crashing(seed: int, count: int, frames: int, size: int, index: int) -> D.Item:
+        if index == 3 and not rendered.count(-1):
+            rendered.append(-1)
+            raise KeyboardInterrupt  # the user's Ctrl-C during pair 3
+        rendered.append(index)
+        return real(seed, count, frames, size, index)
+
+    monkeypatch.setattr(D, "_synth_item", crashing)
+    with pytest.raises(KeyboardInterrupt):
+        D.synth_cache(5, 5, 2, 32, tmp_path, every=2)
+    (left,) = tmp_path.iterdir()  # the partial folder only: no complete cache, the lock released
+    assert left.name.endswith(".partial") and json.loads((left / "rendered.json").read_text()) == {"pairs": 2}
+    folder = D.synth_cache(5, 5, 2, 32, tmp_path, every=2)
+    # pairs 0-1 were recorded complete; 2 is rendered again, 3 failed once, then 3 and 4
+    assert rendered == [0, 1, 2, -1, 2, 3, 4]
+    assert not list(tmp_path.glob("*.partial"))
+    monkeypatch.setattr(D, "_synth_item", real)
+    _same_items(D.open_cache(folder), D.synth_items(5, 5, 2, 32))
+
+
+def test_a_cache_of_the_earlier_npz_format_is_converted(tmp_path: Path) -> None:
+    fresh = D.synth_items(5, 2, 3, 32)
+    folder = D.synth_cache(5, 2, 3, 32, tmp_path / "probe")  # only to learn the cache's key
+    np.savez(tmp_path / f"{folder.name}.npz", **{f: np.stack([getattr(i, f) for i in fresh]) for f in D.FIELDS})
+    converted = D.synth_items(5, 2, 3, 32, tmp_path)
+    assert (tmp_path / folder.name).is_dir()
+    _same_items(converted, fresh)
+
+
+def test_a_damaged_cache_is_one_clear_error(tmp_path: Path) -> None:
+    folder = D.synth_cache(5, 2, 3, 32, tmp_path)
+    (folder / "masks.npy").write_bytes(b"not an array")
+    with pytest.raises(MediaError, match="delete the folder"):
+        D.synth_items(5, 2, 3, 32, tmp_path)
 
 
 def test_hybrid_batches_are_image_pairs_at_the_stated_rate(items: list[D.Item]) -> None:
@@ -244,9 +301,10 @@ def test_cli_train_errors_and_json(tmp_path: Path) -> None:
     )
     args = ["train", str(tmp_path / "r2"), "--stage", "mask", "--steps", "2", "--batch", "2", "--size", "64"]
     args += ["--synth-pairs", "2", "--synth-frames", "4", "--clip-length", "2", "--json", "--progress", "none"]
-    args += ["--data-workers", "2"]
+    args += ["--data-workers", "2", "--data-cache", str(tmp_path / "cache")]
     r = mfollow(*args)
     assert r.returncode == 0, r.stderr
+    assert [p.name[:6] for p in (tmp_path / "cache").iterdir()] == ["synth-"]  # complete, no lock left
     summary = json.loads(r.stdout)
     assert summary["steps"] == 2 and Path(summary["export"]).name == "segdit"
     one_line_error(mfollow(*args, "--lr", "1"), 5, "other settings (lr)")
@@ -258,9 +316,12 @@ def test_distributed_two_processes_end_identical(tmp_path: Path) -> None:
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
     cmd += ["-m", "mfollow", "train", str(run), "--stage", "image", "--steps", "2", "--batch", "1"]
     cmd += ["--size", "64", "--synth-pairs", "2", "--synth-frames", "4", "--lr", "1e-3", "--progress", "none"]
+    cmd += ["--data-cache", str(tmp_path / "cache")]  # rank 0 renders it, both ranks map it
     env = os.environ | {"OMP_NUM_THREADS": "1"}
     r = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert r.returncode == 0, r.stderr[-3000:]
+    (cache,) = (tmp_path / "cache").iterdir()
+    assert cache.is_dir() and not cache.name.endswith(".partial")
     ranks = [json.loads((run / f"rank-{i}.json").read_text()) for i in (0, 1)]
     assert ranks[0]["weights_sha256"] == ranks[1]["weights_sha256"]
     single = train(settings("image", steps=2, batch=1, synth_frames=4, synth_pairs=2), tmp_path / "one")

@@ -1,6 +1,6 @@
-"""Training data: videos with per-frame pose renders and person masks, held in memory as uint8
-arrays, and batch sampling keyed by (seed, step, rank) so that a run resumed from a checkpoint
-draws exactly the batches an uninterrupted run draws.
+"""Training data: videos with per-frame pose renders and person masks as uint8 arrays (in
+memory, or memory-mapped from a synthetic data cache), and batch sampling keyed by (seed, step,
+rank) so that a run resumed from a checkpoint draws exactly the batches an uninterrupted run draws.
 
 Two sources give the same :class:`Item` arrays:
 
@@ -18,13 +18,16 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from mfollow.atomic import atomic_path
-from mfollow.errors import MediaError, UsageError
+from mfollow.atomic import atomic_write_json
+from mfollow.errors import MediaError, ProjectError, UsageError
+from mfollow.lock import ProjectLock
 
 #: Probability that a video-stage batch is a batch of image pairs (paper §2.2, stage 2).
 IMAGE_PAIR_RATE = 0.4
@@ -52,30 +55,112 @@ class Item:
 
 
 # ----------------------------------------------------------------------------- sources
+#: The arrays of an :class:`Item`, in the order a cache stores them (one ``.npy`` file each).
+FIELDS = ("frames", "poses", "masks", "edit_frames", "edit_poses", "edit_masks")
+_PROGRESS = "rendered.json"  # in a cache's partial folder: how many pairs are written
+
+
 def synth_items(
     seed: int, count: int, frames: int, size: int, cache: Path | None = None, *, workers: int = 1
 ) -> list[Item]:
     """Render ``count`` puppet pairs of ``PuppetPairs(seed, count)`` at ``size``; with ``cache``,
-    the arrays are stored there (an .npz keyed by the arguments) and reused by later runs.
+    the arrays are kept there (:func:`synth_cache`) and memory-mapped, so later runs read them
+    from disk as batches need them rather than holding them in memory.
     ``workers`` > 1 renders in that many processes (same arrays: each pair is seeded alone)."""
+    if cache is not None:
+        return open_cache(synth_cache(seed, count, frames, size, cache, workers=workers))
+    return [item for _, item in _render(seed, count, frames, size, range(count), workers)]
+
+
+def synth_cache(
+    seed: int, count: int, frames: int, size: int, cache: Path, *, workers: int = 1, every: int = 64
+) -> Path:
+    """The folder ``cache/synth-KEY/`` (KEY hashes the arguments) holding the pairs of
+    :func:`synth_items` as one ``.npy`` per :data:`FIELDS` entry, each (count, F, S, S[, 3]).
+
+    Rendering writes into ``synth-KEY.partial/`` in pair order and records there, every ``every``
+    pairs, how many are complete, so an interrupted render resumes where it stopped; the folder is
+    renamed into place when complete. One process renders into a cache folder at a time (its
+    ``.lock``; another live renderer raises :class:`ProjectLockedError`). A cache from before this
+    format (one ``synth-KEY.npz``) is converted once."""
     key = hashlib.sha256(json.dumps(["synth", 1, seed, count, frames, size]).encode()).hexdigest()[:16]
-    path = None if cache is None else cache / f"synth-{key}.npz"
-    if path is not None and path.is_file():
-        return _unpack(np.load(path))
-    jobs = [(seed, count, frames, size, index) for index in range(count)]
-    if workers > 1:
+    final = cache / f"synth-{key}"
+    if final.is_dir():
+        return final
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ProjectError(f"{cache}: cannot create the data cache ({exc.strerror or exc})") from exc
+    lock = ProjectLock(cache)
+    lock.acquire()
+    try:
+        if final.is_dir():  # completed by another process while this one waited for the lock
+            return final
+        partial = cache / f"synth-{key}.partial"
+        partial.mkdir(exist_ok=True)
+        progress = partial / _PROGRESS
+        legacy = cache / f"synth-{key}.npz"
+        if not progress.is_file() and legacy.is_file():
+            with np.load(legacy) as arrays:
+                for f in FIELDS:
+                    np.save(partial / f"{f}.npy", arrays[f])
+        else:
+            done = json.loads(progress.read_text())["pairs"] if progress.is_file() else 0
+            _render_into(partial, seed, count, frames, size, done, workers, every)
+        progress.unlink(missing_ok=True)
+        os.replace(partial, final)
+    finally:
+        lock.release()
+    return final
+
+
+def _render_into(
+    partial: Path, seed: int, count: int, frames: int, size: int, done: int, workers: int, every: int
+) -> None:
+    """Write pairs ``done`` .. ``count - 1`` into the ``.npy`` files of ``partial``."""
+    from numpy.lib.format import open_memmap
+
+    progress = partial / _PROGRESS
+    files = {f: partial / f"{f}.npy" for f in FIELDS}
+    arrays = {f: open_memmap(p, mode="r+") for f, p in files.items()} if done else None
+    for index, item in _render(seed, count, frames, size, range(done, count), workers):
+        if arrays is None:  # the first pair gives every field's shape and dtype
+            arrays = {}
+            for f, p in files.items():
+                a = getattr(item, f)
+                arrays[f] = open_memmap(p, mode="w+", dtype=a.dtype, shape=(count, *a.shape))
+        for f in FIELDS:
+            arrays[f][index] = getattr(item, f)
+        if (index + 1) % every == 0 or index + 1 == count:
+            for a in arrays.values():
+                a.flush()
+            atomic_write_json(progress, {"pairs": index + 1})
+
+
+def open_cache(folder: Path) -> list[Item]:
+    """The items of a :func:`synth_cache` folder, each a view into memory-mapped arrays."""
+    try:
+        arrays = {f: np.load(folder / f"{f}.npy", mmap_mode="r") for f in FIELDS}
+    except (OSError, ValueError) as exc:
+        raise MediaError(f"{folder}: unreadable data cache ({exc}); delete the folder to render it again") from exc
+    count = len(arrays["frames"])
+    if any(len(a) != count for a in arrays.values()):
+        raise MediaError(f"{folder}: its arrays hold different numbers of pairs; delete the folder to render it again")
+    return [Item(**{f: a[n] for f, a in arrays.items()}) for n in range(count)]
+
+
+def _render(seed: int, count: int, frames: int, size: int, indices: range, workers: int) -> Iterator[tuple[int, Item]]:
+    """(index, item) for each pair index of ``PuppetPairs(seed, count)`` in ``indices``, in order."""
+    jobs = [(seed, count, frames, size, index) for index in indices]
+    if workers > 1 and len(jobs) > 1:
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
-            items = list(pool.map(_synth_item, *zip(*jobs, strict=True)))
+            yield from zip(indices, pool.map(_synth_item, *zip(*jobs, strict=True), chunksize=4), strict=True)
     else:
-        items = [_synth_item(*job) for job in jobs]
-    if path is not None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(path) as tmp, open(tmp, "wb") as fh:
-            np.savez(fh, **_pack(items))
-    return items
+        for job in jobs:
+            yield job[-1], _synth_item(*job)
 
 
 def _synth_item(seed: int, count: int, frames: int, size: int, index: int) -> Item:
@@ -95,16 +180,6 @@ def _synth_item(seed: int, count: int, frames: int, size: int, index: int) -> It
         edit_poses=renders["edit"],
         edit_masks=clips["edit"]["masks"],  # type: ignore[arg-type]
     )
-
-
-def _pack(items: list[Item]) -> dict[str, np.ndarray]:
-    fields = ("frames", "poses", "masks", "edit_frames", "edit_poses", "edit_masks")
-    return {f: np.stack([getattr(i, f) for i in items]) for f in fields}
-
-
-def _unpack(arrays: object) -> list[Item]:
-    data = {k: arrays[k] for k in arrays.files}  # type: ignore[attr-defined]
-    return [Item(**{k: v[n] for k, v in data.items()}) for n in range(len(data["frames"]))]
 
 
 def folder_items(folder: Path, size: int, *, need_masks: bool = False) -> list[Item]:
