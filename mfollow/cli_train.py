@@ -49,10 +49,11 @@ def train(
         str, typer.Option("--data", help="'synth' (the puppet world) or a folder of prepared videos.")
     ] = "synth",
     data_cache: Annotated[
-        Path | None, typer.Option(
+        Path | None,
+        typer.Option(
             "--data-cache",
             help="Folder keeping rendered synthetic data between runs (read memory-mapped; a render resumes).",
-        )
+        ),
     ] = None,
     data_workers: Annotated[
         int, typer.Option("--data-workers", min=1, help="Synthetic data: processes rendering it (same data).")

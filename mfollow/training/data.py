@@ -156,8 +156,11 @@ def _render(seed: int, count: int, frames: int, size: int, indices: range, worke
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"))
+        try:
             yield from zip(indices, pool.map(_synth_item, *zip(*jobs, strict=True), chunksize=4), strict=True)
+        finally:  # stopped early (Ctrl-C, an error): drop the pairs not yet started rather than render them all
+            pool.shutdown(wait=True, cancel_futures=True)
     else:
         for job in jobs:
             yield job[-1], _synth_item(*job)
