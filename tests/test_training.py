@@ -141,6 +141,13 @@ def test_a_cache_of_the_earlier_npz_format_is_converted(tmp_path: Path) -> None:
     _same_items(converted, fresh)
 
 
+def test_a_data_cache_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="not a folder"):
+        D.synth_items(5, 2, 3, 32, tmp_path / "file")
+    assert (tmp_path / "file").read_text() == "x"
+
+
 def test_a_damaged_cache_is_one_clear_error(tmp_path: Path) -> None:
     folder = D.synth_cache(5, 2, 3, 32, tmp_path)
     (folder / "masks.npy").write_bytes(b"not an array")

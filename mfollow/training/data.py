@@ -87,6 +87,8 @@ def synth_cache(
     final = cache / f"synth-{key}"
     if final.is_dir():
         return final
+    if cache.exists() and not cache.is_dir():
+        raise UsageError(f"{cache}: exists and is not a folder; --data-cache needs a folder")
     try:
         cache.mkdir(parents=True, exist_ok=True)
     except OSError as exc:

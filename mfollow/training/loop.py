@@ -424,12 +424,12 @@ def train(
         atomic_write_json(recorded, asdict(s))
 
     if items is None:
-        if s.data == "synth" and data_cache is not None:
-            # rank 0 renders (or resumes) the cache; every rank then maps the same files
+        if s.data == "synth":
             synth = (s.seed + 1000, s.synth_pairs, s.synth_frames, s.size)
-            items = D.open_cache(dist.on_main(lambda: D.synth_cache(*synth, data_cache, workers=data_workers)))
-        elif s.data == "synth":
-            items = D.synth_items(s.seed + 1000, s.synth_pairs, s.synth_frames, s.size, workers=data_workers)
+            if data_cache is None:
+                items = D.synth_items(*synth, workers=data_workers)
+            else:  # rank 0 renders (or resumes) the cache; every rank then maps the same files
+                items = D.open_cache(dist.on_main(lambda: D.synth_cache(*synth, data_cache, workers=data_workers)))
         else:
             items = D.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask" or s.region_weight > 0)
     modules, bundle = _models(s)
