@@ -16,7 +16,9 @@ M_e) and the whole frame. Two sets of ``items`` pairs (frame ``7k mod F`` of pai
   trained on.
 
 At t = 999 (zero SNR) the estimate is the model's conditional mean given the source frame and
-the pose alone. ``vae`` is the autoencoder's own reconstruction of the edit frames (the ceiling).
+the pose alone. ``--task reconstruct`` makes the target the reference frame itself, with its own
+pose and mask: what the network loses copying an appearance in place, against what it loses
+moving it (``edit``). ``vae`` is the autoencoder's own reconstruction of the edit frames (the ceiling).
 ``--draws K`` averages the estimate over K noise draws (seeds 0..K-1; 1: seed 0 alone), which
 tells how much the estimate depends on the noise: a model that has learnt the conditional mean
 gains nothing from averaging.
@@ -48,22 +50,27 @@ HELD_OUT_FRAMES = 48  # the held-out pairs' length, whatever the training data's
 
 
 def _examples(kind: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
-    """(N, S, S, 3) ``reference``, ``target``, ``pose`` and (N, S, S) ``mask`` of one set."""
+    """(N, S, S, 3) ``reference``, its ``reference_pose``, ``target``, ``pose`` and (N, S, S)
+    ``mask`` of one set."""
     rows = []
     for k in range(args.items):
         if kind == "train":
             item = D._synth_item(1000, args.train_pairs, args.train_frames, SIZE, k)
             f = (7 * k) % args.train_frames
             assert item.edit_frames is not None and item.edit_poses is not None and item.edit_masks is not None
-            rows.append((item.frames[f], item.edit_frames[f], item.edit_poses[f], item.edit_masks[f]))
+            edit = (item.edit_frames, item.edit_poses, item.edit_masks)
+            look = (item.frames, item.poses, item.masks) if args.task == "reconstruct" else edit
+            rows.append((item.frames[f], item.poses[f], *(a[f] for a in look)))
         else:
             pair = make_pair(args.first_seed + k, frames=HELD_OUT_FRAMES, size=SIZE)
             f = (7 * k) % HELD_OUT_FRAMES
-            edit = pair.edit.render(f)
-            pose = list(render_sequence(pair.edit.poses(), SIZE, SIZE))[f]
-            rows.append((pair.source.render(f).rgb, edit.rgb, pose, edit.mask))
-    ref, tgt, pose, mask = (np.stack(c) for c in zip(*rows, strict=True))
-    return {"reference": ref, "target": tgt, "pose": pose, "mask": mask}
+            clip = pair.source if args.task == "reconstruct" else pair.edit
+            look = clip.render(f)
+            pose = list(render_sequence(clip.poses(), SIZE, SIZE))[f]
+            ref_pose = list(render_sequence(pair.source.poses(), SIZE, SIZE))[f]
+            rows.append((pair.source.render(f).rgb, ref_pose, look.rgb, pose, look.mask))
+    ref, ref_pose, tgt, pose, mask = (np.stack(c) for c in zip(*rows, strict=True))
+    return {"reference": ref, "reference_pose": ref_pose, "target": tgt, "pose": pose, "mask": mask}
 
 
 def _score(frames: np.ndarray, ex: dict[str, np.ndarray]) -> dict[str, float]:
@@ -80,13 +87,14 @@ def main() -> None:
     ap.add_argument("--timesteps", default="999,600,200")
     ap.add_argument("--first-seed", type=int, default=10_000)
     ap.add_argument("--draws", type=int, default=1, help="average x0 over this many noise draws")
+    ap.add_argument("--task", choices=("edit", "reconstruct"), default="edit")
     args = ap.parse_args()
     started = time.perf_counter()
     bundle, weights_id = load_bundle("tiny", args.weights)
     bundle.unet.motion_bypass = True  # the image stage's network: one frame, no motion modules
     abar = alphas_cumprod(bundle.scheduler_config)
     timesteps = [int(t) for t in args.timesteps.split(",")]
-    out: dict[str, object] = {"weights": weights_id, "items": args.items, "draws": args.draws}
+    out: dict[str, object] = {"weights": weights_id, "task": args.task, "items": args.items, "draws": args.draws}
     for kind in ("train", "held_out"):
         ex = _examples(kind, args)
         n = len(ex["target"])
@@ -98,7 +106,10 @@ def main() -> None:
             z0 = z.permute(1, 0, 2, 3)[None]  # (N, C, h, w) -> (1, C, N, h, w)
             context = bundle.clip_context(ex["reference"])[None]  # (N, D) -> (1, N, D)
             pose = bundle.poctr(video_tensor(ex["pose"][None], 0.0, 1.0, "cpu"))
-            appearance = bundle.unet.appearance_features(video_tensor(ex["reference"][None], -1.0, 1.0, "cpu"))
+            appearance = bundle.unet.appearance_features(
+                video_tensor(ex["reference"][None], -1.0, 1.0, "cpu"),
+                video_tensor(ex["reference_pose"][None], 0.0, 1.0, "cpu"),
+            )
             scores = {"vae": _score(decode(bundle, z0), ex)}
             for t in timesteps:
                 a = abar[t].float()

@@ -117,6 +117,13 @@ def train(
             help="Stages image/video: draw training timesteps from [N, 1000) (0: all, the paper's).",
         ),
     ] = 0,
+    adapter_pose: Annotated[
+        bool,
+        typer.Option(
+            "--adapter-pose",
+            help="Stages image/video: the ReCtr also reads the source poses (an --init gains zeroed pose inputs).",
+        ),
+    ] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the run's checkpoint and start over.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",  # type: ignore[assignment]
@@ -163,6 +170,7 @@ def train(
             decoder_only=decoder_only,
             train_image_encoder=train_image_encoder,
             min_timestep=min_timestep,
+            adapter_pose=adapter_pose,
         )
         main = is_main_process()
         mode = getattr(progress, "value", str(progress))

@@ -572,3 +572,26 @@ def test_min_timestep_draws_only_the_high_noise_end() -> None:
         settings("vae", min_timestep=900).check()
     with pytest.raises(UsageError, match="is not in"):
         settings("image", min_timestep=1000).check()
+
+
+def test_adapter_pose_trains_the_pose_inputs_and_exports_them(items: list[D.Item], tmp_path: Path) -> None:
+    """`--adapter-pose` from an --init without it: the ReCtr gains pose inputs that start at zero
+    and train (the batch carries the reference frames' own pose renders); the export keeps the
+    option, so edits with it read the source poses; other stages refuse it."""
+    from mfollow.models.bundle import ModelBundle
+
+    init = _perturbed_init(tmp_path, "image")
+    s = settings("image", init=str(init), adapter_pose=True)
+    s.check()
+    batch = D.clip_batch(items, np.random.default_rng(0), 2, 1)
+    assert batch["reference_pose"].shape == batch["reference"].shape
+    for ref, ref_pose in zip(batch["reference"][:, 0], batch["reference_pose"][:, 0], strict=True):
+        (where,) = [(it, i) for it in items for i in range(FRAMES) if np.array_equal(it.frames[i], ref)]
+        assert np.array_equal(ref_pose, where[0].poses[where[1]])  # the reference frame's own pose
+    r = train(s, tmp_path / "run", items=items)
+    w = _state(tmp_path / "run")["unet.appearance_adapter.conv_in.weight"]
+    assert w.shape[1] == 2 * 3 * 64 and w[:, 192:].abs().max() > 0  # the pose inputs left zero
+    exported = ModelBundle.from_pretrained(Path(r["export"]))
+    assert exported.unet.config.adapter_pose
+    with pytest.raises(UsageError, match="--adapter-pose applies"):
+        settings("vae", adapter_pose=True).check()

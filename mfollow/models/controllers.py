@@ -78,13 +78,21 @@ class AdapterBlock(nn.Module):
 
 
 class AppearanceAdapter(nn.Module):
-    """ReCtr: (B, 3, F, H, W) frames in [-1, 1] -> one (B*F, C_i, H/8/2^i, W/8/2^i) map per stage."""
+    """ReCtr: (B, in_channels, F, H, W) frames in [-1, 1] (and, with ``in_channels`` 6, their pose
+    renders in [0, 1] after them) -> one (B*F, C_i, H/8/2^i, W/8/2^i) map per stage."""
 
-    def __init__(self, channels: tuple[int, ...], blocks_per_stage: int = 2, unshuffle: int = 8, ksize: int = 1):
+    def __init__(
+        self,
+        channels: tuple[int, ...],
+        blocks_per_stage: int = 2,
+        unshuffle: int = 8,
+        ksize: int = 1,
+        in_channels: int = 3,
+    ):
         super().__init__()
         self.unshuffle = nn.PixelUnshuffle(unshuffle)
         self.blocks_per_stage = blocks_per_stage
-        self.conv_in = nn.Conv2d(3 * unshuffle * unshuffle, channels[0], 3, padding=1)
+        self.conv_in = nn.Conv2d(in_channels * unshuffle * unshuffle, channels[0], 3, padding=1)
         body = []
         prev = channels[0]
         for stage, c in enumerate(channels):
@@ -94,7 +102,7 @@ class AppearanceAdapter(nn.Module):
         self.body = nn.ModuleList(body)
 
     def forward(self, frames: torch.Tensor) -> list[torch.Tensor]:
-        h = self.conv_in(self.unshuffle(fold(frames)))  # (B*F, 3, H, W) -> (B*F, 192, H/8, W/8) -> C0
+        h = self.conv_in(self.unshuffle(fold(frames)))  # (B*F, c, H, W) -> (B*F, 64c, H/8, W/8) -> C0
         features = []
         for k, block in enumerate(self.body):
             h = block(h)

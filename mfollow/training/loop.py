@@ -71,6 +71,7 @@ class TrainSettings:
     decoder_only: bool = False  # vae: train the decoder alone; the encoder and latent scale stay (the U-Net's latents)
     train_image_encoder: bool = False  # image: the CLIP image encoder trains too (the paper keeps it frozen)
     min_timestep: int = 0  # image/video: draw t from [min_timestep, T) (0: the paper's uniform draw)
+    adapter_pose: bool = False  # image/video: the ReCtr also reads the source poses (an --init without gains them)
 
     def check(self) -> None:
         if self.stage not in STAGES:
@@ -92,6 +93,8 @@ class TrainSettings:
             raise UsageError("--decoder-only applies to --stage vae with --init (the autoencoder it keeps encoding)")
         if self.min_timestep and self.stage not in ("image", "video"):
             raise UsageError(f"--min-timestep applies to --stage image or video, not {self.stage}")
+        if self.adapter_pose and self.stage not in ("image", "video"):
+            raise UsageError(f"--adapter-pose applies to --stage image or video, not {self.stage}")
         from mfollow.models.presets import SCHEDULER, get_preset
 
         steps = int(SCHEDULER["num_train_timesteps"])  # the schedule both presets train with
@@ -186,6 +189,7 @@ class Trainee(nn.Module):
             generator,
             weight=weight,
             min_timestep=self.min_timestep,
+            reference_pose=batch["reference_pose"],
         )
 
 
@@ -235,6 +239,7 @@ def _draw(s: TrainSettings, items: list[D.Item], step: int, rank: int, micro: in
         "reference_uint8": torch.from_numpy(pairs["reference"]),
         "target": _video(pairs["target"], -1.0, 1.0, dev),
         "target_pose": _video(pairs["target_pose"], 0.0, 1.0, dev),
+        "reference_pose": _video(pairs["reference_pose"], 0.0, 1.0, dev),
     }
     if s.region_weight:
         if "region" not in pairs:
@@ -272,6 +277,8 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
         bundle = ModelBundle.random(s.preset, seed=s.seed)
     if s.vae:  # a retrained autoencoder under a trained U-Net (the U-Net then adapts to its latents)
         bundle.vae = load_component(Path(s.vae), "vae")
+    if s.adapter_pose:
+        bundle.unet = bundle.unet.with_adapter_pose()
     bundle.to(s.device, torch.float32)
     return bundle.modules(), bundle
 

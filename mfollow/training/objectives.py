@@ -37,6 +37,7 @@ def diffusion_loss(
     generator: torch.Generator,
     weight: torch.Tensor | None = None,
     min_timestep: int = 0,
+    reference_pose: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """v-prediction MSE for one batch; with ``weight``, the weighted mean
     sum(w * (v_theta - v)^2) / sum(w) over every latent value.
@@ -53,6 +54,8 @@ def diffusion_loss(
         min_timestep: the lowest t drawn (0: every timestep, the paper's objective). Where the
             schedule ends at abar = 0 (zero terminal SNR), t = T - 1 is pure noise and the v target
             there is -z0, so a high ``min_timestep`` trains what one sampling step draws.
+        reference_pose: (B, 3, F, H, W) the reference frames' pose renders in [0, 1], read by a
+            ReCtr with ``adapter_pose`` (ignored otherwise).
     """
     b = z0.shape[0]
     dev = z0.device
@@ -63,7 +66,9 @@ def diffusion_loss(
     zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
     v = a.sqrt() * eps - (1 - a).sqrt() * z0
     ctx = context * keep.view(b, 1, 1)  # (B,) -> (B, 1, 1): zero the whole context of dropped rows
-    pred = unet(zt, t, ctx, pose_features=poctr(pose), appearance=unet.appearance_features(reference)).sample
+    pred = unet(
+        zt, t, ctx, pose_features=poctr(pose), appearance=unet.appearance_features(reference, reference_pose)
+    ).sample
     if weight is None:
         return F.mse_loss(pred.float(), v.float())
     w = weight.float().expand_as(pred)  # (B, 1, F, h, w) -> (B, C, F, h, w)
