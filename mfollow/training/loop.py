@@ -71,7 +71,7 @@ class TrainSettings:
     decoder_only: bool = False  # vae: train the decoder alone; the encoder and latent scale stay (the U-Net's latents)
     train_image_encoder: bool = False  # image: the CLIP image encoder trains too (the paper keeps it frozen)
     min_timestep: int = 0  # image/video: draw t from [min_timestep, T) (0: the paper's uniform draw)
-    adapter_pose: bool = False  # image/video: the ReCtr also reads the source poses (an --init without gains them)
+    adapter_pose: bool = False  # image/video: the ReCtr also reads the source poses (an --init gains zeroed inputs)
 
     def check(self) -> None:
         if self.stage not in STAGES:
