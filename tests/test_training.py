@@ -556,7 +556,7 @@ def test_min_timestep_draws_only_the_high_noise_end() -> None:
             seen.append(t)
             return SimpleNamespace(sample=torch.zeros_like(zt))
 
-        def appearance_features(self, reference):  # type: ignore[no-untyped-def]
+        def appearance_features(self, reference, reference_pose=None):  # type: ignore[no-untyped-def]
             return None
 
     z0 = torch.randn(4, 2, 1, 3, 3, generator=torch.Generator().manual_seed(0))
