@@ -66,8 +66,8 @@ def _examples(kind: str, args: argparse.Namespace) -> dict[str, np.ndarray]:
             f = (7 * k) % HELD_OUT_FRAMES
             clip = pair.source if args.task == "reconstruct" else pair.edit
             look = clip.render(f)
-            pose = list(render_sequence(clip.poses(), SIZE, SIZE))[f]
             ref_pose = list(render_sequence(pair.source.poses(), SIZE, SIZE))[f]
+            pose = ref_pose if clip is pair.source else list(render_sequence(clip.poses(), SIZE, SIZE))[f]
             rows.append((pair.source.render(f).rgb, ref_pose, look.rgb, pose, look.mask))
     ref, ref_pose, tgt, pose, mask = (np.stack(c) for c in zip(*rows, strict=True))
     return {"reference": ref, "reference_pose": ref_pose, "target": tgt, "pose": pose, "mask": mask}

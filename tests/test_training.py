@@ -590,7 +590,7 @@ def test_adapter_pose_trains_the_pose_inputs_and_exports_them(items: list[D.Item
         assert np.array_equal(ref_pose, where[0].poses[where[1]])  # the reference frame's own pose
     r = train(s, tmp_path / "run", items=items)
     w = _state(tmp_path / "run")["unet.appearance_adapter.conv_in.weight"]
-    assert w.shape[1] == 2 * 3 * 64 and w[:, 192:].abs().max() > 0  # the pose inputs left zero
+    assert w.shape[1] == 2 * 3 * 64 and w[:, 192:].abs().max() > 0  # the pose inputs moved off zero
     exported = ModelBundle.from_pretrained(Path(r["export"]))
     assert exported.unet.config.adapter_pose
     with pytest.raises(UsageError, match="--adapter-pose applies"):
