@@ -3,7 +3,7 @@
     python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps N] [--first-seed 10000]
                                  [--configs paper,official,none,paper+camera,paper+raw,paper+truemask]
                                  [--scales 1.0]
-                                 [--cfg X] [--weights DIR] [--margin PX]
+                                 [--cfg X] [--weights DIR] [--margin PX] [--anchor median|ground]
 
 For each pair (seeds ``first-seed`` .. ``first-seed + pairs - 1``; training draws its pairs from
 hashed seeds of ``PuppetPairs(1000, ...)``, never these), the demo's preprocessing runs (ground-truth
@@ -37,11 +37,12 @@ from mfollow.demo import edit_pair, prepare_pair, sampler_settings, scores
 from mfollow.loading import load_bundle
 from mfollow.masks.fallbacks import iou
 from mfollow.masks.files import read_masks
+from mfollow.pose.align import AlignSettings
 from mfollow.sampling.sampler import SamplingError
 from mfollow.synth import PuppetPairs
 from mfollow.synth.silhouette import video_silhouette_iou
 
-EXTRAS = ("camera", "raw", "truemask", "truepose")
+EXTRAS = ("camera", "raw", "truemask", "truepose", "warp", "nowarp")
 KEYS = ("psnr", "psnr_fg", "psnr_bg", "ssim", "ssim_fg", "ssim_bg", "silhouette_iou")
 
 
@@ -66,6 +67,7 @@ def main() -> None:
     ap.add_argument("--cfg", type=float, default=None, help="CFG scale (default: the tiny preset's)")
     ap.add_argument("--weights", type=Path, default=None)
     ap.add_argument("--margin", type=int, default=None, help="--composite-margin (default: the edit's)")
+    ap.add_argument("--anchor", default=None, help="the align stage's --anchor (default: its default)")
     args = ap.parse_args()
 
     seeds = list(range(args.first_seed, args.first_seed + args.pairs))
@@ -91,7 +93,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for seed in seeds:
             out = Path(tmp) / str(seed)
-            pair, pair_dir, staged = prepare_pair(seed, args.frames, out, weights=args.weights)
+            align = None if args.anchor is None else AlignSettings(anchor=args.anchor)
+            pair, pair_dir, staged = prepare_pair(seed, args.frames, out, weights=args.weights, align=align)
             true_M_e = read_masks(pair_dir / "edit_masks", args.frames)
             M_e_iou.append(iou(read_masks(staged["edit_masks"], args.frames), true_M_e))
             ceiling.append(video_silhouette_iou(pair_dir / "edit_gt.mp4", pair))
@@ -109,6 +112,7 @@ def main() -> None:
                     result = edit_pair(
                         bundle, pair_dir, inputs, settings, out / f"{name}.mp4", camera="camera" in extras,
                         composite="raw" not in extras, composite_margin=args.margin,
+                        warp=True if "warp" in extras else False if "nowarp" in extras else None,
                     )  # fmt: skip
                 except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
                     failures.setdefault(name, []).append(f"seed {seed}: {exc}")

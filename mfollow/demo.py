@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -54,10 +54,12 @@ def prepare_pair(
     camera: str | None = None,
     weights: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
+    align: Any = None,
 ) -> tuple[Any, Path, dict[str, Path]]:
     """Synthesise pair ``seed`` into ``out/pair`` and run the pose (ground-truth keypoints),
-    align and mask (M_r: ground truth; M_e: SegDiT) stages in ``out/project``.
-    Returns (pair, pair folder, the edit's poses and masks)."""
+    align (``align``: :class:`mfollow.pose.align.AlignSettings`, default its defaults) and mask
+    (M_r: ground truth; M_e: SegDiT) stages in ``out/project``. Returns (pair, pair folder, the
+    edit's poses and masks)."""
     from mfollow.stages import align_stage, mask_stage, pose_stage, project_inputs
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
@@ -68,7 +70,7 @@ def prepare_pair(
     project = out / "project"
     pose_stage(project, pair_dir / "source.mp4", "source", pair_dir / "source_poses.json", backend="file")
     pose_stage(project, pair_dir / "target.mp4", "target", pair_dir / "target_poses.json", backend="file")
-    align_stage(project)
+    align_stage(project, align)
     mask_stage(
         project,
         source_masks=pair_dir / "source_masks",
@@ -92,15 +94,20 @@ def edit_pair(
     device: str = "cpu",
     composite: bool = True,
     composite_margin: int | None = None,
+    warp: bool | None = None,
 ) -> Path:
     """Edit a prepared pair at the demo size with ``sampler`` settings (with ``camera``, the masked
-    key/value injection of ``--camera``; ``composite``: as ``--composite``); writes ``result``."""
+    key/value injection of ``--camera``; ``composite``: as ``--composite``; ``warp``: as ``--warp``,
+    None for the bundle preset's default); writes ``result``."""
     from mfollow.editing import EditInputs, EditSettings, run_edit
 
     edit = EditSettings(
         sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera, device=device,
         composite=composite, composite_margin=composite_margin,
     )  # fmt: skip
+    from mfollow.models.presets import get_preset
+
+    edit = replace(edit, warp=get_preset(bundle.preset).warp if warp is None else warp)
     run_edit(
         bundle,
         EditInputs(pair_dir / "source.mp4", target=pair_dir / "target.mp4", **staged),

@@ -23,7 +23,7 @@ import torch
 
 from mfollow.compositing import composite, default_margin, person_alpha
 from mfollow.errors import MediaError, ProjectError
-from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip
+from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip, pose_points
 from mfollow.media import IMAGE_FPS
 from mfollow.models.bundle import ModelBundle
 from mfollow.pose.render import ColorOrder
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 DECODE_CHUNK = 4
 CONTEXT_CHUNK = 16  # source frames per CLIP image-encoder batch
-OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "preview")  # not part of the sampling
+OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp", "preview")  # not part of the sampling
 __all__ = ["EditInputs", "EditSettings", "StateStore", "case_inputs", "load_clip", "run_edit", "run_key"]
 
 
@@ -61,6 +61,7 @@ class EditSettings:
     output_size: Literal["source", "working"] = "source"  # write at the source's size or the model's
     composite: bool = True  # the source's own pixels outside the people (mfollow.compositing)
     composite_margin: int | None = None  # band width in working pixels (None: 1/64 of the short side)
+    warp: bool = False  # the source person's own pixels moved into the edit pose (mfollow.pose.warp)
     preview: PreviewSettings | None = None  # clean-frame estimates every K steps (mfollow.preview)
 
 
@@ -209,6 +210,25 @@ def _composited(frame: np.ndarray, source: np.ndarray, alpha: np.ndarray, geo: G
     return composite(frame, source, alpha)
 
 
+def _warped(clip: ClipSource, frames: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded working-size (n, H, W, 3) frames ``start`` .. ``stop`` with the source person moved
+    into the edit pose pasted over them (:func:`mfollow.pose.warp.warp_person`), and the (n, H, W)
+    mask of the pasted pixels; unchanged, with an empty mask, where either pose input is a folder
+    of pose images (no keypoints to move along)."""
+    from mfollow.pose.warp import warp_person
+
+    src_kp, edit_kp = pose_points(clip.source_poses, start, stop), pose_points(clip.edit_poses, start, stop)
+    moved = np.zeros(frames.shape[:3], dtype=bool)
+    if src_kp is None or edit_kp is None:
+        return frames, moved
+    out = frames.copy()
+    sources, M_r = clip.frames.get(start, stop), clip.source_masks.get(start, stop)
+    for i in range(stop - start):
+        person, moved[i] = warp_person(sources[i], M_r[i], src_kp, edit_kp, i)
+        out[i][moved[i]] = person[moved[i]]
+    return out, moved
+
+
 def run_edit(
     bundle: ModelBundle,
     inputs: EditInputs,
@@ -351,11 +371,15 @@ def _run_edit(
         for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time
             stop = min(n, start + DECODE_CHUNK)
             frames = decode(bundle, state.z_e[:, :, start:stop])
+            M_e = clip.edit_masks.get(start, stop)
+            if s.warp:  # the source person's own pixels, moved, over the model's drawing of them
+                frames, moved = _warped(clip, frames, start, stop)
+                M_e = M_e | moved  # composited like the person they are
             if restore:  # back at the source frames' size; margins cropped away stay the source's
                 originals = clip.original.get(start, stop)
                 frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])
             if margin is not None:  # the model's output on and around the people, the source elsewhere
-                alpha = person_alpha(clip.edit_masks.get(start, stop), clip.source_masks.get(start, stop), margin)
+                alpha = person_alpha(M_e, clip.source_masks.get(start, stop), margin)
                 base, to = (originals, geo) if restore else (clip.frames.get(start, stop), None)
                 frames = np.stack([_composited(f, b, a, to) for f, b, a in zip(frames, base, alpha, strict=True)])
             for frame, pts in zip(frames, clip.timestamps[start:stop], strict=True):
@@ -376,6 +400,7 @@ def _run_edit(
         "guidance": s.sampler.guidance,
         "camera": s.camera,
         "composite_margin": margin,  # None: not composited
+        "warp": s.warp,
         "resumed_from_step": resumed_from,
         "windows": [[win.start, win.stop] for win in windows],
         "timings": {k: round(v, 3) for k, v in timings.items()},

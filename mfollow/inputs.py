@@ -163,6 +163,19 @@ def pose_seq(path: Path, size: tuple[int, int], src_size: tuple[int, int], color
     return PoseSeq(poses.map_points(remap, size[0], size[1], box), colors)
 
 
+def pose_points(seq: Seq, a: int, b: int) -> PoseSequence | None:
+    """The keypoints behind items ``a`` .. ``b`` of a pose sequence built by :func:`pose_seq`
+    (seen through :class:`Mapped` index maps), in working coordinates; ``None`` where the poses
+    are images (a folder of renders carries no keypoints)."""
+    index = np.arange(a, b)
+    while isinstance(seq, Mapped):
+        index, seq = seq.index[index], seq.seq
+    if not isinstance(seq, PoseSeq):
+        return None
+    poses = seq.poses
+    return poses.map_points(lambda arr: arr[index], box=poses.box[index])
+
+
 def mask_seq(path: Path, size: tuple[int, int]) -> Seq:
     if not path.is_dir():
         raise MediaError(f"{path}: no such mask folder")

@@ -61,6 +61,7 @@ class EditRequest:
     output_size: str = "source"
     composite: bool = True
     composite_margin: int | None = None
+    warp: bool | None = None  # None: the preset's
     preview_every: int | None = None
     long: bool = False  # overlapping windows over any length (resumable)
     window: int = 24
@@ -273,7 +274,7 @@ def run_request(
         sampler=sampler, seed=r.seed, short_side=size, start=r.start, frames=r.frames,
         max_frames=None if r.long else r.max_frames, fit=r.fit, colors=r.pose_colors,  # type: ignore[arg-type]
         device=device, dtype=r.dtype, camera=r.camera, output_size=r.output_size,  # type: ignore[arg-type]
-        composite=r.composite, composite_margin=r.composite_margin,
+        composite=r.composite, composite_margin=r.composite_margin, warp=spec.warp if r.warp is None else r.warp,
         preview=None if r.preview_every is None or project is None
         else PreviewSettings(r.preview_every, project / PREVIEW_DIR),
     )  # fmt: skip

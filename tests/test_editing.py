@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -247,6 +248,45 @@ def test_composite_at_the_size_of_a_cropped_source(
     assert 0.5 < same.mean() < 0.95 and (raw == src).all(-1).mean() < 0.3  # most of the rest, not all
     people = (comp == raw).all(-1) & ~same
     assert people.mean() > 0.02  # somewhere the model's own pixels, untouched
+
+
+def test_warp_pastes_the_source_person_moved_into_the_edit_pose(
+    tmp_path: Path, bundle: ModelBundle, pair: Path, written: list[np.ndarray]
+) -> None:
+    """--warp: on the pixels :func:`warp_person` moves, the output is the source person's own
+    pixels, which land on the world's ground-truth edit person; elsewhere on the people, the model's."""
+    from mfollow.masks.files import read_masks
+    from mfollow.pose.keypoints import PoseSequence
+    from mfollow.pose.warp import warp_person
+
+    s = settings(output_size="working", composite=False, sampler=SamplerSettings(steps=1, cfg=1.0, guidance="none"))
+    a = run_edit(bundle, inputs_of(pair), replace(s, warp=True), tmp_path / "a.mp4")
+    warped, written[:] = np.stack(written), []
+    b = run_edit(bundle, inputs_of(pair), s, tmp_path / "b.mp4")
+    raw, written[:] = np.stack(written), []
+    assert a["warp"] and not b["warp"]
+    src = read_frames(pair / "source.mp4")  # 64x64: the working size too
+    M_r, M_e = read_masks(pair / "source_masks"), read_masks(pair / "edit_masks")
+    sp, ep = PoseSequence.load(pair / "source_poses.json"), PoseSequence.load(pair / "edit_poses.json")
+    moved = np.zeros(M_r.shape, dtype=bool)
+    for f in range(12):
+        person, moved[f] = warp_person(src[f], M_r[f], sp, ep, f)
+        assert np.array_equal(warped[f][moved[f]], person[moved[f]])
+    assert np.array_equal(warped[~moved], raw[~moved])  # the model's own everywhere else
+    assert moved.sum() > 0.7 * M_e.sum()
+    truth = read_frames(pair / "edit_gt.mp4").astype(int)
+    on = moved & M_e
+    assert np.abs(warped - truth)[on].mean() < 16 < 40 < np.abs(raw - truth)[on].mean()
+    # the same edit from pose images (no keypoints to move along) pastes nothing
+    folder = tmp_path / "edit_pose_images"
+    folder.mkdir()
+    for i, frame in enumerate(load_clip(inputs_of(pair), s).edit_poses):
+        Image.fromarray(frame).save(folder / f"frame_{i}.png")
+    run_edit(bundle, inputs_of(pair, edit_poses=folder), replace(s, warp=True), tmp_path / "c.mp4")
+    images = np.stack(written)
+    written[:] = []
+    run_edit(bundle, inputs_of(pair, edit_poses=folder), s, tmp_path / "d.mp4")
+    assert np.array_equal(images, np.stack(written))
 
 
 def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:
