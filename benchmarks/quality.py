@@ -42,7 +42,7 @@ from mfollow.sampling.sampler import SamplingError
 from mfollow.synth import PuppetPairs
 from mfollow.synth.silhouette import video_silhouette_iou
 
-EXTRAS = ("camera", "raw", "truemask", "truepose", "warp", "nowarp")
+EXTRAS = ("camera", "raw", "truemask", "truepose", "warp")
 KEYS = ("psnr", "psnr_fg", "psnr_bg", "ssim", "ssim_fg", "ssim_bg", "silhouette_iou")
 
 
@@ -112,7 +112,7 @@ def main() -> None:
                     result = edit_pair(
                         bundle, pair_dir, inputs, settings, out / f"{name}.mp4", camera="camera" in extras,
                         composite="raw" not in extras, composite_margin=args.margin,
-                        warp=True if "warp" in extras else False if "nowarp" in extras else None,
+                        warp_person="warp" in extras,
                     )  # fmt: skip
                 except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
                     failures.setdefault(name, []).append(f"seed {seed}: {exc}")

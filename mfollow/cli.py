@@ -324,6 +324,14 @@ def demo(
     weights: Annotated[
         Path | None, typer.Option("--weights", help="A tiny bundle folder, or a weights folder with tiny/ and segdit/.")
     ] = None,
+    warp_person: Annotated[
+        bool,
+        typer.Option(
+            "--warp-person/--no-warp-person",
+            help="Paste the source person moved into the edit pose over the model's drawing (default: on; "
+            "--no-warp-person shows the model alone).",
+        ),
+    ] = True,
     device: DeviceOpt = DeviceChoice.cpu,
     json_out: JsonOpt = False,
     progress: ProgressOpt = ProgressChoice.auto,
@@ -349,6 +357,7 @@ def demo(
             guidance_scale=guidance_scale,
             camera=None if camera is None else camera.value,
             device=device.value,
+            warp_person=warp_person,
         )
         reporter = Reporter(progress.value, quiet=quiet)
         with contextlib.ExitStack() as stack:
@@ -461,7 +470,7 @@ def edit(
     output_size: E.OutputSize = E.OutputSizeChoice.source,
     composite: E.CompositeOpt = True,
     composite_margin: E.CompositeMargin = None,
-    warp: E.WarpOpt = None,
+    warp_person: E.WarpPersonOpt = False,
     preview_every: E.PreviewEvery = None,
     device: DeviceOpt = DeviceChoice.cpu,
     dtype: DtypeOpt = DtypeChoice.float32,
@@ -517,7 +526,7 @@ def long_(
     output_size: E.OutputSize = E.OutputSizeChoice.source,
     composite: E.CompositeOpt = True,
     composite_margin: E.CompositeMargin = None,
-    warp: E.WarpOpt = None,
+    warp_person: E.WarpPersonOpt = False,
     preview_every: E.PreviewEvery = None,
     window: Annotated[int, typer.Option("--window", min=1, help="Frames per window.")] = 24,
     overlap: Annotated[int, typer.Option("--overlap", min=0, help="Frames shared by neighbouring windows.")] = 8,

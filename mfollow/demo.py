@@ -44,6 +44,9 @@ class DemoSettings:
     guidance_scale: float | None = None  # None: the sampler's default
     camera: str | None = None  # the pair's camera path (None: drawn from the seed)
     device: str = "cpu"  # where the edit runs
+    # the source person's own pixels moved into the edit pose over the model's drawing (``--warp-person``):
+    # what makes the tiny model's edit visible (docs/benchmarks.md, the quality benchmark's session-14 section)
+    warp_person: bool = True
 
 
 def prepare_pair(
@@ -94,20 +97,18 @@ def edit_pair(
     device: str = "cpu",
     composite: bool = True,
     composite_margin: int | None = None,
-    warp: bool | None = None,
+    warp_person: bool = False,
 ) -> Path:
     """Edit a prepared pair at the demo size with ``sampler`` settings (with ``camera``, the masked
-    key/value injection of ``--camera``; ``composite``: as ``--composite``; ``warp``: as ``--warp``,
-    None for the bundle preset's default); writes ``result``."""
+    key/value injection of ``--camera``; ``composite``: as ``--composite``; ``warp_person``: as ``--warp-person``);
+    writes ``result``."""
     from mfollow.editing import EditInputs, EditSettings, run_edit
 
     edit = EditSettings(
         sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera, device=device,
         composite=composite, composite_margin=composite_margin,
     )  # fmt: skip
-    from mfollow.models.presets import get_preset
-
-    edit = replace(edit, warp=get_preset(bundle.preset).warp if warp is None else warp)
+    edit = replace(edit, warp_person=warp_person)
     run_edit(
         bundle,
         EditInputs(pair_dir / "source.mp4", target=pair_dir / "target.mp4", **staged),
@@ -159,7 +160,10 @@ def run_demo(
     )
     t = tick("synth_and_preprocess", t)
     sampler = sampler_settings(settings.guidance, settings.steps, settings.guidance_scale)
-    result = edit_pair(bundle, pair_dir, staged, sampler, out / "result.mp4", progress, device=settings.device)
+    result = edit_pair(
+        bundle, pair_dir, staged, sampler, out / "result.mp4", progress, device=settings.device,
+        warp_person=settings.warp_person,
+    )  # fmt: skip
     t = tick("edit", t)
     videos = [pair_dir / "source.mp4", pair_dir / "target.mp4", result, pair_dir / "edit_gt.mp4"]
     side_by_side(videos, LABELS, out / "side_by_side.mp4", pair.fps)

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mfollow.compositing import composite, default_margin, person_alpha
-from mfollow.errors import MediaError, ProjectError
+from mfollow.errors import MediaError, ProjectError, UsageError
 from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip, pose_points
 from mfollow.media import IMAGE_FPS
 from mfollow.models.bundle import ModelBundle
@@ -39,7 +39,7 @@ if TYPE_CHECKING:
 
 DECODE_CHUNK = 4
 CONTEXT_CHUNK = 16  # source frames per CLIP image-encoder batch
-OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp", "preview")  # not part of the sampling
+OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview")  # not part of the sampling
 __all__ = ["EditInputs", "EditSettings", "StateStore", "case_inputs", "load_clip", "run_edit", "run_key"]
 
 
@@ -61,7 +61,7 @@ class EditSettings:
     output_size: Literal["source", "working"] = "source"  # write at the source's size or the model's
     composite: bool = True  # the source's own pixels outside the people (mfollow.compositing)
     composite_margin: int | None = None  # band width in working pixels (None: 1/64 of the short side)
-    warp: bool = False  # the source person's own pixels moved into the edit pose (mfollow.pose.warp)
+    warp_person: bool = False  # the source person's own pixels moved into the edit pose (mfollow.pose.warp)
     preview: PreviewSettings | None = None  # clean-frame estimates every K steps (mfollow.preview)
 
 
@@ -213,14 +213,12 @@ def _composited(frame: np.ndarray, source: np.ndarray, alpha: np.ndarray, geo: G
 def _warped(clip: ClipSource, frames: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Decoded working-size (n, H, W, 3) frames ``start`` .. ``stop`` with the source person moved
     into the edit pose pasted over them (:func:`mfollow.pose.warp.warp_person`), and the (n, H, W)
-    mask of the pasted pixels; unchanged, with an empty mask, where either pose input is a folder
-    of pose images (no keypoints to move along)."""
+    mask of the pasted pixels. Both pose inputs are keypoints (checked before sampling)."""
     from mfollow.pose.warp import warp_person
 
     src_kp, edit_kp = pose_points(clip.source_poses, start, stop), pose_points(clip.edit_poses, start, stop)
+    assert src_kp is not None and edit_kp is not None
     moved = np.zeros(frames.shape[:3], dtype=bool)
-    if src_kp is None or edit_kp is None:
-        return frames, moved
     out = frames.copy()
     sources, M_r = clip.frames.get(start, stop), clip.source_masks.get(start, stop)
     for i in range(stop - start):
@@ -292,6 +290,8 @@ def _run_edit(
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
     clip = clip or open_clip(inputs, s)
+    if s.warp_person and (pose_points(clip.source_poses, 0, 1) is None or pose_points(clip.edit_poses, 0, 1) is None):
+        raise UsageError("warp_person moves the person along keypoints; these poses are pose images")
     device, dtype = torch.device(s.device), getattr(torch, s.dtype)
     bundle.to(device, dtype)
     guided = s.sampler.guidance != "none"
@@ -372,7 +372,7 @@ def _run_edit(
             stop = min(n, start + DECODE_CHUNK)
             frames = decode(bundle, state.z_e[:, :, start:stop])
             M_e = clip.edit_masks.get(start, stop)
-            if s.warp:  # the source person's own pixels, moved, over the model's drawing of them
+            if s.warp_person:  # the source person's own pixels, moved, over the model's drawing of them
                 frames, moved = _warped(clip, frames, start, stop)
                 M_e = M_e | moved  # composited like the person they are
             if restore:  # back at the source frames' size; margins cropped away stay the source's
@@ -400,7 +400,7 @@ def _run_edit(
         "guidance": s.sampler.guidance,
         "camera": s.camera,
         "composite_margin": margin,  # None: not composited
-        "warp": s.warp,
+        "warp_person": s.warp_person,
         "resumed_from_step": resumed_from,
         "windows": [[win.start, win.stop] for win in windows],
         "timings": {k: round(v, 3) for k, v in timings.items()},

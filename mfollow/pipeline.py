@@ -61,7 +61,7 @@ class EditRequest:
     output_size: str = "source"
     composite: bool = True
     composite_margin: int | None = None
-    warp: bool | None = None  # None: the preset's
+    warp_person: bool = False  # the source person's own pixels moved into the edit pose (mfollow.pose.warp)
     preview_every: int | None = None
     long: bool = False  # overlapping windows over any length (resumable)
     window: int = 24
@@ -112,6 +112,13 @@ def preflight(r: EditRequest) -> Path | None:
             inputs.append((f"--{key.replace('_', '-')}", getattr(r, key)))
     if r.target_masks is not None:
         P.check_exists(r.target_masks, "--target-masks")
+    if r.warp_person:  # the person moves along keypoints: pose images carry none
+        for label, path in inputs:
+            if label.lstrip("-").replace("-", "_") in ("source_poses", "edit_poses") and path.is_dir():
+                raise UsageError(
+                    f"--warp-person moves the person along keypoints; {label} {path} is a folder of pose images",
+                    hint="give keypoint JSON poses (mfollow pose / align), or drop --warp-person",
+                )
     if r.staged and r.target is None and r.project is None:
         raise UsageError("no poses given: pass TGT to estimate them, or --source-poses/--edit-poses, or --case DIR")
     if r.staged:
@@ -274,7 +281,7 @@ def run_request(
         sampler=sampler, seed=r.seed, short_side=size, start=r.start, frames=r.frames,
         max_frames=None if r.long else r.max_frames, fit=r.fit, colors=r.pose_colors,  # type: ignore[arg-type]
         device=device, dtype=r.dtype, camera=r.camera, output_size=r.output_size,  # type: ignore[arg-type]
-        composite=r.composite, composite_margin=r.composite_margin, warp=spec.warp if r.warp is None else r.warp,
+        composite=r.composite, composite_margin=r.composite_margin, warp_person=r.warp_person,
         preview=None if r.preview_every is None or project is None
         else PreviewSettings(r.preview_every, project / PREVIEW_DIR),
     )  # fmt: skip

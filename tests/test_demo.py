@@ -77,7 +77,13 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     assert (tmp_path / "mine" / "notes.txt").read_text() == "keep me"
     r = subprocess.run([*cmd[:4], str(tmp_path / "mine" / "notes.txt")], capture_output=True, text=True, env=bare_home)
     assert r.returncode == 2 and "is not a folder" in r.stderr
-    assert report["settings"]["device"] == "cpu"
+    assert report["settings"]["device"] == "cpu" and report["settings"]["warp_person"] is True
+    alone = tmp_path / "alone"  # the model's drawing of the person, without the moved source pixels
+    plain = [*cmd[:4], str(alone), *cmd[5:], "--no-warp-person"]
+    r = subprocess.run(plain, capture_output=True, text=True, env=bare_home)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["settings"]["warp_person"] is False
+    assert (alone / "result.mp4").read_bytes() != (out / "result.mp4").read_bytes()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")

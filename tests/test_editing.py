@@ -260,11 +260,11 @@ def test_warp_pastes_the_source_person_moved_into_the_edit_pose(
     from mfollow.pose.warp import warp_person
 
     s = settings(output_size="working", composite=False, sampler=SamplerSettings(steps=1, cfg=1.0, guidance="none"))
-    a = run_edit(bundle, inputs_of(pair), replace(s, warp=True), tmp_path / "a.mp4")
+    a = run_edit(bundle, inputs_of(pair), replace(s, warp_person=True), tmp_path / "a.mp4")
     warped, written[:] = np.stack(written), []
     b = run_edit(bundle, inputs_of(pair), s, tmp_path / "b.mp4")
     raw, written[:] = np.stack(written), []
-    assert a["warp"] and not b["warp"]
+    assert a["warp_person"] and not b["warp_person"]
     src = read_frames(pair / "source.mp4")  # 64x64: the working size too
     M_r, M_e = read_masks(pair / "source_masks"), read_masks(pair / "edit_masks")
     sp, ep = PoseSequence.load(pair / "source_poses.json"), PoseSequence.load(pair / "edit_poses.json")
@@ -277,16 +277,14 @@ def test_warp_pastes_the_source_person_moved_into_the_edit_pose(
     truth = read_frames(pair / "edit_gt.mp4").astype(int)
     on = moved & M_e
     assert np.abs(warped - truth)[on].mean() < 16 < 40 < np.abs(raw - truth)[on].mean()
-    # the same edit from pose images (no keypoints to move along) pastes nothing
+    # pose images carry no keypoints to move along: refused before sampling
     folder = tmp_path / "edit_pose_images"
     folder.mkdir()
     for i, frame in enumerate(load_clip(inputs_of(pair), s).edit_poses):
         Image.fromarray(frame).save(folder / f"frame_{i}.png")
-    run_edit(bundle, inputs_of(pair, edit_poses=folder), replace(s, warp=True), tmp_path / "c.mp4")
-    images = np.stack(written)
-    written[:] = []
-    run_edit(bundle, inputs_of(pair, edit_poses=folder), s, tmp_path / "d.mp4")
-    assert np.array_equal(images, np.stack(written))
+    with pytest.raises(UsageError, match="pose images"):
+        run_edit(bundle, inputs_of(pair, edit_poses=folder), replace(s, warp_person=True), tmp_path / "c.mp4")
+    assert not written and not (tmp_path / "c.mp4").exists()
 
 
 def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.MonkeyPatch) -> None:

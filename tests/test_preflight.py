@@ -75,6 +75,8 @@ def test_bad_outputs_and_inputs_before_the_model(world: Path, tmp_path: Path) ->
     not_video.write_text("hello")
     one_line_error(run("edit", str(not_video), "-o", str(tmp_path / "o.mp4"), *given(world)), 4, "notes.mp4")
     one_line_error(run("edit", "--batch", str(tmp_path / "none.jsonl"), "--shard", "0/2", *given(world)), 2, "K <= N")
+    images = given(world, "--edit-poses", str(world / "pair" / "edit_masks"), "--warp-person")  # a folder of images
+    one_line_error(run("edit", src, "-o", str(tmp_path / "o.mp4"), *images), 2, "folder of pose images")
     assert not (tmp_path / "o.mp4").exists()
 
 

@@ -21,7 +21,6 @@ class Preset:
     guidance_scale: float = 1.0  # default --guidance-scale of `paper` (docs/benchmarks.md: how it was chosen)
     cfg: float = 3.5  # default --cfg (classifier-free guidance on the CLIP context)
     steps: int = 25  # default --steps (denoising steps)
-    warp: bool = False  # default --warp (the source person moved into the edit pose: mfollow.pose.warp)
 
     @property
     def vae_factor(self) -> int:
