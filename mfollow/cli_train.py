@@ -138,10 +138,7 @@ def train(
     (DistributedDataParallel; gloo on CPU, nccl on CUDA).
     """
     with guard(debug):
-        from mfollow.distributed import is_main_process
-        from mfollow.progress import Reporter
         from mfollow.training import TrainSettings
-        from mfollow.training import train as run_training
 
         dev = getattr(device, "value", str(device))
         check_device(dev)
@@ -172,6 +169,11 @@ def train(
             min_timestep=min_timestep,
             adapter_pose=adapter_pose,
         )
+        settings.check()  # before torch and the training loop load: a bad option costs no time
+        from mfollow.distributed import is_main_process
+        from mfollow.progress import Reporter
+        from mfollow.training import train as run_training
+
         main = is_main_process()
         mode = getattr(progress, "value", str(progress))
         reporter = Reporter(mode, quiet=quiet or not main)  # type: ignore[arg-type]

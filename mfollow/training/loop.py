@@ -23,9 +23,9 @@ import math
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
@@ -33,101 +33,13 @@ from torch import nn
 
 from mfollow.atomic import atomic_write_json
 from mfollow.distributed import join
-from mfollow.errors import ProjectError, UsageError, WeightsError
+from mfollow.errors import ProjectError, UsageError
 from mfollow.training import data as D
 from mfollow.training.objectives import alphas_cumprod, diffusion_loss, mask_loss, vae_loss
 from mfollow.training.plot import plot_losses
+from mfollow.training.settings import LR_SCHEDULES, RESUMABLE_CHANGES, STAGES, Stage, TrainSettings
 
-Stage = Literal["vae", "image", "video", "mask"]
-STAGES: tuple[str, ...] = ("vae", "image", "video", "mask")
-LR_SCHEDULES = ("constant", "cosine")
-#: Settings that may differ when a run is resumed.
-RESUMABLE_CHANGES = ("steps", "checkpoint_every")
-
-
-@dataclass(frozen=True)
-class TrainSettings:
-    stage: Stage
-    preset: str = "tiny"
-    steps: int = 1000
-    batch: int = 8
-    grad_accum: int = 1
-    lr: float = 1e-5  # the paper's learning rate
-    lr_schedule: str = "constant"  # or "cosine": from lr down to 0 over the run's --steps
-    size: int = 128  # square frames (pixels)
-    clip_length: int = 8  # frames per clip (stage video)
-    checkpoint_every: int = 100
-    seed: int = 0
-    data: str = "synth"  # "synth" or a folder of prepared videos
-    synth_pairs: int = 64  # synthetic data: how many puppet pairs
-    synth_frames: int = 48  # ... of how many frames
-    init: str | None = None  # a bundle folder (vae/image/video) or SegDiT folder (mask)
-    vae: str | None = None  # image/video: take the autoencoder (and its latent scale) from this bundle
-    segdit_size: str = "tiny"
-    device: str = "cpu"
-    checkpointing: bool = False  # activation checkpointing in the U-Net (less memory)
-    edit_rate: float = D.EDIT_TARGET_RATE  # synthetic data: probability of a ground-truth-edit target
-    region_weight: float = 0.0  # extra loss weight on the persons (image/video: M_r ∪ M_e; vae: the frame's mask)
-    decoder_only: bool = False  # vae: train the decoder alone; the encoder and latent scale stay (the U-Net's latents)
-    train_image_encoder: bool = False  # image: the CLIP image encoder trains too (the paper keeps it frozen)
-    min_timestep: int = 0  # image/video: draw t from [min_timestep, T) (0: the paper's uniform draw)
-    adapter_pose: bool = False  # image/video: the ReCtr also reads the source poses (an --init gains zeroed inputs)
-
-    def check(self) -> None:
-        if self.stage not in STAGES:
-            raise UsageError(f"unknown stage {self.stage!r}; choose from {', '.join(STAGES)}")
-        for name in ("steps", "batch", "grad_accum", "checkpoint_every", "synth_pairs", "clip_length"):
-            if getattr(self, name) < 1:
-                raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.size % 32:
-            raise UsageError(f"--size {self.size} is not a multiple of 32")
-        if self.lr <= 0:
-            raise UsageError("--lr must be positive")
-        if not 0.0 <= self.edit_rate <= 1.0:
-            raise UsageError(f"--edit-rate {self.edit_rate} is not between 0 and 1")
-        if self.region_weight < 0:
-            raise UsageError("--region-weight must be 0 or more")
-        if self.region_weight and self.stage not in ("image", "video", "vae"):
-            raise UsageError(f"--region-weight applies to --stage image, video or vae, not {self.stage}")
-        if self.decoder_only and (self.stage != "vae" or self.init is None):
-            raise UsageError("--decoder-only applies to --stage vae with --init (the autoencoder it keeps encoding)")
-        if self.min_timestep and self.stage not in ("image", "video"):
-            raise UsageError(f"--min-timestep applies to --stage image or video, not {self.stage}")
-        if self.adapter_pose and self.stage not in ("image", "video"):
-            raise UsageError(f"--adapter-pose applies to --stage image or video, not {self.stage}")
-        from mfollow.models.presets import SCHEDULER, get_preset
-
-        steps = int(SCHEDULER["num_train_timesteps"])  # the schedule both presets train with
-        if not 0 <= self.min_timestep < steps:
-            raise UsageError(f"--min-timestep {self.min_timestep} is not in [0, {steps})")
-        if self.train_image_encoder and self.stage != "image":
-            raise UsageError(f"--train-image-encoder applies to --stage image, not {self.stage}")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
-        if self.vae is not None and self.stage not in ("image", "video"):
-            raise UsageError(f"--vae applies to --stage image or video, not {self.stage}")
-        if self.stage == "video" and self.synth_frames < self.clip_length:
-            raise UsageError("--synth-frames must be at least --clip-length")
-        get_preset(self.preset)  # an unknown preset is a usage error
-        if self.data != "synth" and not Path(self.data).is_dir():
-            raise UsageError(f"{self.data}: training data folder not found")
-        self.check_init()
-
-    def check_init(self) -> None:
-        """``--init`` and ``--vae`` name what the stage can start from (cheap: their metadata only),
-        so that a wrong folder is reported before any data is rendered."""
-        if self.stage == "mask":
-            if self.init and not (Path(self.init) / "config.json").is_file():
-                raise WeightsError(f"{self.init}: not a SegDiT folder (no config.json)")
-            return
-        from mfollow.models.bundle import read_meta
-
-        for option, folder in (("--init", self.init), ("--vae", self.vae)):
-            if folder is None:
-                continue
-            preset = read_meta(Path(folder)).get("preset")  # not a bundle -> WeightsError (exit 3)
-            if preset != self.preset:
-                raise UsageError(f"{option} {folder}: a '{preset}' bundle, but --preset {self.preset} was asked for")
+__all__ = ["LR_SCHEDULES", "RESUMABLE_CHANGES", "STAGES", "Stage", "TrainSettings", "train"]
 
 
 # ----------------------------------------------------------------------------- the trainee
