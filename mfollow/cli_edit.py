@@ -214,17 +214,18 @@ def execute(
     r = request_of(src, tgt, output, options, long, project, restart)
     if not preflighted:
         project = preflight(r)
-        if project is not None and r.project is None:
-            stderr_line(f"project: {project}", quiet=quiet)
-    group = join(r.device) if long and launched_world() > 1 else None
     model: Any
     if bundle is not None:
         preset, model = bundle[0].preset, bundle
     else:
-        from mfollow.loading import choose_preset, load_bundle
+        from mfollow.loading import check_weights, load_bundle
 
-        preset = choose_preset(r.weights) if options["preset"] == "auto" else options["preset"].value
+        # the weights are there (or one line and exit 3) before any preprocessing or model loading
+        preset = check_weights("auto" if options["preset"] == "auto" else options["preset"].value, r.weights)
         model = lambda: load_bundle(preset, r.weights)  # noqa: E731  (called once the inputs are checked)
+    if not preflighted and project is not None and r.project is None:
+        stderr_line(f"project: {project}", quiet=quiet)
+    group = join(r.device) if long and launched_world() > 1 else None
     bundled_default = bundle is None and options["preset"] == "auto" and preset == "tiny" and r.weights is None
     from mfollow.models.presets import get_preset
 

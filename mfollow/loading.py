@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mfollow.errors import WeightsError
-from mfollow.models.bundle import BUNDLE_FILE, ModelBundle, read_meta
+from mfollow.models.meta import BUNDLE_FILE, read_meta
+
+if TYPE_CHECKING:
+    from mfollow.models.bundle import ModelBundle
 
 SD15_COMPONENTS = ("motionfollower", "sd-vae-ft-mse", "sd-image-variations")
 
@@ -23,11 +27,34 @@ def choose_preset(weights: Path | None) -> str:
     return "tiny"
 
 
+def check_weights(preset: str, weights: Path | None) -> str:
+    """What :func:`load_bundle` would load, checked from the files alone (no torch, no reading of
+    weights): the preset (``auto`` resolved), or the :class:`WeightsError` it would raise for a
+    missing component or a bundle of another preset."""
+    from mfollow.models.weights import resolve
+
+    if preset == "auto":
+        preset = choose_preset(weights)
+    if weights is not None and (weights / BUNDLE_FILE).is_file():
+        found = read_meta(weights).get("preset")
+        if found != preset:
+            raise WeightsError(f"{weights}: a '{found}' bundle, but --preset {preset} was asked for")
+        return preset
+    if preset == "tiny":
+        resolve("tiny", weights)
+    elif preset == "sd15":
+        for name in SD15_COMPONENTS:
+            resolve(name, weights)
+    return preset
+
+
 def load_bundle(preset: str, weights: Path | None) -> tuple[ModelBundle, str]:
     """(bundle, identity). ``--weights`` may name a bundle folder (any preset) or a weights root
     searched for the sd15 components or a ``tiny/`` bundle (the package ships one). ``preset``
     may be ``auto`` (:func:`choose_preset`). The identity (files' names, sizes and mtimes) keys
     caches and checkpoints without re-hashing gigabytes."""
+    from mfollow.models.bundle import ModelBundle
+
     if preset == "auto":
         preset = choose_preset(weights)
     if weights is not None and (weights / BUNDLE_FILE).is_file():

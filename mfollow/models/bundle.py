@@ -24,11 +24,10 @@ from mfollow import __version__
 from mfollow.atomic import atomic_write_json
 from mfollow.errors import WeightsError
 from mfollow.models.controllers import PoseController
+from mfollow.models.meta import BUNDLE_FILE, BUNDLE_FORMAT, read_meta
 from mfollow.models.presets import SCHEDULER, get_preset
 from mfollow.models.unet3d import UNet3D
 
-BUNDLE_FILE = "mfollow_bundle.json"
-BUNDLE_FORMAT = 1
 COMPONENTS = ("unet", "poctr", "vae", "image_encoder")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -160,20 +159,6 @@ class ModelBundle:
         """Each frame's projected CLIP image embedding: (F, H, W, 3) uint8 -> (F, D)."""
         with torch.no_grad():
             return self.image_encoder(pixel_values=self.clip_pixels(frames)).image_embeds
-
-
-def read_meta(directory: Path) -> dict[str, Any]:
-    """A bundle folder's ``mfollow_bundle.json`` (format checked)."""
-    meta_path = directory / BUNDLE_FILE
-    if not meta_path.is_file():
-        raise WeightsError(f"{directory}: not a model bundle (no {BUNDLE_FILE})")
-    try:
-        meta = json.loads(meta_path.read_text())
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{directory}: unreadable bundle metadata ({exc})") from exc
-    if meta.get("format") != BUNDLE_FORMAT:
-        raise WeightsError(f"{meta_path}: bundle format {meta.get('format')!r} is not {BUNDLE_FORMAT}")
-    return meta
 
 
 def load_component(directory: Path, name: str) -> Any:

@@ -93,7 +93,7 @@ class TrainSettings:
             if self.init and not (Path(self.init) / "config.json").is_file():
                 raise WeightsError(f"{self.init}: not a SegDiT folder (no config.json)")
             return
-        from mfollow.models.bundle import read_meta
+        from mfollow.models.meta import read_meta
 
         for option, folder in (("--init", self.init), ("--vae", self.vae)):
             if folder is None:
