@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 from pathlib import Path
 
 import pytest
@@ -71,11 +70,10 @@ def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
         3,
         "'tiny' bundle",
     )
-    # no poses given: the stages would estimate them; missing weights are found first, in a second
+    # no poses given: the stages would estimate them; missing weights are found first
     staged = [str(p / "source.mp4"), str(p / "target.mp4"), "-o", str(tmp_path / "s.mp4"), "--preset", "sd15"]
-    started = time.perf_counter()
     one_line_error(mfollow("edit", *staged, "--weights", str(tmp_path)), 3, "weights 'motionfollower' not found")
-    assert time.perf_counter() - started < 5 and not any((tmp_path / "s.mfollow").iterdir())  # no stage ran
+    assert not any((tmp_path / "s.mfollow").iterdir())  # no stage ran
     for command in ("edit", "long"):  # a missing input is a media error before any work (long keys it)
         missing = [str(tmp_path / "nope.mp4") if a.endswith("source.mp4") else a for a in args(world, "-o", "x.mp4")]
         missing[missing.index("-o") + 1] = str(tmp_path / "x.mp4")
