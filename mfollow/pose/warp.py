@@ -5,10 +5,18 @@ edited frame shows of the person, only moved: each limb by the motion that takes
 source pose onto the same bone in the edit pose. :func:`warp_person` draws that backward, for
 every pixel p of the edit frame:
 
-    k      = the bone of the edit skeleton nearest to p                       (the part p belongs to)
+    k      = the part of the edit skeleton whose surface is nearest to p: the distance to its
+             bone less its :data:`REACH` (the part p belongs to)
     q      = T_k(p)                    (the same place on that bone in the source frame)
-    warped = source[q]   where q lies on the source person (M_r) and on bone k or a bone that
-                         shares a joint with it there, else nothing (the model draws it)
+    warped = source[q]   where q lies on the source person (M_r) and the source pixel there
+                         belongs (by the same rule) to part k, or, for a p beside its bone
+                         (0 <= t <= l_e below), to a part sharing a joint with k; else nothing
+                         (the model draws it)
+
+A p past the end of its bone is moved only where the part goes on there: past the trunk's
+joints (:data:`TORSO`) and the body's ends (:data:`OPEN_ENDS`: the head past the nose, a hand
+or foot past its points) any distance, past an elbow or knee only within the limb's rounded end
+(its reach); beyond that lies the next part, not this one.
 
 T_k maps the edit bone a_e -> b_e onto the source bone a_s -> b_s: with u the unit vector along
 a bone and n its left normal, a point at (t, d) = ((p - a_e) . u_e, (p - a_e) . n_e) goes to
@@ -23,7 +31,8 @@ bones left out), each foot from its ankle to the middle of its foot points and e
 its wrist to the middle finger's base. A bone is used only where both its ends are seen in both
 poses and it is at least :data:`MIN_BONE` pixels long in both. Nothing of the person hidden in the
 source frame (an arm behind the back) can be moved; where the two skeletons overlap differently
-the nearest bone decides, so the part in front in the edit is the one nearer to the pixel.
+the nearest part decides, so the part in front in the edit is the one nearer to the pixel.
+Frames, masks and poses are at one size (``edit`` moves the person at its working size).
 """
 
 from __future__ import annotations
@@ -130,7 +139,7 @@ def warp_person(
     ys, xs = np.nonzero(M_r)
     if ys.size == 0:
         return out, moved
-    # the source person's pixels, each labelled with its nearest source bone
+    # the source person's pixels, each labelled with its nearest source part
     src_label = np.full((height, width), -1, dtype=np.int64)
     src_bones = [(src[a], src[b]) for a, b, _ in usable]
     src_label[ys, xs] = _nearest_part(src_bones, reach * _spine(src, src_ok), xs + 0.5, ys + 0.5)
