@@ -126,6 +126,12 @@ def preflight(r: EditRequest) -> Path | None:
 
         StagePlan(edit_mask_backend=r.edit_mask_backend, target_masks=r.target_masks).check()  # type: ignore[arg-type]
     P.check_output(r.output, inputs)
+    n = None if r.long or r.case is not None else _edit_length(r)
+    if n is not None and n > r.max_frames:  # found here, not after the stages have run
+        raise UsageError(
+            f"{r.source}: {n} frames is more than one window ({r.max_frames})",
+            hint="use 'mfollow long', or pick a range with --start/--frames",
+        )
     needs_project = r.staged or r.long or r.preview_every is not None
     project = None
     if needs_project:
@@ -135,6 +141,35 @@ def preflight(r: EditRequest) -> Path | None:
             P.check_checkpoint(project / "long" / "state.safetensors")
     check_device(r.device)
     return project
+
+
+def _edit_length(r: EditRequest) -> int | None:
+    """How many frames the edit will have (what :func:`mfollow.inputs.open_clip` will find), from
+    the inputs' headers and file counts alone; None where that depends on what is not known yet."""
+    from mfollow.folders import frame_files
+    from mfollow.media import image_files, is_images, is_still
+    from mfollow.pose.keypoints import PoseSequence
+    from mfollow.video import probe
+
+    assert r.source is not None
+    target = None if r.target is None else probe(r.target).frame_count
+    if r.edit_poses is not None:  # given; staged ones are made from the target, one per frame
+        edit = len(frame_files(r.edit_poses)) if r.edit_poses.is_dir() else len(PoseSequence.load(r.edit_poses))
+    else:
+        edit = target if r.staged else None
+    if is_still(r.source):  # the photograph stands for every frame of the target (or of the poses)
+        n = target if target is not None else edit
+    elif is_images(r.source):
+        n = len(image_files(r.source))
+    else:
+        n = max(0, probe(r.source).frame_count - r.start)
+        n = n if r.frames is None else min(n, r.frames)
+    if n is None or r.fit != "trim":
+        return n
+    if edit is None:
+        return None  # trimmed to edit poses whose length is not known yet
+    masks = len(frame_files(r.edit_masks)) if r.edit_masks is not None else edit  # staged M_e: one per pose
+    return min(n, edit, masks)
 
 
 class MotionFollowerPipeline:

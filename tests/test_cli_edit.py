@@ -70,9 +70,14 @@ def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
         3,
         "'tiny' bundle",
     )
-    # no poses given: the stages would estimate them; missing weights are found first
+    # no poses given: the stages would estimate them; a clip too long for one window and missing
+    # weights are found first
     staged = [str(p / "source.mp4"), str(p / "target.mp4"), "-o", str(tmp_path / "s.mp4"), "--preset", "sd15"]
-    one_line_error(mfollow("edit", *staged, "--weights", str(tmp_path)), 3, "weights 'motionfollower' not found")
+    one_line_error(mfollow("edit", *staged), 2, "30 frames is more than one window", "mfollow long")
+    assert not (tmp_path / "s.mfollow").exists()
+    one_line_error(
+        mfollow("edit", *staged, "--frames", "4", "--weights", str(tmp_path)), 3, "weights 'motionfollower' not found"
+    )
     assert not any((tmp_path / "s.mfollow").iterdir())  # no stage ran
     for command in ("edit", "long"):  # a missing input is a media error before any work (long keys it)
         missing = [str(tmp_path / "nope.mp4") if a.endswith("source.mp4") else a for a in args(world, "-o", "x.mp4")]
