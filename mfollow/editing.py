@@ -210,17 +210,19 @@ def _composited(frame: np.ndarray, source: np.ndarray, alpha: np.ndarray, geo: G
     return composite(frame, source, alpha)
 
 
-def _warped(clip: ClipSource, frames: np.ndarray, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded working-size (n, H, W, 3) frames ``start`` .. ``stop`` with the source person moved
-    into the edit pose pasted over them (:func:`mfollow.pose.warp.warp_person`), and the (n, H, W)
-    mask of the pasted pixels. Both pose inputs are keypoints (checked before sampling)."""
+def _warped(
+    clip: ClipSource, frames: np.ndarray, sources: np.ndarray, M_r: np.ndarray, start: int, stop: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Decoded working-size (n, H, W, 3) frames ``start`` .. ``stop`` with the source person
+    (``sources`` (n, H, W, 3), ``M_r`` (n, H, W): the same frames' source and mask) moved into the
+    edit pose pasted over them (:func:`mfollow.pose.warp.warp_person`), and the (n, H, W) mask of
+    the pasted pixels. Both pose inputs are keypoints (checked before sampling)."""
     from mfollow.pose.warp import warp_person
 
     src_kp, edit_kp = pose_points(clip.source_poses, start, stop), pose_points(clip.edit_poses, start, stop)
     assert src_kp is not None and edit_kp is not None
     moved = np.zeros(frames.shape[:3], dtype=bool)
     out = frames.copy()
-    sources, M_r = clip.frames.get(start, stop), clip.source_masks.get(start, stop)
     for i in range(stop - start):
         person, moved[i] = warp_person(sources[i], M_r[i], src_kp, edit_kp, i)
         out[i][moved[i]] = person[moved[i]]
@@ -371,16 +373,23 @@ def _run_edit(
         for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time
             stop = min(n, start + DECODE_CHUNK)
             frames = decode(bundle, state.z_e[:, :, start:stop])
-            M_e = clip.edit_masks.get(start, stop)
+            # read once for the warp and the compositing (which needs the working frames only
+            # when writing at the working size)
+            M_r = clip.source_masks.get(start, stop) if s.warp_person or margin is not None else None
+            sources = clip.frames.get(start, stop) if s.warp_person or (margin is not None and not restore) else None
+            moved = None
             if s.warp_person:  # the source person's own pixels, moved, over the model's drawing of them
-                frames, moved = _warped(clip, frames, start, stop)
-                M_e = M_e | moved  # composited like the person they are
+                assert sources is not None and M_r is not None
+                frames, moved = _warped(clip, frames, sources, M_r, start, stop)
             if restore:  # back at the source frames' size; margins cropped away stay the source's
                 originals = clip.original.get(start, stop)
                 frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])
             if margin is not None:  # the model's output on and around the people, the source elsewhere
-                alpha = person_alpha(M_e, clip.source_masks.get(start, stop), margin)
-                base, to = (originals, geo) if restore else (clip.frames.get(start, stop), None)
+                M_e = clip.edit_masks.get(start, stop)
+                if moved is not None:
+                    M_e = M_e | moved  # the pasted pixels are composited like the person they are
+                alpha = person_alpha(M_e, M_r, margin)
+                base, to = (originals, geo) if restore else (sources, None)
                 frames = np.stack([_composited(f, b, a, to) for f, b, a in zip(frames, base, alpha, strict=True)])
             for frame, pts in zip(frames, clip.timestamps[start:stop], strict=True):
                 writer.write(frame, pts)

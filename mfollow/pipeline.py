@@ -19,9 +19,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mfollow.errors import UsageError
+
+if TYPE_CHECKING:
+    from mfollow.video.probe import VideoInfo
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
@@ -94,6 +97,7 @@ def preflight(r: EditRequest) -> Path | None:
         raise UsageError(f"--size {r.size} is not a multiple of 64")
     if r.long and r.overlap >= r.window:
         raise UsageError(f"--overlap {r.overlap} must be smaller than --window {r.window}")
+    source_info = target_info = None
     if r.case is not None:
         from mfollow.inputs import case_inputs
 
@@ -101,10 +105,10 @@ def preflight(r: EditRequest) -> Path | None:
         inputs = [("--case", r.case), ("SRC", case.source), *((n, getattr(case, n)) for n in PATH_FIELDS)]
     else:
         assert r.source is not None
-        P.check_source(r.source)
+        source_info = P.check_source(r.source)
         inputs = [("SRC", r.source)]
     if r.target is not None:
-        P.check_video(r.target, "TGT")
+        target_info = P.check_video(r.target, "TGT")
         inputs.append(("TGT", r.target))
     for key in PATH_FIELDS:
         if getattr(r, key) is not None:
@@ -126,7 +130,7 @@ def preflight(r: EditRequest) -> Path | None:
 
         StagePlan(edit_mask_backend=r.edit_mask_backend, target_masks=r.target_masks).check()  # type: ignore[arg-type]
     P.check_output(r.output, inputs)
-    n = None if r.long or r.case is not None else _edit_length(r)
+    n = None if r.long or r.case is not None else _edit_length(r, source_info, target_info)
     if n is not None and n > r.max_frames:  # found here, not after the stages have run
         raise UsageError(
             f"{r.source}: {n} frames is more than one window ({r.max_frames})",
@@ -143,26 +147,27 @@ def preflight(r: EditRequest) -> Path | None:
     return project
 
 
-def _edit_length(r: EditRequest) -> int | None:
+def _edit_length(r: EditRequest, source: VideoInfo | None, target: VideoInfo | None) -> int | None:
     """How many frames the edit will have (what :func:`mfollow.inputs.open_clip` will find), from
-    the inputs' headers and file counts alone; None where that depends on what is not known yet."""
+    the inputs' probes (``source``: None for images) and file counts alone; None where that
+    depends on what is not known yet."""
     from mfollow.folders import frame_files
     from mfollow.media import image_files, is_images, is_still
     from mfollow.pose.keypoints import PoseSequence
-    from mfollow.video import probe
 
     assert r.source is not None
-    target = None if r.target is None else probe(r.target).frame_count
+    frames = None if target is None else target.frame_count
     if r.edit_poses is not None:  # given; staged ones are made from the target, one per frame
         edit = len(frame_files(r.edit_poses)) if r.edit_poses.is_dir() else len(PoseSequence.load(r.edit_poses))
     else:
-        edit = target if r.staged else None
+        edit = frames if r.staged else None
     if is_still(r.source):  # the photograph stands for every frame of the target (or of the poses)
-        n = target if target is not None else edit
+        n = frames if frames is not None else edit
     elif is_images(r.source):
         n = len(image_files(r.source))
     else:
-        n = max(0, probe(r.source).frame_count - r.start)
+        assert source is not None
+        n = max(0, source.frame_count - r.start)
         n = n if r.frames is None else min(n, r.frames)
     if n is None or r.fit != "trim":
         return n

@@ -15,8 +15,12 @@ import os
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from mfollow.errors import MediaError, ProjectError, UsageError
+
+if TYPE_CHECKING:
+    from mfollow.video.probe import VideoInfo
 
 VIDEO_OUTPUT_SUFFIXES = (".mp4", ".m4v")  # the writer makes H.264 in an MP4 container
 
@@ -40,18 +44,19 @@ def check_exists(path: Path, label: str) -> None:
         raise MediaError(f"{path}: not readable ({label})")
 
 
-def check_video(path: Path, label: str) -> None:
-    """An existing, decodable video (probed: its container and stream headers)."""
+def check_video(path: Path, label: str) -> VideoInfo:
+    """An existing, decodable video (probed: its container and stream headers); its probe."""
     from mfollow.video import probe
 
     check_exists(path, label)
     if path.is_dir():
         raise MediaError(f"{path}: is a folder, expected a video ({label})")
-    probe(path)  # MediaError when it is not a video
+    return probe(path)  # MediaError when it is not a video
 
 
-def check_source(path: Path) -> None:
-    """SRC: a video, a still image, or a folder of frames of one size (:mod:`mfollow.media`)."""
+def check_source(path: Path) -> VideoInfo | None:
+    """SRC: a video, a still image, or a folder of frames of one size (:mod:`mfollow.media`);
+    the video's probe (None for images)."""
     from mfollow.media import is_still, media_info
 
     check_exists(path, "SRC")
@@ -65,8 +70,8 @@ def check_source(path: Path) -> None:
             raise MediaError(f"{path}: not a readable image (SRC)") from exc
     if path.is_dir() or is_still(path):
         media_info(path)  # the folder's frames: listed, readable, one size
-        return
-    check_video(path, "SRC")
+        return None
+    return check_video(path, "SRC")
 
 
 def check_output(path: Path, inputs: Iterable[tuple[str, Path]], *, label: str = "--output") -> None:
