@@ -115,8 +115,10 @@ def weights_import(
 ) -> None:
     """Convert the official MotionFollower checkpoints into mfollow's safetensors layout."""
     with guard(debug):
+        from mfollow.models.weights import check_official_folder, data_dir
+
+        check_official_folder(official)  # before torch and the checkpoints load
         from mfollow.models.official import base_unet_state, import_official
-        from mfollow.models.weights import data_dir
 
         dest = (to if to is not None else data_dir()) / "motionfollower"
         censuses = import_official(
@@ -146,9 +148,12 @@ def weights_inspect(
 ) -> None:
     """Compare a checkpoint's keys, shapes and dtypes with a preset's U-Net or PoCtr."""
     with guard(debug):
+        from mfollow.models.checkpoint import load_state_dict
+
+        loaded = load_state_dict(file)  # a corrupt file is found before the model's libraries load
         from mfollow.models.official import inspect_file
 
-        which, census = inspect_file(file, preset)
+        which, census = inspect_file(file, preset, loaded)
         if json_out:
             emit_json({"file": str(file), "preset": preset, "model": which, **census.to_json()})
             return

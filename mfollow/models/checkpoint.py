@@ -25,8 +25,8 @@ from typing import Any
 import torch
 
 from mfollow.errors import WeightsError
+from mfollow.models.weights import check_official_folder
 
-OFFICIAL_FILES = ("denoising_unet.pth", "motion_module.pth", "poctr.pth")
 #: Prefixes that wrappers add (DataParallel, accelerate, trainers): stripped, and reported.
 STRIP_PREFIXES = ("module.", "_orig_mod.", "unet.", "denoising_unet.")
 _PE = re.compile(r"\.pos_encoder\.pe$")
@@ -212,12 +212,8 @@ def read_official(directory: Path, base_unet: StateDict | None = None) -> tuple[
     Returns the U-Net state (base < motion_module.pth < denoising_unet.pth), the PoCtr state and
     the census (files read, renames, drops, overrides). Comparison against a model is separate.
     """
-    if not directory.is_dir():
-        raise WeightsError(f"{directory}: no such directory")
+    check_official_folder(directory)
     census = Census()
-    absent = [name for name in OFFICIAL_FILES if not (directory / name).is_file()]
-    if absent:
-        raise WeightsError(f"{directory}: missing {', '.join(absent)}", hint="download the official release first")
     unet: StateDict = dict(base_unet or {})
     for name in ("motion_module.pth", "denoising_unet.pth"):  # later files win
         part = normalise_keys(load_state_dict(directory / name), census)

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mfollow.errors import WeightsError
-from mfollow.models.checkpoint import OFFICIAL_FILES
+from mfollow.models.weights import OFFICIAL_FILES
 
 #: The folder linked from the authors' README (github.com/Francis-Rings/MotionFollower).
 OFFICIAL_DRIVE_FOLDER = "1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o"

@@ -95,10 +95,11 @@ def import_official(
     return {"unet": unet_census, "poctr": poctr_census}
 
 
-def inspect_file(path: Path, preset: str = "sd15") -> tuple[str, Census]:
-    """Compare one checkpoint with the preset's U-Net or PoCtr (whichever it matches better)."""
+def inspect_file(path: Path, preset: str = "sd15", loaded: StateDict | None = None) -> tuple[str, Census]:
+    """Compare one checkpoint with the preset's U-Net or PoCtr (whichever it matches better);
+    ``loaded``: the file's tensors, already read by :func:`load_state_dict`."""
     census = Census()
-    state = normalise_keys(load_state_dict(path), census)
+    state = normalise_keys(load_state_dict(path) if loaded is None else loaded, census)
     census.files[path.name] = len(state)
     skeleton = Skeletons.of(preset)
     scores = {which: len(set(state) & set(skeleton.shapes(which))) for which in ("unet", "poctr")}

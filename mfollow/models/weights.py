@@ -40,6 +40,19 @@ from mfollow.project import sha256_file
 ENV_VAR = "MFOLLOW_WEIGHTS"
 STAMP = ".mfollow-stamp.json"
 OFFICIAL_URL = "https://github.com/Francis-Rings/MotionFollower (README: Google Drive folder)"
+#: The official release's checkpoint files (:func:`mfollow.models.checkpoint.read_official`).
+OFFICIAL_FILES = ("denoising_unet.pth", "motion_module.pth", "poctr.pth")
+
+
+def check_official_folder(directory: Path) -> None:
+    """A folder holding the official release's files (:data:`OFFICIAL_FILES`), or the
+    :class:`WeightsError` saying what is missing: checked before any checkpoint (or torch) loads."""
+    if not directory.is_dir():
+        raise WeightsError(f"{directory}: no such directory")
+    absent = [name for name in OFFICIAL_FILES if not (directory / name).is_file()]
+    if absent:
+        raise WeightsError(f"{directory}: missing {', '.join(absent)}", hint="download the official release first")
+
 
 Origin = Literal["explicit", "env", "data-dir", "hf-cache", "bundled"]
 BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "weights"
