@@ -22,11 +22,14 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from mfollow.atomic import atomic_write_json
+
+if TYPE_CHECKING:
+    from mfollow.pose.align import AlignSettings
 
 #: The demo's pair seed. Training data come from ``PuppetPairs(seed + 1000, ...)`` whose pairs are
 #: seeded by hashes of (seed + 1000, index); the quality benchmark's held-out seeds start at 10_000.
@@ -57,7 +60,7 @@ def prepare_pair(
     camera: str | None = None,
     weights: Path | None = None,
     progress: Callable[[str, int, int], None] | None = None,
-    align: Any = None,
+    align: AlignSettings | None = None,
 ) -> tuple[Any, Path, dict[str, Path]]:
     """Synthesise pair ``seed`` into ``out/pair`` and run the pose (ground-truth keypoints),
     align (``align``: :class:`mfollow.pose.align.AlignSettings`, default its defaults) and mask

@@ -54,23 +54,16 @@ def load_bundle(preset: str, weights: Path | None) -> tuple[ModelBundle, str]:
     may be ``auto`` (:func:`choose_preset`). The identity (files' names, sizes and mtimes) keys
     caches and checkpoints without re-hashing gigabytes."""
     from mfollow.models.bundle import ModelBundle
+    from mfollow.models.weights import resolve
 
-    if preset == "auto":
-        preset = choose_preset(weights)
+    preset = check_weights(preset, weights)  # the same errors, before anything loads
     if weights is not None and (weights / BUNDLE_FILE).is_file():
-        bundle = ModelBundle.from_pretrained(weights)
-        if bundle.preset != preset:
-            raise WeightsError(f"{weights}: a '{bundle.preset}' bundle, but --preset {preset} was asked for")
-        return bundle, identity(weights)
+        return ModelBundle.from_pretrained(weights), identity(weights)
     if preset == "tiny":
-        from mfollow.models.weights import resolve
-
         folder = resolve("tiny", weights)
         return ModelBundle.from_pretrained(folder), identity(folder)
     if preset == "sd15":
         bundle = ModelBundle.from_components(weights)
-        from mfollow.models.weights import resolve
-
         ids = [identity(resolve(n, weights)) for n in SD15_COMPONENTS]
         return bundle, hashlib.sha256("".join(ids).encode()).hexdigest()
     raise WeightsError(

@@ -117,10 +117,14 @@ def preflight(r: EditRequest) -> Path | None:
     if r.target_masks is not None:
         P.check_exists(r.target_masks, "--target-masks")
     if r.warp_person:  # the person moves along keypoints: pose images carry none
-        for label, path in inputs:
-            if label.lstrip("-").replace("-", "_") in ("source_poses", "edit_poses") and path.is_dir():
+        given = [(key, getattr(r, key)) for key in ("source_poses", "edit_poses")]
+        if r.case is not None:
+            given += [(key, getattr(case, key)) for key in ("source_poses", "edit_poses")]
+        for key, path in given:
+            if path is not None and path.is_dir():
                 raise UsageError(
-                    f"--warp-person moves the person along keypoints; {label} {path} is a folder of pose images",
+                    f"--warp-person moves the person along keypoints; --{key.replace('_', '-')} {path} is a folder "
+                    "of pose images",
                     hint="give keypoint JSON poses (mfollow pose / align), or drop --warp-person",
                 )
     if r.staged and r.target is None and r.project is None:
