@@ -34,10 +34,18 @@ from mfollow.video import VideoWriter
 VIDEO_NAMES: dict[Role, str] = {"source": "source.mp4", "target": "target.mp4", "edit": "edit_gt.mp4"}
 POSE_NAMES: dict[Role, str] = {"source": "source_poses.json", "target": "target_poses.json", "edit": "edit_poses.json"}
 MASK_DIRS: dict[Role, str] = {"source": "source_masks", "target": "target_masks", "edit": "edit_masks"}
+ROLES: tuple[Role, ...] = ("source", "target", "edit")
 
 
-def write_pair(pair: Pair, out_dir: Path, *, progress: Callable[[int, int], None] | None = None) -> dict[str, object]:
-    """Render every frame of the pair's three videos and write the folder layout above.
+def write_pair(
+    pair: Pair,
+    out_dir: Path,
+    *,
+    progress: Callable[[int, int], None] | None = None,
+    roles: tuple[Role, ...] = ROLES,
+) -> dict[str, object]:
+    """Render every frame of the pair's videos (``roles``: by default all three) and write the
+    folder layout above (the files of those roles, and ``pair.json``).
 
     Existing files of the same names in ``out_dir`` are replaced; other files are left alone.
     Returns a JSON-ready report (paths and the pair's description).
@@ -51,10 +59,10 @@ def write_pair(pair: Pair, out_dir: Path, *, progress: Callable[[int, int], None
         staging.mkdir()
     except OSError as exc:
         raise MediaError(f"{out_dir}: cannot write here ({exc.strerror or exc})") from exc
-    total, done = 3 * pair.frames, 0
+    total, done = len(roles) * pair.frames, 0
     time_base = 1 / Fraction(pair.fps)
     try:
-        for role in ("source", "target", "edit"):
+        for role in roles:
             video = pair.video(role)
             masks = staging / MASK_DIRS[role]
             masks.mkdir()
@@ -78,8 +86,8 @@ def write_pair(pair: Pair, out_dir: Path, *, progress: Callable[[int, int], None
         raise MediaError(f"{out_dir}: writing the pair failed ({exc.strerror or exc})") from exc
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    files = {name: str(out_dir / name) for name in (*VIDEO_NAMES.values(), *POSE_NAMES.values(), "pair.json")}
-    files.update({name: str(out_dir / name) for name in MASK_DIRS.values()})
+    names = [name for r in roles for name in (VIDEO_NAMES[r], POSE_NAMES[r], MASK_DIRS[r])]
+    files = {name: str(out_dir / name) for name in (*names, "pair.json")}
     return {"out_dir": str(out_dir), "files": files, **report}
 
 
