@@ -1,7 +1,7 @@
 """Edit quality of the bundled demo model on held-out synthetic pairs. Prints JSON.
 
     python benchmarks/quality.py [--pairs 20] [--frames 16] [--steps N] [--first-seed 10000]
-                                 [--configs paper,official,none,paper+camera,paper+raw,paper+truemask]
+                                 [--configs paper,official,none,paper+nowarp,paper+camera,paper+raw,paper+truemask]
                                  [--scales 1.0]
                                  [--cfg X] [--weights DIR] [--margin PX] [--anchor median|ground]
 
@@ -18,7 +18,10 @@ the configuration has ``+raw``. Two diagnostic extras replace a preprocessing ou
 world's ground truth, to tell where the person's figures are lost: ``+truemask`` edits with the
 true M_e instead of SegDiT's, ``+truepose`` with the true edit poses instead of the aligned
 target poses (``paper+truepose+truemask``: both). ``--steps`` defaults to the tiny preset's (what
-``mfollow edit`` does); tables before session 11 used 20. ``--scales`` lists guidance
+``mfollow edit`` does); tables before session 11 used 20. Like ``mfollow edit``, every
+configuration pastes the moved source person (``--warp-person``, the tiny preset's default since
+session 15) unless it has ``+nowarp`` (the model alone; before session 15 that was the default,
+and ``+warp`` asked for the paste). ``--scales`` lists guidance
 scales to try with the ``paper`` preset (how the default ``--guidance-scale`` of the tiny preset
 was chosen: docs/benchmarks.md). ``M_e_iou``: SegDiT's M_e against the true M_e.
 
@@ -44,6 +47,7 @@ from mfollow.demo import edit_pair, prepare_pair, sampler_settings, scores
 from mfollow.loading import load_bundle
 from mfollow.masks.fallbacks import iou
 from mfollow.masks.files import read_masks
+from mfollow.models.presets import TINY
 from mfollow.pose.align import AlignSettings
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.sampling.sampler import SamplingError
@@ -52,7 +56,7 @@ from mfollow.synth.files import write_pair
 from mfollow.synth.register import placement_offset, registered, residual_error
 from mfollow.synth.silhouette import video_silhouette_iou
 
-EXTRAS = ("camera", "raw", "truemask", "truepose", "warp")
+EXTRAS = ("camera", "raw", "truemask", "truepose", "warp", "nowarp")
 KEYS = ("psnr", "psnr_fg", "psnr_bg", "ssim", "ssim_fg", "ssim_bg", "silhouette_iou")
 
 
@@ -129,7 +133,7 @@ def main() -> None:
     for c in (c for c in args.configs.split(",") if c):
         guidance, *extras = c.split("+")
         known = set(extras) <= set(EXTRAS) and len(set(extras)) == len(extras)
-        if guidance not in ("paper", "official", "none") or not known:
+        if guidance not in ("paper", "official", "none") or not known or {"warp", "nowarp"} <= set(extras):
             raise SystemExit(f"--configs: {c!r} is not GUIDANCE[+EXTRA...] ({', '.join(EXTRAS)})")
         configs[c] = (guidance, None, extras)
     for s in (float(x) for x in args.scales.split(",") if x):
@@ -172,7 +176,7 @@ def main() -> None:
                     result = edit_pair(
                         bundle, pair_dir, inputs, settings, out / f"{name}.mp4", camera="camera" in extras,
                         composite="raw" not in extras, composite_margin=args.margin,
-                        warp_person="warp" in extras,
+                        warp_person="warp" in extras or (TINY.warp_person and "nowarp" not in extras),
                     )  # fmt: skip
                 except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
                     failures.setdefault(name, []).append(f"seed {seed}: {exc}")

@@ -133,11 +133,13 @@ CompositeOpt = Annotated[
     ),
 ]
 WarpPersonOpt = Annotated[
-    bool,
+    bool | None,
     typer.Option(
         "--warp-person/--no-warp-person",
         help="Paste the source person's own pixels, moved bone by bone into the edit pose, over the model's "
-        "drawing of them (docs/editing.md).",
+        "drawing of them (docs/editing.md). Default: the model's preset's (on for the bundled tiny model, "
+        "off for sd15), off with pose images.",
+        show_default=False,
     ),
 ]
 CompositeMargin = Annotated[
@@ -181,7 +183,7 @@ def request_of(
         guidance=v(o["guidance"]), guidance_scale=o["guidance_scale"], seed=o["seed"], size=o["size"],
         start=o["start"], frames=o["frames"], max_frames=o.get("max_frames", EDIT_MAX_FRAMES), fit=v(o["fit"]),
         pose_colors=v(o["pose_colors"]), camera=o["camera"], output_size=v(o["output_size"]),
-        composite=o["composite"], composite_margin=o["composite_margin"], warp_person=o.get("warp_person", False),
+        composite=o["composite"], composite_margin=o["composite_margin"], warp_person=o.get("warp_person"),
         preview_every=o.get("preview_every"),
         long=long, window=o.get("window", 24), overlap=o.get("overlap", 8), blend=v(o.get("blend", "tent")),
         restart=restart, device=v(o["device"]), dtype=v(o["dtype"]),

@@ -51,6 +51,15 @@ def composite(edit: np.ndarray, source: np.ndarray, alpha: np.ndarray) -> np.nda
     return np.clip(np.rint(out), 0, 255).astype(np.uint8)
 
 
+def feathered_alpha(mask: np.ndarray) -> np.ndarray:
+    """(..., H, W) bool -> float32 alpha of a cut-out pasted with a soft edge: 1 inside ``mask``,
+    1/2 on its edge (its pixels with a neighbour outside it, :func:`mfollow.masks.morphology.edge`),
+    0 outside. A pixel on a cut-out's edge is partly the object and partly what lay behind it."""
+    from mfollow.masks.morphology import edge
+
+    return np.where(edge(mask), np.float32(0.5), mask.astype(np.float32))
+
+
 def default_margin(short_side: int) -> int:
     """The band's width at a working short side: 1/64 of it (2 px at 128, 8 px at 512)."""
     return max(1, round(short_side / 64))

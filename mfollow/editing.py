@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from mfollow.compositing import composite, default_margin, person_alpha
+from mfollow.compositing import composite, default_margin, feathered_alpha, person_alpha
 from mfollow.errors import MediaError, ProjectError, UsageError
 from mfollow.inputs import ClipSource, EditInputs, Fit, case_inputs, load_clip, open_clip, pose_points
 from mfollow.media import IMAGE_FPS
@@ -211,22 +211,22 @@ def _composited(frame: np.ndarray, source: np.ndarray, alpha: np.ndarray, geo: G
 
 
 def _warped(
-    clip: ClipSource, frames: np.ndarray, sources: np.ndarray, M_r: np.ndarray, start: int, stop: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Decoded working-size (n, H, W, 3) frames ``start`` .. ``stop`` with the source person
-    (``sources`` (n, H, W, 3), ``M_r`` (n, H, W): the same frames' source and mask) moved into the
-    edit pose pasted over them (:func:`mfollow.pose.warp.warp_person`), and the (n, H, W) mask of
-    the pasted pixels. Both pose inputs are keypoints (checked before sampling)."""
+    clip: ClipSource, frames: np.ndarray, sources: np.ndarray, M_r: np.ndarray, M_e: np.ndarray, start: int, stop: int
+) -> np.ndarray:
+    """Decoded working-size (n, H, W, 3) frames ``start`` .. ``stop`` with the source person moved
+    into the edit pose (:func:`mfollow.pose.warp.warp_person` of ``sources`` (n, H, W, 3) and
+    ``M_r`` (n, H, W), the same frames' source and mask) pasted over them within the edit person
+    M_e (n, H, W), with a soft edge (:func:`mfollow.compositing.feathered_alpha`). Both pose
+    inputs are keypoints (checked before sampling)."""
     from mfollow.pose.warp import warp_person
 
     src_kp, edit_kp = pose_points(clip.source_poses, start, stop), pose_points(clip.edit_poses, start, stop)
     assert src_kp is not None and edit_kp is not None
-    moved = np.zeros(frames.shape[:3], dtype=bool)
-    out = frames.copy()
+    out = np.empty_like(frames)
     for i in range(stop - start):
-        person, moved[i] = warp_person(sources[i], M_r[i], src_kp, edit_kp, i)
-        out[i][moved[i]] = person[moved[i]]
-    return out, moved
+        person, moved = warp_person(sources[i], M_r[i], src_kp, edit_kp, i)
+        out[i] = composite(person, frames[i], feathered_alpha(moved & M_e[i]))
+    return out
 
 
 def run_edit(
@@ -376,18 +376,16 @@ def _run_edit(
             # read once for the warp and the compositing (which needs the working frames only
             # when writing at the working size)
             M_r = clip.source_masks.get(start, stop) if s.warp_person or margin is not None else None
+            M_e = clip.edit_masks.get(start, stop) if s.warp_person or margin is not None else None
             sources = clip.frames.get(start, stop) if s.warp_person or (margin is not None and not restore) else None
-            moved = None
             if s.warp_person:  # the source person's own pixels, moved, over the model's drawing of them
-                assert sources is not None and M_r is not None
-                frames, moved = _warped(clip, frames, sources, M_r, start, stop)
+                assert sources is not None and M_r is not None and M_e is not None
+                frames = _warped(clip, frames, sources, M_r, M_e, start, stop)
             if restore:  # back at the source frames' size; margins cropped away stay the source's
                 originals = clip.original.get(start, stop)
                 frames = np.stack([restore_frame(f, o, geo) for f, o in zip(frames, originals, strict=True)])
             if margin is not None:  # the model's output on and around the people, the source elsewhere
-                M_e = clip.edit_masks.get(start, stop)
-                if moved is not None:
-                    M_e = M_e | moved  # the pasted pixels are composited like the person they are
+                assert M_e is not None and M_r is not None
                 alpha = person_alpha(M_e, M_r, margin)
                 base, to = (originals, geo) if restore else (sources, None)
                 frames = np.stack([_composited(f, b, a, to) for f, b, a in zip(frames, base, alpha, strict=True)])

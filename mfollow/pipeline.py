@@ -24,6 +24,8 @@ from typing import TYPE_CHECKING, Any
 from mfollow.errors import UsageError
 
 if TYPE_CHECKING:
+    from mfollow.editing import EditInputs
+    from mfollow.models.presets import Preset
     from mfollow.video.probe import VideoInfo
 
 Note = Callable[[str], None]
@@ -64,7 +66,9 @@ class EditRequest:
     output_size: str = "source"
     composite: bool = True
     composite_margin: int | None = None
-    warp_person: bool = False  # the source person's own pixels moved into the edit pose (mfollow.pose.warp)
+    # the source person's own pixels moved into the edit pose (mfollow.pose.warp); None: the preset's
+    # default where both poses are keypoints (off with pose images, which carry none)
+    warp_person: bool | None = None
     preview_every: int | None = None
     long: bool = False  # overlapping windows over any length (resumable)
     window: int = 24
@@ -116,7 +120,7 @@ def preflight(r: EditRequest) -> Path | None:
             inputs.append((f"--{key.replace('_', '-')}", getattr(r, key)))
     if r.target_masks is not None:
         P.check_exists(r.target_masks, "--target-masks")
-    if r.warp_person:  # the person moves along keypoints: pose images carry none
+    if r.warp_person:  # asked for: the person moves along keypoints, which pose images do not carry
         given = [(key, getattr(r, key)) for key in ("source_poses", "edit_poses")]
         if r.case is not None:
             given += [(key, getattr(case, key)) for key in ("source_poses", "edit_poses")]
@@ -149,6 +153,14 @@ def preflight(r: EditRequest) -> Path | None:
             P.check_checkpoint(project / "long" / "state.safetensors")
     check_device(r.device)
     return project
+
+
+def _warp_person(r: EditRequest, spec: Preset, inputs: EditInputs) -> bool:
+    """``--warp-person`` as given, else the preset's default where both poses are keypoint files
+    (a folder of pose images carries no keypoints to move the person along)."""
+    if r.warp_person is not None:
+        return r.warp_person
+    return spec.warp_person and not any(Path(p).is_dir() for p in (inputs.source_poses, inputs.edit_poses))
 
 
 def _edit_length(r: EditRequest, source: VideoInfo | None, target: VideoInfo | None) -> int | None:
@@ -325,7 +337,7 @@ def run_request(
         sampler=sampler, seed=r.seed, short_side=size, start=r.start, frames=r.frames,
         max_frames=None if r.long else r.max_frames, fit=r.fit, colors=r.pose_colors,  # type: ignore[arg-type]
         device=device, dtype=r.dtype, camera=r.camera, output_size=r.output_size,  # type: ignore[arg-type]
-        composite=r.composite, composite_margin=r.composite_margin, warp_person=r.warp_person,
+        composite=r.composite, composite_margin=r.composite_margin, warp_person=_warp_person(r, spec, inputs),
         preview=None if r.preview_every is None or project is None
         else PreviewSettings(r.preview_every, project / PREVIEW_DIR),
     )  # fmt: skip

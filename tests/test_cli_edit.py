@@ -40,16 +40,27 @@ def test_edit_end_to_end(world: Path, tmp_path: Path) -> None:
     assert doc["frames"] == 12 and doc["preset"] == "tiny" and doc["windows"] == [[0, 12]]
     assert probe(out).frame_count == 12 and len(doc["weights"]) == 64
     assert doc["composite_margin"] == 1  # the default: 1/64 of the 64-pixel working side
+    assert doc["warp_person"] is True  # the tiny preset's default
 
 
 def test_long_end_to_end_with_windows(world: Path, tmp_path: Path) -> None:
     out = tmp_path / "long.mp4"
-    extra = ("--window", "12", "--overlap", "4", "--json", "-p", str(tmp_path / "proj"), "--no-composite")
+    extra = (
+        "--window",
+        "12",
+        "--overlap",
+        "4",
+        "--json",
+        "-p",
+        str(tmp_path / "proj"),
+        "--no-composite",
+        "--no-warp-person",
+    )
     r = mfollow("long", *args(world, "-o", str(out), *extra))
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["frames"] == 30 and doc["windows"] == [[0, 12], [8, 20], [16, 28], [18, 30]]
-    assert doc["composite_margin"] is None  # --no-composite
+    assert doc["composite_margin"] is None and doc["warp_person"] is False  # --no-composite, --no-warp-person
     assert probe(out).timestamps == probe(world / "pair" / "source.mp4").timestamps
 
 

@@ -41,3 +41,23 @@ def test_bad_shapes_and_margin_are_refused() -> None:
     with pytest.raises(ValueError):
         composite(np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 4, 3), np.uint8), np.zeros((1, 4, 5)))
     assert default_margin(128) == 2 and default_margin(512) == 8 and default_margin(32) == 1
+
+
+def test_feathered_alpha_is_half_on_the_cut_outs_edge_and_the_frame_is_no_edge() -> None:
+    from mfollow.compositing import feathered_alpha
+    from mfollow.masks.morphology import dilate, edge, erode
+
+    m = np.zeros((2, 6, 7), bool)
+    m[0, 1:5, 2:6] = True  # a 4x4 square inside the frame
+    m[1, :3, :] = True  # a band cut by the frame's top, left and right edges
+    a = feathered_alpha(m)
+    assert a.dtype == np.float32 and a.shape == m.shape
+    inner = np.zeros((6, 7), bool)
+    inner[2:4, 3:5] = True
+    np.testing.assert_array_equal(a[0], np.where(inner, 1.0, np.where(m[0], 0.5, 0.0)))
+    # the band's only edge is its bottom row: the frame's edges are not the person's
+    np.testing.assert_array_equal(a[1, :2], 1.0)
+    np.testing.assert_array_equal(a[1, 2], 0.5)
+    np.testing.assert_array_equal(a[1, 3:], 0.0)
+    np.testing.assert_array_equal(edge(m), m & ~erode(m))
+    assert dilate(m[0]).sum() == 16 + 4 * 4 and erode(m[0]).sum() == 4  # the cross grows a square's sides only

@@ -253,9 +253,12 @@ def test_composite_at_the_size_of_a_cropped_source(
 def test_warp_pastes_the_source_person_moved_into_the_edit_pose(
     tmp_path: Path, bundle: ModelBundle, pair: Path, written: list[np.ndarray]
 ) -> None:
-    """--warp: on the pixels :func:`warp_person` moves, the output is the source person's own
-    pixels, which land on the world's ground-truth edit person; elsewhere on the people, the model's."""
+    """--warp: on the pixels :func:`warp_person` moves inside M_e, the output is the source
+    person's own pixels (half over the model's on their edge), which land on the world's
+    ground-truth edit person; everywhere else, the model's."""
+    from mfollow.compositing import composite, feathered_alpha
     from mfollow.masks.files import read_masks
+    from mfollow.masks.morphology import erode
     from mfollow.pose.keypoints import PoseSequence
     from mfollow.pose.warp import warp_person
 
@@ -268,15 +271,18 @@ def test_warp_pastes_the_source_person_moved_into_the_edit_pose(
     src = read_frames(pair / "source.mp4")  # 64x64: the working size too
     M_r, M_e = read_masks(pair / "source_masks"), read_masks(pair / "edit_masks")
     sp, ep = PoseSequence.load(pair / "source_poses.json"), PoseSequence.load(pair / "edit_poses.json")
-    moved = np.zeros(M_r.shape, dtype=bool)
+    pasted = np.zeros(M_r.shape, dtype=bool)
     for f in range(12):
-        person, moved[f] = warp_person(src[f], M_r[f], sp, ep, f)
-        assert np.array_equal(warped[f][moved[f]], person[moved[f]])
-    assert np.array_equal(warped[~moved], raw[~moved])  # the model's own everywhere else
-    assert moved.sum() > 0.7 * M_e.sum()
+        person, moved = warp_person(src[f], M_r[f], sp, ep, f)
+        pasted[f] = moved & M_e[f]
+        assert (moved & ~M_e[f]).any()  # the warp reaches past M_e here: left out
+        expected = composite(person, raw[f].astype(np.uint8), feathered_alpha(pasted[f]))
+        assert np.array_equal(warped[f], expected)
+    assert np.array_equal(warped[~pasted], raw[~pasted])  # the model's own everywhere else
+    assert pasted.sum() > 0.7 * M_e.sum()
     truth = read_frames(pair / "edit_gt.mp4").astype(int)
-    on = moved & M_e
-    assert np.abs(warped - truth)[on].mean() < 16 < 40 < np.abs(raw - truth)[on].mean()
+    inner = erode(pasted)  # wholly the source's pixels
+    assert np.abs(warped - truth)[inner].mean() < 16 < 40 < np.abs(raw - truth)[inner].mean()
     # pose images carry no keypoints to move along: refused before sampling
     folder = tmp_path / "edit_pose_images"
     folder.mkdir()

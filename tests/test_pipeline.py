@@ -40,6 +40,12 @@ def test_same_output_as_the_cli(world: Path, tmp_path: Path) -> None:
     out = tmp_path / "default.mp4"
     default = pipe(p / "source.mp4", p / "target.mp4", output=out, size=64, frames=2, **given(world))
     assert default["steps"] == get_preset("tiny").steps  # no steps given: the preset's
+    assert default["warp_person"] is get_preset("tiny").warp_person is True  # and its --warp-person
+    # pose images carry no keypoints to move the person along: the default is then off, not an error
+    images = pipe(p / "source.mp4", p / "target.mp4", output=tmp_path / "images.mp4", size=64, frames=2,
+                  **{**given(world), "edit_poses": p / "edit_masks"})  # fmt: skip
+    assert images["warp_person"] is False
+    assert get_preset("sd15").warp_person is False
     args = [
         str(p / "source.mp4"),
         str(p / "target.mp4"),

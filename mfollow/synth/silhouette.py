@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from mfollow.masks.fallbacks import iou
+from mfollow.masks.morphology import dilate, erode
 from mfollow.synth.world import Pair
 
 #: Largest per-channel difference (0-255) from the plate still counted as background.
@@ -36,20 +37,12 @@ def silhouette(frame: np.ndarray, plate: np.ndarray, threshold: int = SILHOUETTE
     return _close(_open(diff > threshold))
 
 
-def _neighbours(m: np.ndarray, fill: bool) -> list[np.ndarray]:
-    """``m`` and its four shifts by one pixel (the 3x3 cross), padded with ``fill``."""
-    p = np.pad(m, 1, constant_values=fill)
-    return [p[1:-1, 1:-1], p[:-2, 1:-1], p[2:, 1:-1], p[1:-1, :-2], p[1:-1, 2:]]
-
-
 def _open(m: np.ndarray) -> np.ndarray:
-    eroded = np.logical_and.reduce(_neighbours(m, True))
-    return np.logical_or.reduce(_neighbours(eroded, False))
+    return dilate(erode(m))
 
 
 def _close(m: np.ndarray) -> np.ndarray:
-    dilated = np.logical_or.reduce(_neighbours(m, False))
-    return np.logical_and.reduce(_neighbours(dilated, True))
+    return erode(dilate(m))
 
 
 def silhouette_iou(frames: Iterable[np.ndarray], pair: Pair, threshold: int = SILHOUETTE_THRESHOLD) -> float:
