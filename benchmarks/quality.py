@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfollow.demo import edit_pair, prepare_pair, sampler_settings, scores
+from mfollow.demo import edit_pair, prepare_pair, registered_truth, sampler_settings, scores
 from mfollow.loading import load_bundle
 from mfollow.masks.fallbacks import iou
 from mfollow.masks.files import read_masks
@@ -52,8 +52,7 @@ from mfollow.pose.align import AlignSettings
 from mfollow.pose.keypoints import PoseSequence
 from mfollow.sampling.sampler import SamplingError
 from mfollow.synth import Pair, PuppetPairs
-from mfollow.synth.files import write_pair
-from mfollow.synth.register import placement_offset, registered, residual_error
+from mfollow.synth.register import residual_error
 from mfollow.synth.silhouette import video_silhouette_iou
 
 EXTRAS = ("camera", "raw", "truemask", "truepose", "warp", "nowarp")
@@ -154,12 +153,11 @@ def main() -> None:
             true_M_e = read_masks(pair_dir / "edit_masks", args.frames)
             M_e_iou.append(iou(read_masks(staged["edit_masks"], args.frames), true_M_e))
             ceiling.append(video_silhouette_iou(pair_dir / "edit_gt.mp4", pair))
+            reg_pair, reg_dir, delta = registered_truth(pair, staged, out / "registered")
             aligned = PoseSequence.load(staged["edit_poses"])
-            delta = placement_offset(pair, aligned)
             before, after = residual_error(pair, aligned, (0.0, 0.0)), residual_error(pair, aligned, delta)
             placement.append((float(np.hypot(*delta)), before, after))
-            truth, reg_truth = (pair_dir, pair), (out / "registered", registered(pair, delta))
-            write_pair(reg_truth[1], reg_truth[0], roles=("edit",))
+            truth, reg_truth = (pair_dir, pair), (reg_dir, reg_pair)
             for name in ("source_unchanged", "target_unchanged"):
                 video = pair_dir / f"{name.split('_')[0]}.mp4"
                 for t, row in zip((table, table_reg), score_both(video, truth, reg_truth, False), strict=True):

@@ -63,8 +63,11 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     assert (sbs.display_width, sbs.display_height, sbs.frame_count) == (4 * 128, 128 + 16, 4)
     assert (result.display_width, result.display_height, result.frame_count) == (128, 128, 4)
     m = report["metrics"]
-    assert set(m) == {"result", "source_unchanged", "target_unchanged", "ground_truth"}
+    assert set(m) == {"result", "source_unchanged", "target_unchanged", "ground_truth", "registered"}
     assert set(m.pop("ground_truth")) == {"silhouette_iou"}
+    reg = m.pop("registered")  # against the truth registered to the aligned poses
+    assert set(reg) == {"offset_px", "result", "source_unchanged"} and len(reg["offset_px"]) == 2
+    assert reg["result"] != m["result"] and (out / "pair" / "registered" / "edit_gt.mp4").is_file()
     for scores in m.values():
         assert all(isinstance(scores[k], float) for k in ("psnr", "psnr_fg", "psnr_bg", "ssim", "silhouette_iou"))
         assert 0 <= scores["silhouette_iou"] <= 1
