@@ -7,7 +7,7 @@ is a convention of the world, not something the videos show: a source that sways
 pixels away from its anchor, and nothing in the source or the target says by how much. An
 alignment that puts the edit person where the source person stands on average gets every joint
 angle, bone length and frame-to-frame move right and is still off by one constant offset for the
-whole clip (measured on the 20 held-out pairs: 6.1 px mean joint error, 0.24 px once that offset
+whole clip (measured on the 20 held-out pairs: 6.1 px mean joint error, 0.12 px once that offset
 is removed; docs/benchmarks.md), and a crisp person a few pixels off scores lower PSNR than a
 blurred one.
 
