@@ -117,11 +117,10 @@ def json_number(v: float) -> float | str | None:
 
 
 def check_writable(path: Path) -> None:
-    """Fail before any work when ``path``'s folder cannot be created (raises :class:`MediaError`)."""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise MediaError(f"{path}: cannot write here ({exc.strerror or exc})") from exc
+    """Fail before any work when a file cannot be written at ``path`` (raises :class:`MediaError`)."""
+    from mfollow.preflight import check_writable_folder
+
+    check_writable_folder(path.parent, str(path))
 
 
 def write_per_frame_csv(report: Report, path: Path) -> None:

@@ -93,14 +93,28 @@ def check_output(path: Path, inputs: Iterable[tuple[str, Path]], *, label: str =
 
 
 def check_writable_folder(folder: Path, label: str) -> None:
-    """``folder`` exists or can be created, and a file can be created in it."""
+    """``folder`` exists or can be created, and a file can be created in it. Folders created to
+    find out are removed again, so a command refused by a later check leaves nothing behind; the
+    writers create them when they write."""
+    missing = []  # the folders to create, innermost first
+    at = folder
+    while not at.exists() and at != at.parent:
+        missing.append(at)
+        at = at.parent
+    created: list[Path] = []
     try:
-        folder.mkdir(parents=True, exist_ok=True)
+        for each in reversed(missing):  # outermost first
+            each.mkdir()
+            created.append(each)
         probe_file = folder / f".mfollow-write-test-{secrets.token_hex(4)}"
         probe_file.touch(exist_ok=False)
         probe_file.unlink()
     except OSError as exc:
         raise MediaError(f"{label}: cannot write in {folder} ({exc.strerror or exc})") from exc
+    finally:
+        for each in reversed(created):  # innermost first; only what this check made, and only if empty
+            with contextlib.suppress(OSError):
+                each.rmdir()
 
 
 def check_project(path: Path) -> None:

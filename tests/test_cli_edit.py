@@ -33,7 +33,7 @@ def args(world: Path, *extra: str) -> list[str]:
 
 
 def test_edit_end_to_end(world: Path, tmp_path: Path) -> None:
-    out = tmp_path / "out.mp4"
+    out = tmp_path / "new" / "folder" / "out.mp4"  # made by the writer, not by the preflight
     r = mfollow("edit", *args(world, "-o", str(out), "--frames", "12", "--start", "3", "--json"))
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
@@ -89,7 +89,7 @@ def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
     one_line_error(
         mfollow("edit", *staged, "--frames", "4", "--weights", str(tmp_path)), 3, "weights 'motionfollower' not found"
     )
-    assert not any((tmp_path / "s.mfollow").iterdir())  # no stage ran
+    assert not (tmp_path / "s.mfollow").exists()  # no stage ran, and the preflight left no folder behind
     for command in ("edit", "long"):  # a missing input is a media error before any work (long keys it)
         missing = [str(tmp_path / "nope.mp4") if a.endswith("source.mp4") else a for a in args(world, "-o", "x.mp4")]
         missing[missing.index("-o") + 1] = str(tmp_path / "x.mp4")

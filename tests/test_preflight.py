@@ -159,3 +159,19 @@ def test_choose_pose_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     assert "dwpose" in str(err.value) and "mediapipe" in str(err.value)
     with pytest.raises(WeightsError, match="mediapipe is not installed"):
         backends.choose_pose_backend("mediapipe")
+
+
+def test_writable_folder_check_leaves_no_folder_behind(tmp_path: Path) -> None:
+    from mfollow.errors import MediaError
+    from mfollow.preflight import check_writable_folder
+
+    check_writable_folder(tmp_path / "a" / "b" / "c", "-o x")
+    assert list(tmp_path.iterdir()) == []  # a, a/b and a/b/c were made to find out, then removed
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "keep.txt").write_text("mine")
+    check_writable_folder(tmp_path / "mine", "-o x")
+    assert [p.name for p in (tmp_path / "mine").iterdir()] == ["keep.txt"]  # an existing folder stays as it was
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(MediaError, match="cannot write in"):
+        check_writable_folder(tmp_path / "file" / "sub", "-o x")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine"]

@@ -18,6 +18,7 @@ EVAL_DIR = "eval"  # per_frame.csv and summary.json of the last `eval -p`
 
 def record_result(project: Path, report: dict[str, Any]) -> None:
     try:
+        project.mkdir(parents=True, exist_ok=True)  # the preflight checked it can be, and left none behind
         atomic_write_json(project / RESULT, report)
     except OSError as exc:
         raise ProjectError(f"{project / RESULT}: cannot record the result ({exc.strerror or exc})") from exc
@@ -28,6 +29,7 @@ def record_eval(project: Path, report: Report, summary: dict[str, Any]) -> None:
 
     write_per_frame_csv(report, project / EVAL_DIR / "per_frame.csv")
     try:
+        (project / EVAL_DIR).mkdir(parents=True, exist_ok=True)
         atomic_write_json(project / EVAL_DIR / "summary.json", summary)
     except OSError as exc:
         raise ProjectError(f"{project / EVAL_DIR}: cannot record the evaluation ({exc.strerror or exc})") from exc
