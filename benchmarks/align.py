@@ -18,9 +18,9 @@ import warnings
 
 import numpy as np
 
-from mfollow.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
-from mfollow.pose.align import AlignSettings, align, joint_error
-from mfollow.pose.camera_track import estimate_track
+from mfollow.preprocess.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
+from mfollow.preprocess.pose.align import AlignSettings, align, joint_error
+from mfollow.preprocess.pose.camera_track import estimate_track
 from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
 

@@ -7,7 +7,7 @@ Prints JSON.
 A 3-step ``paper`` edit (CFG 2) of a 12-frame 64x64 synthetic pair in windows of 8 (overlap 3),
 tiny preset with random weights: run twice, and once interrupted after step 2 and resumed from
 its checkpoint; the largest and mean per-pixel differences (0-255) from the first run. Two
-trials: ``pytorch_defaults`` (the edit without :func:`mfollow.determinism.deterministic_kernels`)
+trials: ``pytorch_defaults`` (the edit without :func:`mfollow.runtime.determinism.deterministic_kernels`)
 and ``mfollow`` (``run_edit`` as the commands call it). Warnings PyTorch raised about operations
 without a deterministic implementation are listed.
 """
@@ -37,13 +37,13 @@ def _measure(tmp: Path, device: str) -> dict[str, object]:
     import numpy as np
     import torch
 
-    from mfollow import editing
-    from mfollow.editing import EditInputs, EditSettings, StateStore
+    from mfollow.edit import run as editing
+    from mfollow.edit.run import EditInputs, EditSettings, StateStore
+    from mfollow.io.video import read_frames
     from mfollow.models.bundle import ModelBundle
     from mfollow.sampling.sampler import SamplerSettings
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
-    from mfollow.video import read_frames
 
     p = tmp / "pair"
     write_pair(make_pair(2, frames=12, size=64, camera="pan"), p)

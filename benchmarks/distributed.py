@@ -41,10 +41,10 @@ def main() -> None:
 def _measure(tmp: Path, args: argparse.Namespace) -> dict[str, object]:
     import numpy as np
 
+    from mfollow.io.video import read_frames
     from mfollow.sampling.windows import layout
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
-    from mfollow.video import read_frames
 
     pair = tmp / "pair"
     write_pair(make_pair(6, frames=args.frames, size=128, camera="pan"), pair)

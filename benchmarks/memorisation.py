@@ -36,10 +36,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mfollow.editing import decode
-from mfollow.loading import load_bundle
-from mfollow.metrics import frame_metrics, summarise
-from mfollow.pose.render import render_sequence
+from mfollow.edit.run import decode
+from mfollow.metrics.frames import frame_metrics, summarise
+from mfollow.models.loading import load_bundle
+from mfollow.preprocess.pose.render import render_sequence
 from mfollow.synth import make_pair
 from mfollow.training import data as D
 from mfollow.training.loop import _video as video_tensor

@@ -43,13 +43,13 @@ from pathlib import Path
 
 import numpy as np
 
-from mfollow.demo import edit_pair, prepare_pair, registered_truth, sampler_settings, scores
-from mfollow.loading import load_bundle
-from mfollow.masks.fallbacks import iou
-from mfollow.masks.files import read_masks
+from mfollow.edit.demo import edit_pair, prepare_pair, registered_truth, sampler_settings, scores
+from mfollow.models.loading import load_bundle
 from mfollow.models.presets import TINY
-from mfollow.pose.align import AlignSettings
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.preprocess.masks.fallbacks import iou
+from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose.align import AlignSettings
+from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.sampling.sampler import SamplingError
 from mfollow.synth import Pair, PuppetPairs
 from mfollow.synth.register import residual_error

@@ -182,7 +182,7 @@ def run_release(frames: int, size: int, steps: int) -> dict:
 
 
 def run_long(frames: int) -> dict:
-    from mfollow.editing import EditInputs, EditSettings, run_edit
+    from mfollow.edit.run import EditInputs, EditSettings, run_edit
     from mfollow.models.bundle import ModelBundle
     from mfollow.sampling.sampler import SamplerSettings
     from mfollow.synth import make_pair

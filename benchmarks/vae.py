@@ -18,9 +18,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mfollow.editing import decode
-from mfollow.loading import load_bundle
-from mfollow.metrics import frame_metrics, summarise
+from mfollow.edit.run import decode
+from mfollow.metrics.frames import frame_metrics, summarise
+from mfollow.models.loading import load_bundle
 from mfollow.synth import make_pair
 
 KEYS = ("psnr", "ssim", "psnr_fg", "ssim_fg", "psnr_bg", "ssim_bg")  # fg: the person; bg: the rest

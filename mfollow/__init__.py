@@ -1,20 +1,24 @@
 """mfollow: video motion editing with MotionFollower (lightweight controllers + score guidance).
 
 The package root stays import-light on purpose: ``mfollow --help`` must not import torch, av,
-diffusers or transformers. Heavy modules are imported inside the commands that need them;
-``MotionFollowerPipeline`` (:mod:`mfollow.pipeline`) is imported on first use.
+diffusers or transformers. ``MotionFollowerPipeline`` and ``EditRequest`` (:mod:`mfollow.edit`) are
+imported on first use. Nothing inside the package imports this root module.
 """
 
 from typing import Any
 
-__version__ = "0.1.0"
+from mfollow.version import __version__
 
 __all__ = ["EditRequest", "MotionFollowerPipeline", "__version__"]
 
 
 def __getattr__(name: str) -> Any:
-    if name in ("MotionFollowerPipeline", "EditRequest"):
-        from mfollow import pipeline
+    if name == "MotionFollowerPipeline":
+        from mfollow.edit.pipeline import MotionFollowerPipeline
 
-        return getattr(pipeline, name)
+        return MotionFollowerPipeline
+    if name == "EditRequest":
+        from mfollow.edit.request import EditRequest
+
+        return EditRequest
     raise AttributeError(f"module 'mfollow' has no attribute {name!r}")

@@ -15,7 +15,7 @@ def project_locked_by_child(root: Path) -> Iterator[subprocess.Popen[str]]:
     """A live child process holding ``root``'s project lock; it is killed (not released) on exit,
     so the lock it leaves behind is stale."""
     code = (
-        "import time; from mfollow.project import Project\n"
+        "import time; from mfollow.preprocess.project import Project\n"
         f"p = Project.open({str(root)!r}); print('locked', flush=True); time.sleep(60)"
     )
     child = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)

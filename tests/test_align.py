@@ -9,11 +9,11 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
-from mfollow.errors import MediaError
-from mfollow.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
-from mfollow.pose.align import AlignSettings, Transform, align, estimate, joint_error
-from mfollow.pose.camera_track import CameraTrack, estimate_track
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.preprocess.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
+from mfollow.preprocess.pose.align import AlignSettings, Transform, align, estimate, joint_error
+from mfollow.preprocess.pose.camera_track import CameraTrack, estimate_track
+from mfollow.preprocess.pose.keypoints import PoseSequence
+from mfollow.runtime.errors import MediaError
 from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
 
@@ -195,7 +195,7 @@ def offset_free_error(a: PoseSequence, b: PoseSequence) -> float:
 @pytest.mark.parametrize("seed", [0, 5, 9])
 def test_retargeting_puts_the_targets_motion_on_the_sources_bones(seed: int) -> None:
     """The world's ground-truth edit is the target's joint angles on the source's proportions."""
-    from mfollow.pose.retarget import bone_lengths
+    from mfollow.preprocess.pose.retarget import bone_lengths
 
     _, (src, _), (tgt, _), (gt, _) = synthetic(seed, size=256)
     similar = align(src, tgt, AlignSettings(retarget=False))[0]
@@ -214,7 +214,7 @@ def test_retargeting_puts_the_targets_motion_on_the_sources_bones(seed: int) -> 
 
 
 def test_retargeting_beats_the_similarity_alone_and_keeps_the_ground() -> None:
-    from mfollow.pose.align import clip_anchor, person_extent
+    from mfollow.preprocess.pose.align import clip_anchor, person_extent
 
     errors: dict[bool, list[float]] = {False: [], True: []}
     for seed in range(5):
@@ -234,7 +234,7 @@ def test_retargeting_beats_the_similarity_alone_and_keeps_the_ground() -> None:
 
 
 def test_retargeting_onto_itself_and_past_an_unseen_joint() -> None:
-    from mfollow.pose.retarget import retarget
+    from mfollow.preprocess.pose.retarget import retarget
 
     _, (src, _), (tgt, _), _ = synthetic(2)
     same = retarget(src, src)
@@ -247,7 +247,7 @@ def test_retargeting_onto_itself_and_past_an_unseen_joint() -> None:
     np.testing.assert_array_equal(edit.body[:, 4], similar.body[:, 4])
     assert not np.allclose(edit.body[:, 7, :2], similar.body[:, 7, :2])  # the left arm was rebuilt
     # elbows seen in 2 of 12 frames are no measure of the source's upper arms: ratio 1
-    from mfollow.pose.retarget import ratios
+    from mfollow.preprocess.pose.retarget import ratios
 
     assert ratios(src, similar)["upper_arm"] != 1.0
     glimpsed = retarget(src, src)
@@ -256,7 +256,7 @@ def test_retargeting_onto_itself_and_past_an_unseen_joint() -> None:
 
 
 def test_clip_anchor_ground_is_a_high_percentile_of_the_bottoms() -> None:
-    from mfollow.pose.align import GROUND_PERCENTILE, clip_anchor
+    from mfollow.preprocess.pose.align import GROUND_PERCENTILE, clip_anchor
 
     bottoms = np.array(
         [[10.0, 90.0], [12.0, 80.0], [14.0, 85.0], [np.nan, np.nan], [16.0, 200.0]] + [[11.0, 100.0]] * 15

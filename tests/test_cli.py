@@ -13,7 +13,7 @@ from media import make_audio_only, make_empty_video, make_video
 from procs import project_locked_by_child
 
 from mfollow import __version__
-from mfollow import project as P
+from mfollow.preprocess import project as P
 
 
 def mfollow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
@@ -148,7 +148,8 @@ def test_locked_project_exits_5(tmp_path: Path) -> None:
 
 
 def test_internal_error_and_interrupt_mapping(monkeypatch: pytest.MonkeyPatch, capsys, tmp_path: Path) -> None:
-    from mfollow import cli, video
+    from mfollow import cli
+    from mfollow.io import video
 
     def boom(path: object) -> None:
         raise RuntimeError("something unexpected\nsecond line")
@@ -207,7 +208,7 @@ def test_closed_pipe_exits_quietly(tmp_path: Path) -> None:
 
 
 def test_timings_line_is_for_people() -> None:
-    from mfollow.cli_edit import format_timings
+    from mfollow.cli.edit import format_timings
 
     assert format_timings({"prepare": 1.234, "sample": 30.0, "decode_write": 0.25}) == (
         "prepare 1.2 s, sample 30.0 s, decode and write 0.2 s"

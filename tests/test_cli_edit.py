@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 from test_cli import mfollow, one_line_error
 
+from mfollow.io.video import probe
 from mfollow.models.bundle import ModelBundle
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
-from mfollow.video import probe
 
 
 @pytest.fixture(scope="module")

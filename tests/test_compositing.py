@@ -1,11 +1,11 @@
-"""Background compositing (mfollow.compositing): the alpha ramp and the blend, in closed form."""
+"""Background compositing (mfollow.edit.compositing): the alpha ramp and the blend, in closed form."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from mfollow.compositing import composite, default_margin, person_alpha
+from mfollow.edit.compositing import composite, default_margin, person_alpha
 
 
 def test_alpha_is_one_on_either_person_and_ramps_linearly_outside() -> None:
@@ -44,8 +44,8 @@ def test_bad_shapes_and_margin_are_refused() -> None:
 
 
 def test_feathered_alpha_is_half_on_the_cut_outs_edge_and_the_frame_is_no_edge() -> None:
-    from mfollow.compositing import feathered_alpha
-    from mfollow.masks.morphology import dilate, edge, erode
+    from mfollow.edit.compositing import feathered_alpha
+    from mfollow.preprocess.masks.morphology import dilate, edge, erode
 
     m = np.zeros((2, 6, 7), bool)
     m[0, 1:5, 2:6] = True  # a 4x4 square inside the frame

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from mfollow.io.hashing import sha256_file
 from mfollow.models import weights as W
-from mfollow.project import sha256_file
 
 
 @pytest.fixture
@@ -35,8 +35,8 @@ def test_bundled_files_match_their_recorded_hashes(name: str, bare_home: dict[st
 
 
 def test_bundled_model_loads_and_is_the_default(bare_home: dict[str, str]) -> None:
-    from mfollow.loading import choose_preset, load_bundle
-    from mfollow.masks.segdit import SegDiT
+    from mfollow.models.loading import choose_preset, load_bundle
+    from mfollow.preprocess.masks.segdit import SegDiT
 
     assert choose_preset(None) == "tiny"  # no sd15 components installed
     bundle, identity = load_bundle("auto", None)
@@ -57,7 +57,7 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     assert report == json.loads((out / "metrics.json").read_text())
     for name in ("result.mp4", "side_by_side.mp4", "pair/edit_gt.mp4", "project/mfollow.json"):
         assert (out / name).is_file(), name
-    from mfollow.video import probe
+    from mfollow.io.video import probe
 
     sbs, result = probe(out / "side_by_side.mp4"), probe(out / "result.mp4")
     assert (sbs.display_width, sbs.display_height, sbs.frame_count) == (4 * 128, 128 + 16, 4)

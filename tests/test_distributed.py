@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfollow.distributed import Group
+from mfollow.io.video import read_frames
 from mfollow.models.bundle import ModelBundle
+from mfollow.runtime.distributed import Group
 from mfollow.sampling.spread import Spread, share
 from mfollow.sampling.windows import layout
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
-from mfollow.video import read_frames
 
 ENV = {"OMP_NUM_THREADS": "1", "MFOLLOW_DIST_TIMEOUT": "120"}  # one thread a process, in both layouts
 
@@ -143,7 +143,7 @@ def test_a_failing_rank_ends_every_rank(world: Path, tmp_path: Path) -> None:
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
         "    import mfollow.sampling.sampler as s\n"
-        "    from mfollow.errors import MediaError\n"
+        "    from mfollow.runtime.errors import MediaError\n"
         "    def broken(*a, **k):\n"
         "        raise MediaError('injected failure')\n"
         "    s._contribution = broken\n"

@@ -12,7 +12,7 @@ pytest.importorskip("onnx")
 
 from onnx_models import detector, pose_model
 
-from mfollow.pose import dwpose as D
+from mfollow.preprocess.pose import dwpose as D
 
 
 def test_detect_resolution_and_letterbox() -> None:
@@ -86,7 +86,7 @@ def test_end_to_end_with_generated_models(tmp_path: Path) -> None:
 
 
 def test_missing_or_bad_model_files(tmp_path: Path) -> None:
-    from mfollow.errors import WeightsError
+    from mfollow.runtime.errors import WeightsError
 
     (tmp_path / "bad.onnx").write_bytes(b"not a model")
     with pytest.raises(WeightsError, match="cannot load the DWPose models"):
@@ -113,8 +113,8 @@ def test_pose_stage_with_dwpose_models(tmp_path: Path) -> None:
     from media import make_video
     from test_cli import mfollow, one_line_error
 
-    from mfollow.pose.keypoints import PoseSequence
-    from mfollow.stages import pose_stage
+    from mfollow.preprocess.pose.keypoints import PoseSequence
+    from mfollow.preprocess.stages import pose_stage
 
     video = make_video(tmp_path / "v.mp4", n=3, width=64, height=64)
     report = pose_stage(tmp_path / "proj", video, "source", backend="dwpose", weights=_weights(tmp_path, 0.9))

@@ -11,14 +11,14 @@ import pytest
 from media import make_video
 from PIL import Image
 
-from mfollow.editing import EditInputs, EditSettings, StateStore, case_inputs, load_clip, run_edit, run_key
-from mfollow.errors import MediaError, ProjectError, UsageError
-from mfollow.masks.files import mask_name, write_mask
+from mfollow.edit.run import EditInputs, EditSettings, StateStore, case_inputs, load_clip, run_edit, run_key
+from mfollow.io.video import probe, read_frames
 from mfollow.models.bundle import ModelBundle
+from mfollow.preprocess.masks.files import mask_name, write_mask
+from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 from mfollow.sampling.sampler import SamplerSettings
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
-from mfollow.video import probe, read_frames
 
 FAST = SamplerSettings(steps=2, cfg=2.0, guidance="paper", guidance_scale=1.0)
 
@@ -181,7 +181,7 @@ def test_official_case_layout(tmp_path: Path, bundle: ModelBundle, pair: Path) -
 
 
 def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
-    from mfollow.video import read_frames as frames_of
+    from mfollow.io.video import read_frames as frames_of
 
     wide = make_video(tmp_path / "wide.mp4", n=12, width=96, height=64, time_base=Fraction(1, 24))
     inputs = inputs_of(pair, source=wide)
@@ -198,16 +198,16 @@ def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Pa
 @pytest.fixture
 def written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     """The frames every edit hands to its video encoder (before the lossy encoding)."""
-    import mfollow.video
+    import mfollow.io.video
 
     frames: list[np.ndarray] = []
 
-    class Recording(mfollow.video.VideoWriter):
+    class Recording(mfollow.io.video.VideoWriter):
         def write(self, frame: np.ndarray, pts: int) -> None:
             frames.append(frame.astype(int))
             super().write(frame, pts)
 
-    monkeypatch.setattr(mfollow.video, "VideoWriter", Recording)
+    monkeypatch.setattr(mfollow.io.video, "VideoWriter", Recording)
     return frames
 
 
@@ -215,8 +215,8 @@ def written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
 def test_composite_keeps_the_source_outside_the_people(
     tmp_path: Path, bundle: ModelBundle, pair: Path, output_size: str, written: list[np.ndarray]
 ) -> None:
-    from mfollow.compositing import person_alpha
-    from mfollow.masks.files import read_masks
+    from mfollow.edit.compositing import person_alpha
+    from mfollow.preprocess.masks.files import read_masks
 
     a = run_edit(bundle, inputs_of(pair), settings(output_size=output_size), tmp_path / "a.mp4")
     comp, written[:] = np.stack(written), []
@@ -256,11 +256,11 @@ def test_warp_pastes_the_source_person_moved_into_the_edit_pose(
     """--warp: on the pixels :func:`warp_person` moves inside M_e, the output is the source
     person's own pixels (half over the model's on their edge), which land on the world's
     ground-truth edit person; everywhere else, the model's."""
-    from mfollow.compositing import composite, feathered_alpha
-    from mfollow.masks.files import read_masks
-    from mfollow.masks.morphology import erode
-    from mfollow.pose.keypoints import PoseSequence
-    from mfollow.pose.warp import warp_person
+    from mfollow.edit.compositing import composite, feathered_alpha
+    from mfollow.preprocess.masks.files import read_masks
+    from mfollow.preprocess.masks.morphology import erode
+    from mfollow.preprocess.pose.keypoints import PoseSequence
+    from mfollow.preprocess.pose.warp import warp_person
 
     s = settings(output_size="working", composite=False, sampler=SamplerSettings(steps=1, cfg=1.0, guidance="none"))
     a = run_edit(bundle, inputs_of(pair), replace(s, warp_person=True), tmp_path / "a.mp4")
@@ -298,7 +298,7 @@ def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.Mon
 
     import torch
 
-    from mfollow.determinism import deterministic_kernels
+    from mfollow.runtime.determinism import deterministic_kernels
 
     assert not torch.are_deterministic_algorithms_enabled()
     with deterministic_kernels(torch.device("cpu")):

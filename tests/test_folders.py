@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mfollow.errors import MediaError
-from mfollow.folders import frame_files, natural_key
-from mfollow.inputs import mask_seq, pose_seq
-from mfollow.masks.files import read_masks, write_mask
+from mfollow.edit.inputs import mask_seq, pose_seq
+from mfollow.io.folders import frame_files, natural_key
+from mfollow.preprocess.masks.files import read_masks, write_mask
+from mfollow.runtime.errors import MediaError
 
 N = 24  # the official cases' length: frame_0 ... frame_23
 
@@ -53,7 +53,7 @@ def test_unpadded_pose_image_folder_in_frame_order(tmp_path: Path) -> None:
 
 
 def test_unpadded_openpose_folder_in_frame_order(tmp_path: Path) -> None:
-    from mfollow.pose.files import read_openpose
+    from mfollow.preprocess.pose.files import read_openpose
 
     folder = tmp_path / "openpose"
     folder.mkdir()

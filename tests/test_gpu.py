@@ -14,14 +14,14 @@ import numpy as np
 import pytest
 import torch
 
-from mfollow.editing import EditInputs, EditSettings, StateStore, run_edit
+from mfollow.edit.run import EditInputs, EditSettings, StateStore, run_edit
+from mfollow.io.video import read_frames
 from mfollow.models.bundle import ModelBundle
 from mfollow.sampling.sampler import SamplerSettings
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
 from mfollow.training import TrainSettings, train
 from mfollow.training import data as D
-from mfollow.video import read_frames
 
 pytestmark = [
     pytest.mark.gpu,
@@ -78,7 +78,7 @@ def test_edit_on_cuda_matches_cpu_and_resumes_bit_identically(tmp_path: Path, pa
     resumed = run_edit(bundle, _inputs(pair), s_gpu, tmp_path / "resumed.mp4", store=store)
     assert resumed["resumed_from_step"] == 2
     diff = np.abs(_frames(tmp_path / "gpu.mp4") - _frames(tmp_path / "resumed.mp4"))
-    assert diff.max() == 0  # deterministic kernels (mfollow.determinism): bit-identical on CUDA too
+    assert diff.max() == 0  # deterministic kernels (mfollow.runtime.determinism): bit-identical on CUDA too
 
 
 @pytest.mark.parametrize("stage", ["vae", "image", "video", "mask"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfollow.errors import MediaError
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.preprocess.pose.keypoints import PoseSequence
+from mfollow.runtime.errors import MediaError
 
 
 def _poses(frames: int = 3, face: bool = False) -> PoseSequence:

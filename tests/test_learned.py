@@ -13,14 +13,14 @@ import pytest
 import torch
 from torch import nn
 
-from mfollow.errors import UsageError, WeightsError
-from mfollow.learned.backbones import AlexNetFeatures, VGG16Features
-from mfollow.learned.frechet import feature_distance, frechet_distance, gaussian
-from mfollow.learned.i3d import load_i3d
-from mfollow.learned.inception import FIDInception
-from mfollow.learned.lpips import LPIPS
-from mfollow.learned.scorer import LearnedScorer
-from mfollow.learned.settings import LearnedSettings
+from mfollow.metrics.learned.backbones import AlexNetFeatures, VGG16Features
+from mfollow.metrics.learned.frechet import feature_distance, frechet_distance, gaussian
+from mfollow.metrics.learned.i3d import load_i3d
+from mfollow.metrics.learned.inception import FIDInception
+from mfollow.metrics.learned.lpips import LPIPS
+from mfollow.metrics.learned.scorer import LearnedScorer
+from mfollow.metrics.learned.settings import LearnedSettings
+from mfollow.runtime.errors import UsageError, WeightsError
 
 
 class FakeI3D(nn.Module):
@@ -45,8 +45,8 @@ def _lpips(net: str, seed: int = 0) -> LPIPS:
 
 def write_learned_weights(root: Path, nets: tuple[str, ...] = ("alex",)) -> dict[str, nn.Module]:
     """Random networks saved as the published files (torchvision / lpips / pytorch-fid names)."""
-    from mfollow.learned import i3d, inception
-    from mfollow.learned import lpips as L
+    from mfollow.metrics.learned import i3d, inception
+    from mfollow.metrics.learned import lpips as L
 
     models: dict[str, nn.Module] = {}
     for net in nets:

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mfollow.errors import MediaError
-from mfollow.masks.files import mask_name, read_masks, write_mask
+from mfollow.preprocess.masks.files import mask_name, read_masks, write_mask
+from mfollow.runtime.errors import MediaError
 
 
 def test_roundtrip_is_exact_and_0_255(tmp_path: Path) -> None:

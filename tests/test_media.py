@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mfollow.errors import MediaError
-from mfollow.masks.files import read_masks
-from mfollow.media import IMAGE_FPS, media_frames, media_info
-from mfollow.pose.keypoints import PoseSequence
-from mfollow.stages import align_stage, mask_stage, pose_stage
+from mfollow.io.media import IMAGE_FPS, media_frames, media_info
+from mfollow.io.video import probe, read_frames
+from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose.keypoints import PoseSequence
+from mfollow.preprocess.stages import align_stage, mask_stage, pose_stage
+from mfollow.runtime.errors import MediaError
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
-from mfollow.video import probe, read_frames
 
 
 def as_folder(frames: np.ndarray, folder: Path) -> Path:
@@ -114,7 +114,7 @@ def test_cli_edit_of_a_folder_of_photographs(tmp_path: Path) -> None:
     data = pytest.importorskip("skimage.data")
     from test_preflight import run
 
-    from mfollow.video import write_video
+    from mfollow.io.video import write_video
 
     photo = np.asarray(Image.fromarray(data.astronaut()).resize((256, 256)))
     as_folder(np.stack([np.roll(photo, 2 * i, axis=1) for i in range(6)]), tmp_path / "frames")

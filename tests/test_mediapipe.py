@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfollow.pose.mediapipe_backend import blazepose_to_openpose
+from mfollow.preprocess.pose.mediapipe_backend import blazepose_to_openpose
 
 
 def test_blazepose_mapping() -> None:
@@ -43,7 +43,7 @@ def astronaut() -> np.ndarray:
 
 
 def test_real_photograph_pose_and_mask(astronaut: np.ndarray) -> None:
-    from mfollow.pose.mediapipe_backend import estimate_frames, person_masks
+    from mfollow.preprocess.pose.mediapipe_backend import estimate_frames, person_masks
 
     (found,) = list(estimate_frames(iter([astronaut]), static=True))
     assert found is not None
@@ -61,9 +61,9 @@ def test_real_photograph_pose_and_mask(astronaut: np.ndarray) -> None:
 def test_stages_with_mediapipe(astronaut: np.ndarray, tmp_path: Path) -> None:
     from fractions import Fraction
 
-    from mfollow.masks.files import read_masks
-    from mfollow.stages import align_stage, mask_stage, pose_stage
-    from mfollow.video import write_video
+    from mfollow.io.video import write_video
+    from mfollow.preprocess.masks.files import read_masks
+    from mfollow.preprocess.stages import align_stage, mask_stage, pose_stage
 
     video = write_video(tmp_path / "a.mp4", [astronaut] * 3, range(3), Fraction(1, 8))
     assert pose_stage(tmp_path / "p", video, "source", backend="mediapipe")["missing_frames"] == []
@@ -85,7 +85,7 @@ def test_headline_edit_of_real_photographs_offline(astronaut: np.ndarray, tmp_pa
     from skimage import data
     from test_preflight import run
 
-    from mfollow.video import probe, write_video
+    from mfollow.io.video import probe, write_video
 
     cameraman = np.asarray(Image.fromarray(data.camera()).convert("RGB").resize((256, 256)))
     photo = np.asarray(Image.fromarray(astronaut).resize((256, 256)))

@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from mfollow import metrics as M
+from mfollow.metrics import frames as M
 
 
 def test_identical_frames_are_perfect() -> None:

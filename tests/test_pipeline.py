@@ -9,12 +9,12 @@ import pytest
 from test_cli import mfollow
 
 from mfollow import EditRequest, MotionFollowerPipeline
-from mfollow.errors import MediaError, UsageError
+from mfollow.io.video import probe
 from mfollow.models.bundle import ModelBundle
 from mfollow.models.presets import get_preset
+from mfollow.runtime.errors import MediaError, UsageError
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
-from mfollow.video import probe
 
 
 @pytest.fixture(scope="module")

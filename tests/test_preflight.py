@@ -139,8 +139,8 @@ def test_auto_pose_backend_reuses_poses_made_by_hand(world: Path, tmp_path: Path
 def test_choose_pose_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     import importlib.util
 
-    from mfollow.errors import WeightsError
-    from mfollow.pose import backends
+    from mfollow.preprocess.pose import backends
+    from mfollow.runtime.errors import WeightsError
 
     installed = {"mediapipe": True, "onnxruntime": True}
     real = importlib.util.find_spec
@@ -162,8 +162,8 @@ def test_choose_pose_backend(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_writable_folder_check_leaves_no_folder_behind(tmp_path: Path) -> None:
-    from mfollow.errors import MediaError
-    from mfollow.preflight import check_writable_folder
+    from mfollow.io.checks import check_writable_folder
+    from mfollow.runtime.errors import MediaError
 
     check_writable_folder(tmp_path / "a" / "b" / "c", "-o x")
     assert list(tmp_path.iterdir()) == []  # a, a/b and a/b/c were made to find out, then removed

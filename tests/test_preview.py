@@ -10,9 +10,10 @@ import pytest
 import torch
 from test_editing import bundle, inputs_of, pair, settings  # noqa: F401  (fixtures)
 
-from mfollow import editing, preview
-from mfollow.editing import decode, run_edit
-from mfollow.preview import PreviewSettings, clean_estimate
+from mfollow.edit import preview
+from mfollow.edit import run as editing
+from mfollow.edit.preview import PreviewSettings, clean_estimate
+from mfollow.edit.run import decode, run_edit
 from mfollow.sampling.sampler import SamplerSettings
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 
-from mfollow.progress import Reporter, resolve_mode
+from mfollow.runtime.progress import Reporter, resolve_mode
 
 
 class _Tty(io.StringIO):

@@ -1,4 +1,4 @@
-"""mfollow.project: stage keys, freshness rules, atomic commits, status, clean, the lock."""
+"""mfollow.preprocess.project: stage keys, freshness rules, atomic commits, status, clean, the lock."""
 
 from __future__ import annotations
 
@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 from procs import project_locked_by_child
 
-from mfollow import project as P
-from mfollow.atomic import atomic_write_text
-from mfollow.errors import ProjectError, ProjectLockedError, UsageError
+from mfollow.io.atomic import atomic_write_text
+from mfollow.preprocess import project as P
+from mfollow.runtime.errors import ProjectError, ProjectLockedError, UsageError
 
 
 def _spec(src: Path, **params: object) -> P.StageSpec:
@@ -236,7 +236,7 @@ def test_stale_locks_are_recovered(tmp_path: Path) -> None:
 
 # -------------------------------------------------------------------------- atomic writes
 def test_atomic_write_interrupted_by_exception_keeps_previous(tmp_path: Path) -> None:
-    from mfollow.atomic import atomic_path
+    from mfollow.io.atomic import atomic_path
 
     target = tmp_path / "m.json"
     target.write_text("old")
@@ -252,7 +252,7 @@ def test_atomic_write_killed_mid_way_keeps_previous(tmp_path: Path) -> None:
     target = tmp_path / "big.bin"
     target.write_bytes(b"previous")
     code = (
-        "import sys, time; from mfollow.atomic import atomic_path\n"
+        "import sys, time; from mfollow.io.atomic import atomic_path\n"
         f"with atomic_path({str(target)!r}) as tmp:\n"
         "    fh = open(tmp, 'wb'); fh.write(b'x' * 100000); fh.flush()\n"
         "    print('writing', flush=True); time.sleep(60)\n"

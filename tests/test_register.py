@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfollow.masks.files import read_masks
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.synth import make_pair
 from mfollow.synth.files import MASK_DIRS, POSE_NAMES, VIDEO_NAMES, write_pair
 from mfollow.synth.register import placement_offset, registered, residual_error

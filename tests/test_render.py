@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfollow.pose.render import BODY_COLORS, hand_edge_colors, render_frame
+from mfollow.preprocess.pose.render import BODY_COLORS, hand_edge_colors, render_frame
 
 
 def body(points: dict[int, tuple[float, float]]) -> np.ndarray:

@@ -12,8 +12,8 @@ import pytest
 from PIL import Image
 from test_cli import mfollow, one_line_error
 
+from mfollow.io.video import probe
 from mfollow.report.page import svg_plot
-from mfollow.video import probe
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from mfollow.masks.segdit import SegDiT, loss_mse
+from mfollow.preprocess.masks.segdit import SegDiT, loss_mse
 
 TINY = dict(channels=(8, 16, 16, 32), dim=32, depth=2, heads=2, groups=8)
 
@@ -53,8 +53,8 @@ def test_eq8_loss_and_a_training_step_lowers_it() -> None:
 
 
 def test_segdit_mask_backend(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from mfollow.masks.files import read_masks
-    from mfollow.stages import align_stage, mask_stage, pose_stage
+    from mfollow.preprocess.masks.files import read_masks
+    from mfollow.preprocess.stages import align_stage, mask_stage, pose_stage
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from mfollow.pose.smooth import one_euro
+from mfollow.preprocess.pose.smooth import one_euro
 
 
 def test_constant_and_steady_motion_pass_through() -> None:

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 from test_cli import mfollow, one_line_error
 
-from mfollow.errors import MediaError, ProjectError, UsageError
-from mfollow.masks.files import read_masks
 from mfollow.models.bundle import ModelBundle
-from mfollow.pose.files import read_openpose
-from mfollow.pose.keypoints import PoseSequence
-from mfollow.stages import align_stage, mask_stage, pose_stage, project_inputs
+from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose.files import read_openpose
+from mfollow.preprocess.pose.keypoints import PoseSequence
+from mfollow.preprocess.stages import align_stage, mask_stage, pose_stage, project_inputs
+from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
 
@@ -43,7 +43,7 @@ def test_stages_cache_and_go_stale_downstream(tmp_path: Path, pair: Path) -> Non
     inputs = project_inputs(root)
     assert inputs is not None and PoseSequence.load(inputs["edit_poses"]).width == 64
     np.testing.assert_array_equal(read_masks(inputs["source_masks"]), read_masks(pair / "source_masks"))
-    from mfollow.pose.align import AlignSettings
+    from mfollow.preprocess.pose.align import AlignSettings
 
     assert align_stage(root, AlignSettings("linear"))["cache"] == "miss"
     assert project_inputs(root) is None  # the mask stage is now stale (its upstream changed)
@@ -60,7 +60,7 @@ def test_stages_cache_and_go_stale_downstream(tmp_path: Path, pair: Path) -> Non
 
 
 def test_mask_backends(tmp_path: Path, pair: Path) -> None:
-    from mfollow.video import probe
+    from mfollow.io.video import probe
 
     root = tmp_path / "proj"
     report = run_all(root, pair, edit_backend="warp", target_masks=pair / "target_masks", preview=True)
@@ -132,7 +132,7 @@ def test_cli_flow_into_edit(tmp_path: Path, pair: Path) -> None:
 
 
 def test_align_follows_the_source_camera_measured_on_its_video(tmp_path: Path) -> None:
-    from mfollow.pose.align import AlignSettings, joint_error
+    from mfollow.preprocess.pose.align import AlignSettings, joint_error
 
     pan = tmp_path / "pan"
     write_pair(make_pair(20000, frames=12, size=128, camera="pan"), pan)

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mfollow import video
-from mfollow.masks.files import read_masks
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.io import video
+from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.synth import PuppetPairs, make_pair
 from mfollow.synth.files import MASK_DIRS, POSE_NAMES, VIDEO_NAMES, write_pair
 from mfollow.synth.render import draw_puppet, puppet_parts, view_background

@@ -16,7 +16,7 @@ import pytest
 import torch
 from torch import nn
 
-from mfollow.errors import MediaError, ProjectError, UsageError
+from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 from mfollow.training import TrainSettings, train
 from mfollow.training import data as D
 from mfollow.training.loop import _models, _trainable
@@ -237,8 +237,8 @@ def test_run_folder_refuses_other_settings(items: list[D.Item], tmp_path: Path) 
 
 
 def test_exports_load(items: list[D.Item], tmp_path: Path) -> None:
-    from mfollow.masks.segdit import SegDiT
     from mfollow.models.bundle import ModelBundle
+    from mfollow.preprocess.masks.segdit import SegDiT
 
     r = train(settings("vae", steps=2), tmp_path / "vae", items=items)
     bundle = ModelBundle.from_pretrained(Path(r["export"]))
@@ -337,8 +337,8 @@ def test_distributed_two_processes_end_identical(tmp_path: Path) -> None:
 
 def test_settings_check_their_folders_before_any_data(tmp_path: Path) -> None:
     """`train` calls check() before it renders data, so these cost no time."""
-    from mfollow.errors import WeightsError
     from mfollow.models.bundle import ModelBundle
+    from mfollow.runtime.errors import WeightsError
 
     with pytest.raises(WeightsError, match="not a model bundle"):
         settings("image", init=str(tmp_path)).check()

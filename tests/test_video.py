@@ -1,4 +1,4 @@
-"""mfollow.video: probe, read, write, timestamps, audio, sizes, rotation, bad input."""
+"""mfollow.io.video: probe, read, write, timestamps, audio, sizes, rotation, bad input."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from media import make_audio_only, make_empty_video, make_video, smooth_frame
 
-from mfollow import video
-from mfollow.errors import MediaError
+from mfollow.io import video
+from mfollow.runtime.errors import MediaError
 
 VFR = [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 15, 18, 21, 24, 27, 30, 31, 32, 40]  # 30 fps, then 10 fps
 

@@ -1,4 +1,4 @@
-"""Moving the source person into the edit pose bone by bone (mfollow.pose.warp), against the
+"""Moving the source person into the edit pose bone by bone (mfollow.preprocess.pose.warp), against the
 synthetic world's exact poses, masks and ground-truth edits."""
 
 from __future__ import annotations
@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mfollow.pose.keypoints import PoseSequence
-from mfollow.pose.warp import warp_person
+from mfollow.preprocess.pose.keypoints import PoseSequence
+from mfollow.preprocess.pose.warp import warp_person
 from mfollow.synth import make_pair
 
 SIZE = 96

@@ -12,12 +12,12 @@ import numpy as np
 import pytest
 import torch
 
-from mfollow.errors import WeightsError
 from mfollow.models import weights as W
 from mfollow.models.bundle import ModelBundle
 from mfollow.models.checkpoint import load_state_dict, save_state_dict, write_official
 from mfollow.models.official import import_official, inspect_file
 from mfollow.models.unet3d import UNet3D
+from mfollow.runtime.errors import WeightsError
 
 
 class RunsCode:  # unpickling this would run a shell command
@@ -441,8 +441,8 @@ def _fake_drive(official_dir: Path, calls: list[str], omit: str | None = None): 
 
 
 def test_official_download_imports_with_census_and_stamps_hashes(tmp_path: Path, official_dir: Path) -> None:
-    from mfollow.models.drive import OFFICIAL_DRIVE_FOLDER, download_official
-    from mfollow.project import sha256_file
+    from mfollow.io.hashing import sha256_file
+    from mfollow.weights.drive import OFFICIAL_DRIVE_FOLDER, download_official
 
     calls: list[str] = []
     folder = download_official(tmp_path / "w", preset="tiny", fetch=_fake_drive(official_dir, calls))
@@ -466,7 +466,7 @@ def test_gdown_is_called_for_the_folder(tmp_path: Path, monkeypatch: pytest.Monk
     import sys
     import types
 
-    from mfollow.models.drive import fetch_drive_folder
+    from mfollow.weights.drive import fetch_drive_folder
 
     seen: dict[str, object] = {}
 

@@ -3,7 +3,7 @@
     python tools/package_bundled.py VIDEO_RUN/bundle MASK_RUN/segdit
 
 Writes ``mfollow/assets/weights/{tiny,segdit}/`` and prints the SHA-256 table to paste into
-``mfollow.models.weights.BUNDLED_SHA256`` (the tests compare the files with it).
+``mfollow.weights.registry.BUNDLED_SHA256`` (the tests compare the files with it).
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from pathlib import Path
 
 import torch
 
-from mfollow.masks.segdit import SegDiT
+from mfollow.io.hashing import sha256_file
 from mfollow.models.bundle import ModelBundle
-from mfollow.models.weights import BUNDLED, get_component
-from mfollow.project import sha256_file
+from mfollow.preprocess.masks.segdit import SegDiT
+from mfollow.weights.registry import BUNDLED, get_component
 
 
 def main() -> None:

@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mfollow import __version__
-from mfollow.atomic import atomic_write_json
-from mfollow.errors import WeightsError
+from mfollow.io.atomic import atomic_write_json
 from mfollow.models.controllers import PoseController
 from mfollow.models.meta import BUNDLE_FILE, BUNDLE_FORMAT, read_meta
 from mfollow.models.presets import SCHEDULER, get_preset
 from mfollow.models.unet3d import UNet3D
+from mfollow.runtime.errors import WeightsError
+from mfollow.version import __version__
 
 COMPONENTS = ("unet", "poctr", "vae", "image_encoder")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
@@ -106,7 +106,7 @@ class ModelBundle:
         from diffusers import AutoencoderKL
         from transformers import CLIPVisionModelWithProjection
 
-        from mfollow.models.weights import resolve
+        from mfollow.weights.registry import resolve
 
         _quiet_hf()
         mf, vae, siv = (resolve(n, explicit) for n in ("motionfollower", "sd-vae-ft-mse", "sd-image-variations"))

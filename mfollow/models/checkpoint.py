@@ -24,8 +24,8 @@ from typing import Any
 
 import torch
 
-from mfollow.errors import WeightsError
-from mfollow.models.weights import check_official_folder
+from mfollow.runtime.errors import WeightsError
+from mfollow.weights.registry import check_official_folder
 
 #: Prefixes that wrappers add (DataParallel, accelerate, trainers): stripped, and reported.
 STRIP_PREFIXES = ("module.", "_orig_mod.", "unet.", "denoising_unet.")
@@ -77,7 +77,7 @@ def save_state_dict(state: StateDict, path: Path, metadata: dict[str, str] | Non
     """Write a safetensors file atomically (contiguous copies; shared storage is fine)."""
     from safetensors.torch import save_file
 
-    from mfollow.atomic import atomic_path
+    from mfollow.io.atomic import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from mfollow.errors import WeightsError
+from mfollow.runtime.errors import WeightsError
 
 BUNDLE_FILE = "mfollow_bundle.json"
 BUNDLE_FORMAT = 1

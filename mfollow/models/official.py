@@ -9,7 +9,6 @@ from pathlib import Path
 
 import torch
 
-from mfollow.errors import WeightsError
 from mfollow.models.checkpoint import (
     Census,
     StateDict,
@@ -23,7 +22,8 @@ from mfollow.models.checkpoint import (
 from mfollow.models.controllers import PoseController
 from mfollow.models.presets import get_preset
 from mfollow.models.unet3d import UNet3D
-from mfollow.models.weights import locate, write_stamp
+from mfollow.runtime.errors import WeightsError
+from mfollow.weights.registry import locate, write_stamp
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 

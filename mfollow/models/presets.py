@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from mfollow.errors import UsageError
+from mfollow.runtime.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -22,7 +22,7 @@ class Preset:
     cfg: float = 3.5  # default --cfg (classifier-free guidance on the CLIP context)
     steps: int = 25  # default --steps (denoising steps)
     # default --warp-person: the source person's own pixels moved into the edit pose over the model's
-    # drawing (mfollow.pose.warp); for a model that cannot draw the person crisply itself
+    # drawing (mfollow.preprocess.pose.warp); for a model that cannot draw the person crisply itself
     warp_person: bool = False
 
     @property

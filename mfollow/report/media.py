@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mfollow.pose.keypoints import PoseSequence
-from mfollow.pose.render import render_sequence
+from mfollow.preprocess.pose.keypoints import PoseSequence
+from mfollow.preprocess.pose.render import render_sequence
 
 M_R_TINT = np.array([255, 64, 64], np.float32)  # M_r: red
 M_E_TINT = np.array([64, 255, 64], np.float32)  # M_e: green
@@ -32,8 +32,8 @@ def _resized(frames: Iterable[np.ndarray], size: tuple[int, int], resample: Imag
 
 
 def video_frames(video: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """The frames of a video, a folder of frames or an image (:mod:`mfollow.media`) at ``size``."""
-    from mfollow.media import media_frames
+    """The frames of a video, a folder of frames or an image (:mod:`mfollow.io.media`) at ``size``."""
+    from mfollow.io.media import media_frames
 
     return _resized(media_frames(video), size, Image.Resampling.BILINEAR)
 
@@ -53,7 +53,7 @@ def over(frames: Iterable[np.ndarray], drawings: Iterable[np.ndarray]) -> Iterat
 def masks_over(frames: Iterable[np.ndarray], m_r: Path, m_e: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
     """M_r tinted red and M_e green over the frames (half and half where both are); the mask
     folders are read a frame at a time, in frame order."""
-    from mfollow.inputs import mask_seq
+    from mfollow.edit.inputs import mask_seq
 
     r_seq, e_seq = mask_seq(m_r, size), mask_seq(m_e, size)
     for i, f in enumerate(frames):
@@ -74,8 +74,8 @@ def side_by_side(left: Iterable[np.ndarray], right: Iterable[np.ndarray]) -> Ite
 def write_clip(path: Path, frames: Iterable[np.ndarray], timestamps: list[int], time_base: Fraction) -> Path:
     """Frames as an H.264 mp4 at the given timing (as many frames as both have), streamed: memory
     does not grow with the video's length."""
-    from mfollow.errors import MediaError
-    from mfollow.video import VideoWriter
+    from mfollow.io.video import VideoWriter
+    from mfollow.runtime.errors import MediaError
 
     writer = None
     try:

@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mfollow.atomic import atomic_write_text
-from mfollow.errors import MediaError, ProjectError
+from mfollow.io.atomic import atomic_write_text
 from mfollow.report import media as M
+from mfollow.runtime.errors import MediaError, ProjectError
 
 PLOTTED = ("psnr", "ssim", "psnr_fg", "psnr_bg")  # per-frame metrics drawn when present
 
@@ -56,7 +56,7 @@ def write_report(
         ProjectError: no such project, or a corrupt manifest.
         MediaError: the page or its media cannot be written, or a recorded input is unreadable.
     """
-    from mfollow.project import Project
+    from mfollow.preprocess.project import Project
 
     proj = Project.read(project)
     out = out or default_report_path(project)
@@ -81,7 +81,7 @@ def write_report(
     target = _recorded_video(records, "pose-target")
     timing = None
     if source is not None:
-        from mfollow.media import media_info
+        from mfollow.io.media import media_info
 
         info = media_info(source)
         timing = (list(info.timestamps), info.time_base)
@@ -139,7 +139,7 @@ def _recorded_video(records: dict[str, Any], stage: str) -> Path | None:
 
 
 def _pose_clips(proj: Any, media: Path, source: Path, size: tuple[int, int], timing: Any, say: Any, rel: Any) -> list:
-    from mfollow.pose.keypoints import PoseSequence
+    from mfollow.preprocess.pose.keypoints import PoseSequence
 
     clips = []
     drawn = []
@@ -283,7 +283,7 @@ svg.plot text { font-size: 11px; fill: #444; } svg.plot .title { font-weight: bo
 
 
 def _page(project: Path, sections: list[str]) -> str:
-    from mfollow import __version__
+    from mfollow.version import __version__
 
     title = html.escape(f"mfollow report: {project.resolve().name}")
     return (

@@ -6,11 +6,11 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mfollow.atomic import atomic_write_json
-from mfollow.errors import ProjectError
+from mfollow.io.atomic import atomic_write_json
+from mfollow.runtime.errors import ProjectError
 
 if TYPE_CHECKING:
-    from mfollow.metrics import Report
+    from mfollow.metrics.frames import Report
 
 RESULT = "result.json"  # the last edit's report (its "output" is the result video)
 EVAL_DIR = "eval"  # per_frame.csv and summary.json of the last `eval -p`
@@ -25,7 +25,7 @@ def record_result(project: Path, report: dict[str, Any]) -> None:
 
 
 def record_eval(project: Path, report: Report, summary: dict[str, Any]) -> None:
-    from mfollow.evaluation import write_per_frame_csv
+    from mfollow.metrics.evaluation import write_per_frame_csv
 
     write_per_frame_csv(report, project / EVAL_DIR / "per_frame.csv")
     try:

@@ -27,14 +27,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 import torch
 
-from mfollow.errors import MfollowError
+from mfollow.runtime.errors import MfollowError
 from mfollow.sampling.camera import CameraState
 from mfollow.sampling.guidance import GuidanceWeights, consistency_losses, guidance_gradient
 from mfollow.sampling.spread import Spread
 from mfollow.sampling.windows import BlendScheme, Window, blend_weights, layout
 
 if TYPE_CHECKING:
-    from mfollow.distributed import Group
+    from mfollow.runtime.distributed import Group
 
 GuidanceMode = Literal["paper", "official", "none"]
 
@@ -150,7 +150,7 @@ def sample(
     for resuming). ``camera`` (from :func:`camera.install`) turns on key/value injection from
     ``settings.camera_start`` on. Raises :class:`SamplingError` on NaN/inf, naming the step.
 
-    With a ``group`` of several ranks (:mod:`mfollow.distributed`), each rank runs a contiguous
+    With a ``group`` of several ranks (:mod:`mfollow.runtime.distributed`), each rank runs a contiguous
     block of the windows (:func:`mfollow.sampling.spread.share`) and only the contributions to
     frames that windows of several ranks cover are exchanged; every frame's blend adds its
     windows' contributions in window order, as one process does, so the result is the same bits

@@ -19,7 +19,7 @@ import torch
 from mfollow.sampling.windows import Window
 
 if TYPE_CHECKING:
-    from mfollow.distributed import Group
+    from mfollow.runtime.distributed import Group
     from mfollow.sampling.sampler import SamplerState
 
 Contribution = tuple[torch.Tensor, torch.Tensor]  # weighted next z_e, z_r of one window (1, C, n, h, w)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import numpy as np
 
-from mfollow import __version__
-from mfollow.errors import MediaError
-from mfollow.masks.files import mask_name, write_mask
+from mfollow.io.video import VideoWriter
+from mfollow.preprocess.masks.files import mask_name, write_mask
+from mfollow.runtime.errors import MediaError
 from mfollow.synth.world import Pair, Role, mask_box
-from mfollow.video import VideoWriter
+from mfollow.version import __version__
 
 VIDEO_NAMES: dict[Role, str] = {"source": "source.mp4", "target": "target.mp4", "edit": "edit_gt.mp4"}
 POSE_NAMES: dict[Role, str] = {"source": "source_poses.json", "target": "target_poses.json", "edit": "edit_poses.json"}

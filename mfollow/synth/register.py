@@ -31,7 +31,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.synth.world import Pair, PuppetVideo
 
 

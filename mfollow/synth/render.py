@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from mfollow.raster import Part, bbox, bilinear, coverage
+from mfollow.preprocess.raster import Part, bbox, bilinear, coverage
 from mfollow.synth.skeleton import Skeleton
 
 PATTERNS = ("plain", "stripes", "checks", "dots", "noise")

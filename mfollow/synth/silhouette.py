@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from mfollow.masks.fallbacks import iou
-from mfollow.masks.morphology import dilate, erode
+from mfollow.preprocess.masks.fallbacks import iou
+from mfollow.preprocess.masks.morphology import dilate, erode
 from mfollow.synth.world import Pair
 
 #: Largest per-channel difference (0-255) from the plate still counted as background.
@@ -61,6 +61,6 @@ def silhouette_iou(frames: Iterable[np.ndarray], pair: Pair, threshold: int = SI
 
 def video_silhouette_iou(video: Path, pair: Pair, threshold: int = SILHOUETTE_THRESHOLD) -> float:
     """:func:`silhouette_iou` of a video file's frames."""
-    from mfollow.video import iter_frames
+    from mfollow.io.video import iter_frames
 
     return silhouette_iou(iter_frames(video), pair, threshold)

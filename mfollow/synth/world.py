@@ -23,7 +23,7 @@ from typing import Literal
 
 import numpy as np
 
-from mfollow.pose.keypoints import PoseSequence
+from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.synth.motions import KINDS, Motion
 from mfollow.synth.render import Appearance, draw_puppet, make_background, puppet_parts, view_background
 from mfollow.synth.skeleton import Proportions, Skeleton, forward

@@ -25,9 +25,9 @@ from pathlib import Path
 
 import numpy as np
 
-from mfollow.atomic import atomic_write_json
-from mfollow.errors import MediaError, ProjectError, UsageError
-from mfollow.lock import ProjectLock
+from mfollow.io.atomic import atomic_write_json
+from mfollow.preprocess.lock import ProjectLock
+from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 
 #: Probability that a video-stage batch is a batch of image pairs (paper §2.2, stage 2).
 IMAGE_PAIR_RATE = 0.4
@@ -170,7 +170,7 @@ def _render(seed: int, count: int, frames: int, size: int, indices: range, worke
 
 def _synth_item(seed: int, count: int, frames: int, size: int, index: int) -> Item:
     """Pair ``index`` of ``PuppetPairs(seed, count)``: both clips, their pose renders and masks."""
-    from mfollow.pose.render import render_sequence
+    from mfollow.preprocess.pose.render import render_sequence
     from mfollow.synth import PuppetPairs
 
     pairs = PuppetPairs(seed, count, frames=frames, size=size)
@@ -191,10 +191,10 @@ def folder_items(folder: Path, size: int, *, need_masks: bool = False) -> list[I
     """Read ``folder/NAME/{video.mp4, poses.json[, masks/]}`` for every NAME (sorted)."""
     from PIL import Image
 
-    from mfollow.masks.files import read_masks
-    from mfollow.pose.keypoints import PoseSequence
-    from mfollow.pose.render import render_sequence
-    from mfollow.video import iter_frames, probe
+    from mfollow.io.video import iter_frames, probe
+    from mfollow.preprocess.masks.files import read_masks
+    from mfollow.preprocess.pose.keypoints import PoseSequence
+    from mfollow.preprocess.pose.render import render_sequence
 
     if not folder.is_dir():
         raise UsageError(f"{folder}: training data folder not found")

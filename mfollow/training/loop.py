@@ -31,9 +31,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from mfollow.atomic import atomic_write_json
-from mfollow.distributed import join
-from mfollow.errors import ProjectError, UsageError
+from mfollow.io.atomic import atomic_write_json
+from mfollow.runtime.distributed import join
+from mfollow.runtime.errors import ProjectError, UsageError
 from mfollow.training import data as D
 from mfollow.training.objectives import alphas_cumprod, diffusion_loss, mask_loss, vae_loss
 from mfollow.training.plot import plot_losses
@@ -169,7 +169,7 @@ def _generator(s: TrainSettings, step: int, rank: int, micro: int) -> torch.Gene
 def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
     """(every module of the run by name, the bundle or None) from ``--init`` or a fresh start."""
     if s.stage == "mask":
-        from mfollow.masks.segdit import SEGDIT_SIZES, SegDiT
+        from mfollow.preprocess.masks.segdit import SEGDIT_SIZES, SegDiT
 
         if s.init:
             return {"segdit": SegDiT.from_pretrained(s.init).to(s.device).train()}, None
@@ -285,7 +285,7 @@ def _read_log(run: Path, upto: int) -> list[tuple[int, float, float]]:
 
 
 def _write_log(run: Path, rows: list[tuple[int, float, float]]) -> None:
-    from mfollow.atomic import atomic_write_text
+    from mfollow.io.atomic import atomic_write_text
 
     atomic_write_text(run / "log.csv", "step,loss,seconds\n" + "".join(f"{a},{b:.6g},{c:.3f}\n" for a, b, c in rows))
 

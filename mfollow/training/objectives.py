@@ -106,6 +106,6 @@ def vae_loss(
 
 def mask_loss(segdit: Any, frames: torch.Tensor, poses: torch.Tensor, masks: torch.Tensor) -> torch.Tensor:
     """Eq. 8 on a batch: frames (B, 3, H, W) in [-1, 1], poses (B, 3, H, W) in [0, 1], masks (B, H, W)."""
-    from mfollow.masks.segdit import loss_mse
+    from mfollow.preprocess.masks.segdit import loss_mse
 
     return loss_mse(segdit(frames, poses)[:, 0], masks.to(frames.dtype))

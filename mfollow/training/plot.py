@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-from mfollow.atomic import atomic_path
+from mfollow.io.atomic import atomic_path
 
 W, H, MARGIN = 720, 400, 56
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from mfollow.errors import UsageError, WeightsError
+from mfollow.runtime.errors import UsageError, WeightsError
 from mfollow.training.data import EDIT_TARGET_RATE
 
 Stage = Literal["vae", "image", "video", "mask"]

@@ -1,0 +1,623 @@
+"""The ``mfollow`` command line (Typer). Thin: parse, call one library function, render.
+
+Heavy libraries (av, torch, diffusers, transformers) are imported inside command bodies so that
+``mfollow --help`` starts instantly and imports none of them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mfollow.cli import edit as E
+from mfollow.cli import stages as cli_stages
+from mfollow.cli import train as cli_train
+from mfollow.cli.common import (
+    DebugOpt,
+    DeviceChoice,
+    DeviceOpt,
+    DtypeChoice,
+    DtypeOpt,
+    JsonOpt,
+    ProgressChoice,
+    ProgressOpt,
+    ProjectOpt,
+    QuietOpt,
+    SeedOpt,
+    emit_json,
+    guard,
+    stderr_line,
+)
+from mfollow.cli.weights import weights_app
+from mfollow.metrics.learned import settings as FVD
+from mfollow.runtime.devices import check_device
+from mfollow.runtime.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, UsageError
+from mfollow.version import __version__
+
+app = typer.Typer(
+    name="mfollow",
+    help="Video motion editing: re-render a source video's person performing a target video's motion.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"mfollow {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+) -> None:
+    """mfollow: MotionFollower video motion editing.
+
+    Exit codes: 0 ok, 1 internal error, 2 usage, 3 weights, 4 input media, 5 project/cache,
+    130 interrupted.
+    """
+
+
+@app.command()
+def info(
+    video: Annotated[Path, typer.Argument(help="A video file.", metavar="VIDEO", show_default=False)],
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Describe a video: frames, timestamps, frame rate, size, rotation, audio."""
+    with guard(debug):
+        from mfollow.io.video import probe
+
+        report = probe(video).to_json()
+        if json_out:
+            emit_json(report)
+            return
+        _print_info(report)
+
+
+def _print_info(r: dict) -> None:
+    rate = "constant" if r["constant_rate"] else "variable"
+    lines = [
+        f"file       {r['path']}",
+        f"video      {r['codec']} {r['pix_fmt']} {r['width']}x{r['height']}"
+        + (f" (rotation {r['rotation']}, shown {r['display_width']}x{r['display_height']})" if r["rotation"] else ""),
+        f"frames     {r['frame_count']} ({rate} frame rate, average {r['average_fps_float']:.6g} fps)",
+        f"time base  {r['time_base']}",
+        f"duration   {r['duration']:.6g} s",
+    ]
+    for a in r["audio"] or [None]:
+        lines.append(
+            "audio      none"
+            if a is None
+            else f"audio      #{a['index']} {a['codec']} {a['sample_rate']} Hz {a['channels']} ch"
+        )
+    print("\n".join(lines))
+
+
+@app.command()
+def status(
+    project: ProjectOpt,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Show each stage of a project: fresh, stale or missing, with its outputs."""
+    with guard(debug):
+        from mfollow.preprocess.project import Project
+
+        stages = Project.read(project).status()
+        if json_out:
+            emit_json({"project": str(project.resolve()), "stages": [s.to_json() for s in stages]})
+            return
+        if not stages:
+            print(f"{project}: no stages yet")
+        for s in stages:
+            print(f"{s.name:<12} {s.state:<8} {s.reason}")
+            by_folder: dict[Path, list[Path]] = {}
+            for p in s.outputs:
+                by_folder.setdefault(p.parent, []).append(p)
+            for folder, files in by_folder.items():
+                shown = [str(f) for f in files] if len(files) <= 3 else [f"{folder}/ ({len(files)} files)"]
+                for line in shown:
+                    print(f"             {line}")
+
+
+@app.command()
+def clean(
+    project: ProjectOpt,
+    stages: Annotated[
+        list[str] | None, typer.Argument(help="Stages to remove (outputs and records).", metavar="[STAGE]...")
+    ] = None,
+    all_stages: Annotated[bool, typer.Option("--all", help="Remove every stage.")] = False,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Free disk space: remove stages' outputs, and leftovers of interrupted or superseded runs."""
+    with guard(debug):
+        from mfollow.preprocess.project import Project
+
+        with Project.open(project, create=False) as proj:
+            names = sorted(proj.manifest["stages"]) if all_stages else list(stages or [])
+            report = proj.clean(names)
+        if json_out:
+            emit_json({"project": str(project.resolve()), **report})
+            return
+        stderr_line(
+            f"{project}: removed {len(report['removed'])} item(s), {report['bytes_freed']} bytes"
+            + (f"; stages {', '.join(report['stages'])}" if report["stages"] else ""),
+            quiet=quiet,
+        )
+
+
+class LpipsNet(StrEnum):
+    alex = "alex"
+    vgg = "vgg"
+
+
+class Camera(StrEnum):
+    pan = "pan"
+    zoom = "zoom"
+    shake = "shake"
+    none = "none"
+
+
+class MotionKind(StrEnum):
+    walk = "walk"
+    wave = "wave"
+    squat = "squat"
+    jump = "jump"
+    arm_circles = "arm_circles"
+    dance = "dance"
+
+
+@app.command()
+def synth(
+    out_dir: Annotated[Path, typer.Argument(help="Folder to write the pair into.", metavar="OUT_DIR")],
+    seed: SeedOpt = 0,
+    frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 48,
+    size: Annotated[int, typer.Option("--size", min=16, help="Frame width and height in pixels.")] = 256,
+    fps: Annotated[str, typer.Option("--fps", help="Frame rate, e.g. 24 or 30000/1001.")] = "24",
+    camera: Annotated[
+        Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
+    ] = None,
+    source_motion: Annotated[MotionKind | None, typer.Option("--source-motion", help="Default: from the seed.")] = None,
+    target_motion: Annotated[MotionKind | None, typer.Option("--target-motion", help="Default: from the seed.")] = None,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Make a synthetic puppet pair with exact ground truth: source, target and edited videos,
+    poses and person masks."""
+    with guard(debug):
+        from fractions import Fraction
+
+        from mfollow.runtime.progress import Reporter
+        from mfollow.synth.files import write_pair
+        from mfollow.synth.world import make_pair
+
+        try:
+            rate = Fraction(fps)
+        except (ValueError, ZeroDivisionError):
+            raise UsageError(f"--fps {fps!r} is not a number or fraction") from None
+        if rate <= 0:
+            raise UsageError(f"--fps {fps} must be positive")
+        pair = make_pair(
+            seed,
+            frames=frames,
+            size=size,
+            fps=rate,
+            camera=None if camera is None else camera.value,
+            source_motion=None if source_motion is None else source_motion.value,
+            target_motion=None if target_motion is None else target_motion.value,
+        )
+        with Reporter(progress.value, quiet=quiet).task("synth", 3 * frames) as callback:
+            report = write_pair(pair, out_dir, progress=callback)
+        if json_out:
+            emit_json(report)
+        else:
+            stderr_line(
+                f"{out_dir}: {report['source_motion']} -> {report['target_motion']}, camera {report['camera']}, "
+                f"{frames} frames at {size}x{size}",
+                quiet=quiet,
+            )
+
+
+@app.command("eval")
+def eval_(
+    result: Annotated[Path, typer.Argument(help="The video to score.", metavar="RESULT")],
+    reference: Annotated[Path, typer.Argument(help="The ground truth.", metavar="REFERENCE")],
+    fg_masks: Annotated[
+        Path | None, typer.Option("--fg-masks", help="Folder of person masks (one PNG per frame) for fg/bg scores.")
+    ] = None,
+    per_frame: Annotated[Path | None, typer.Option("--per-frame", help="Write a per-frame CSV table here.")] = None,
+    trim: Annotated[bool, typer.Option("--trim", help="Different lengths: score the frames both have.")] = False,
+    resize: Annotated[bool, typer.Option("--resize", help="Different sizes: resize the result.")] = False,
+    lpips: Annotated[
+        LpipsNet | None, typer.Option("--lpips", help="Also LPIPS v0.1 with this trunk (weights lpips-NET).")
+    ] = None,
+    fid: Annotated[bool, typer.Option("--fid", help="Also FID between the frames (weights fid-inception).")] = False,
+    fvd: Annotated[bool, typer.Option("--fvd", help="Also FVD between the clips (weights fvd-i3d).")] = False,
+    fvd_clip: Annotated[int, typer.Option("--fvd-clip", min=1, help="FVD: frames per clip.")] = FVD.CLIP,
+    fvd_stride: Annotated[
+        int, typer.Option("--fvd-stride", min=1, help="FVD: a clip starts every N frames.")
+    ] = FVD.STRIDE,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="Folder searched first for the learned metrics' weights.")
+    ] = None,
+    project: Annotated[
+        Path | None,
+        typer.Option(
+            "--project", "-p", help="Also record the per-frame scores in this project (its report plots them)."
+        ),
+    ] = None,
+    device: DeviceOpt = "cpu",  # type: ignore[assignment]
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Score a result against a reference: L1, PSNR, SSIM (full frame, and inside/outside masks);
+    optionally LPIPS, FID and FVD (extra mfollow[metrics]; weights via 'mfollow weights download')."""
+    with guard(debug):
+        from mfollow.metrics.evaluation import (
+            EvalSettings,
+            check_writable,
+            evaluate_videos,
+            json_number,
+            write_per_frame_csv,
+        )
+        from mfollow.runtime.progress import Reporter
+
+        if per_frame is not None:
+            check_writable(per_frame)
+        if project is not None:
+            from mfollow.preprocess.project import Project
+
+            Project.read(project)  # an existing project, before any scoring
+        settings = EvalSettings(length="trim" if trim else "error", size="resize" if resize else "error")
+        dev = getattr(device, "value", str(device))
+        check_device(dev)
+        learned = FVD.LearnedSettings(
+            lpips=None if lpips is None else lpips.value,  # type: ignore[arg-type]
+            fid=fid,
+            fvd=fvd,
+            fvd_clip=fvd_clip,
+            fvd_stride=fvd_stride,
+            device=dev,
+        )
+        with Reporter(progress.value, quiet=quiet).task("eval", 0) as callback:
+            report, header = evaluate_videos(result, reference, fg_masks, settings, callback, learned, weights)
+        if per_frame is not None:
+            write_per_frame_csv(report, per_frame)
+        summary = {k: json_number(v) for k, v in report.summary.items() if not k.startswith("frames")}
+        if project is not None:
+            from mfollow.report.records import record_eval
+
+            record_eval(project, report, {**header, "summary": summary})
+        if json_out:
+            emit_json({**header, "per_frame_csv": None if per_frame is None else str(per_frame), "summary": summary})
+            return
+        for key, value in summary.items():
+            print(f"{key:<8} {value if isinstance(value, str) or value is None else f'{value:.6g}'}")
+
+
+@app.command()
+def demo(
+    out_dir: Annotated[Path, typer.Argument(help="Folder for the demo's files.", metavar="[OUT_DIR]")] = Path(
+        "mfollow-demo"
+    ),
+    seed: Annotated[int, typer.Option("--seed", help="Synthetic pair seed (held out from training).")] = 7,
+    frames: Annotated[int, typer.Option("--frames", min=2, max=32, help="Frames to edit (one window).")] = 24,
+    steps: Annotated[
+        int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the tiny preset's).")
+    ] = None,
+    guidance: E.GuidanceOpt = E.Guidance.paper,
+    guidance_scale: E.GuidanceScale = None,
+    camera: Annotated[
+        Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
+    ] = None,
+    weights: Annotated[
+        Path | None, typer.Option("--weights", help="A tiny bundle folder, or a weights folder with tiny/ and segdit/.")
+    ] = None,
+    warp_person: Annotated[
+        bool,
+        typer.Option(
+            "--warp-person/--no-warp-person",
+            help="Paste the source person moved into the edit pose over the model's drawing (default: on; "
+            "--no-warp-person shows the model alone).",
+        ),
+    ] = True,
+    device: DeviceOpt = DeviceChoice.cpu,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Edit a held-out synthetic pair with the bundled demo model: result.mp4, side_by_side.mp4
+    (source | target | result | ground truth) and metrics.json."""
+    with guard(debug):
+        from mfollow.edit.demo import DemoSettings, run_demo
+        from mfollow.runtime.progress import Reporter
+
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"{out_dir}: exists and is not a folder; choose another OUT_DIR")
+        if out_dir.exists() and any(out_dir.iterdir()) and not (out_dir / "pair" / "pair.json").is_file():
+            raise UsageError(f"{out_dir}: exists and is not a demo folder; choose another OUT_DIR")
+        check_device(device.value)
+        settings = DemoSettings(
+            seed=seed,
+            frames=frames,
+            steps=steps,
+            guidance=guidance.value,
+            guidance_scale=guidance_scale,
+            camera=None if camera is None else camera.value,
+            device=device.value,
+            warp_person=warp_person,
+        )
+        reporter = Reporter(progress.value, quiet=quiet)
+        with contextlib.ExitStack() as stack:
+            current: dict[str, Any] = {"task": None}
+
+            def tick(task: str, done: int, total: int) -> None:
+                if current["task"] != task:  # one progress display per step of the demo
+                    if current["task"] is not None:
+                        current["stack"].close()
+                    current.update(task=task, stack=stack.enter_context(contextlib.ExitStack()))
+                    current["callback"] = current["stack"].enter_context(reporter.task(task, total))
+                current["callback"](done, total)
+
+            report = run_demo(out_dir, settings, weights=weights, progress=tick)
+        if json_out:
+            emit_json(report)
+            return
+        m = report["metrics"]
+        stderr_line(f"{report['side_by_side']}: source | target | result | ground truth", quiet=quiet)
+
+        def fmt(v: object, digits: int) -> str:
+            return f"{v:.{digits}f}" if isinstance(v, float) else str(v)
+
+        for name in ("result", "source_unchanged", "target_unchanged"):
+            r = m[name]
+            print(
+                f"{name:<17} PSNR {fmt(r['psnr'], 2)}  fg {fmt(r['psnr_fg'], 2)}  bg {fmt(r['psnr_bg'], 2)}  "
+                f"SSIM {fmt(r['ssim'], 3)}  fg {fmt(r['ssim_fg'], 3)}  silhouette IoU {fmt(r['silhouette_iou'], 3)}"
+            )
+        ceiling = fmt(m["ground_truth"]["silhouette_iou"], 3)
+        print(f"{'ground_truth':<17} silhouette IoU {ceiling} (the measure's ceiling: H.264 coding noise)")
+
+
+@app.command()
+def report(
+    project: ProjectOpt,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The page (default: PROJECT/report/report.html).")
+    ] = None,
+    max_side: Annotated[int, typer.Option("--max-side", min=64, help="Long side of the page's videos, px.")] = 384,
+    json_out: JsonOpt = False,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """One HTML page of a project, to look at before spending GPU time: source and target, poses,
+    aligned poses and masks over the source, the result and per-frame metrics, every stage's
+    state and parameters. Media are written beside the page; it opens from disk, no server."""
+    with guard(debug):
+        from mfollow.preprocess.project import Project
+        from mfollow.report import ReportSettings, write_report
+        from mfollow.report.page import default_report_path
+
+        Project.read(project)  # exit 5 at once: no such project, or a corrupt manifest
+        page = output or default_report_path(project)
+        if page.suffix.lower() not in (".html", ".htm"):
+            raise UsageError(f"--output {page}: the report is an HTML page; give it a .html name")
+        if page.is_dir():
+            raise UsageError(f"--output {page}: is a folder")
+        written = write_report(
+            project,
+            page,
+            ReportSettings(max_side=max_side),
+            progress=lambda s: stderr_line(f"report: {s}", quiet=quiet),
+        )
+        if json_out:
+            emit_json(written)
+        else:
+            stderr_line(f"{written['report']}: {written['sections']} sections, {len(written['media'])} media files",
+                        quiet=quiet)  # fmt: skip
+
+
+cli_stages.register(app)
+cli_train.register(app)
+
+
+@app.command()
+def edit(
+    src: E.Src = None,
+    tgt: E.Tgt = None,
+    output: E.Out = None,
+    batch: Annotated[
+        Path | None, typer.Option("--batch", help="A JSON Lines file of jobs, run with one model.")
+    ] = None,
+    shard: Annotated[str | None, typer.Option("--shard", help="K/N: run every N-th job, starting at the K-th.")] = None,
+    project: Annotated[
+        Path | None, typer.Option("--project", "-p", help="Take poses and masks from this project's stages.")
+    ] = None,
+    source_poses: E.SourcePoses = None,
+    edit_poses: E.EditPoses = None,
+    source_masks: E.SourceMasks = None,
+    edit_masks: E.EditMasks = None,
+    pose_backend: E.PoseBackendOpt = E.PoseBackendChoice.auto,
+    edit_mask_backend: E.EditMaskOpt = E.EditMaskChoice.auto,
+    target_masks: E.TargetMasks = None,
+    case: E.Case = None,
+    preset: E.Preset = E.PresetChoice.auto,
+    weights: E.Weights = None,
+    steps: E.Steps = None,
+    cfg: E.Cfg = None,
+    guidance: E.GuidanceOpt = E.Guidance.paper,
+    guidance_scale: E.GuidanceScale = None,
+    seed: SeedOpt = 0,
+    size: E.Size = None,
+    start: E.Start = 0,
+    frames: E.Frames = None,
+    max_frames: Annotated[int, typer.Option("--max-frames", min=1, help="Longest clip edit accepts.")] = 24,
+    fit: E.Fit = E.FitChoice.trim,
+    pose_colors: E.ColorsOpt = E.Colors.official,
+    camera: E.CameraOpt = False,
+    output_size: E.OutputSize = E.OutputSizeChoice.source,
+    composite: E.CompositeOpt = True,
+    composite_margin: E.CompositeMargin = None,
+    warp_person: E.WarpPersonOpt = None,
+    preview_every: E.PreviewEvery = None,
+    device: DeviceOpt = DeviceChoice.cpu,
+    dtype: DtypeOpt = DtypeChoice.float32,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Edit a clip in one window: the source person performs the edit poses' motion."""
+    with guard(debug):
+        options = dict(locals())
+        if batch is not None:
+            code = E.run_batch(batch, shard, options, progress, quiet)
+            if code:
+                raise typer.Exit(code)
+            return
+        if output is None or (src is None and case is None):
+            raise UsageError("edit needs SRC (or --case DIR) and -o OUTPUT, or --batch JOBS.jsonl")
+        from mfollow.runtime.distributed import launched_world
+
+        if launched_world() > 1:  # one window cannot be shared: the other ranks would only idle
+            raise UsageError("edit runs one window in one process; under torchrun use 'long' or 'edit --batch'")
+        E.run_command(src=src or case, tgt=tgt, output=output, options=options, json_out=json_out, progress=progress,
+                      quiet=quiet, project=project)  # fmt: skip
+
+
+@app.command("long")
+def long_(
+    src: E.Src = None,
+    tgt: E.Tgt = None,
+    output: E.Out = None,
+    source_poses: E.SourcePoses = None,
+    edit_poses: E.EditPoses = None,
+    source_masks: E.SourceMasks = None,
+    edit_masks: E.EditMasks = None,
+    pose_backend: E.PoseBackendOpt = E.PoseBackendChoice.auto,
+    edit_mask_backend: E.EditMaskOpt = E.EditMaskChoice.auto,
+    target_masks: E.TargetMasks = None,
+    case: E.Case = None,
+    preset: E.Preset = E.PresetChoice.auto,
+    weights: E.Weights = None,
+    steps: E.Steps = None,
+    cfg: E.Cfg = None,
+    guidance: E.GuidanceOpt = E.Guidance.paper,
+    guidance_scale: E.GuidanceScale = None,
+    seed: SeedOpt = 0,
+    size: E.Size = None,
+    start: E.Start = 0,
+    frames: E.Frames = None,
+    fit: E.Fit = E.FitChoice.trim,
+    pose_colors: E.ColorsOpt = E.Colors.official,
+    camera: E.CameraOpt = False,
+    output_size: E.OutputSize = E.OutputSizeChoice.source,
+    composite: E.CompositeOpt = True,
+    composite_margin: E.CompositeMargin = None,
+    warp_person: E.WarpPersonOpt = None,
+    preview_every: E.PreviewEvery = None,
+    window: Annotated[int, typer.Option("--window", min=1, help="Frames per window.")] = 24,
+    overlap: Annotated[int, typer.Option("--overlap", min=0, help="Frames shared by neighbouring windows.")] = 8,
+    blend: Annotated[E.Blend, typer.Option("--blend", help="Blending of overlapping windows.")] = E.Blend.tent,
+    project: Annotated[
+        Path | None, typer.Option("--project", "-p", help="Project folder (holds the checkpoint).")
+    ] = None,
+    resume: Annotated[
+        bool, typer.Option("--resume/--no-resume", help="Resume a compatible checkpoint (default) or start over.")
+    ] = True,
+    restart: Annotated[bool, typer.Option("--restart", help="Discard any checkpoint and start over.")] = False,
+    device: DeviceOpt = DeviceChoice.cpu,
+    dtype: DtypeOpt = DtypeChoice.float32,
+    json_out: JsonOpt = False,
+    progress: ProgressOpt = ProgressChoice.auto,
+    quiet: QuietOpt = False,
+    debug: DebugOpt = False,
+) -> None:
+    """Edit a video of any length through overlapping windows; resumable after an interruption."""
+    with guard(debug):
+        options = dict(locals())
+        if overlap >= window:
+            raise UsageError(f"--overlap {overlap} must be smaller than --window {window}")
+        if output is None or (src is None and case is None):
+            raise UsageError("long needs SRC (or --case DIR) and -o OUTPUT")
+        E.run_command(long=True, src=src or case, tgt=tgt, output=output, options=options, json_out=json_out,
+                      progress=progress, quiet=quiet, project=project, restart=restart or not resume)  # fmt: skip
+
+
+app.add_typer(weights_app, name="weights")
+
+
+def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
+    """Console-script entry point: run the app and return its exit code.
+
+    Usage errors are reported in one line (``mfollow: usage: ...``) with exit code 2.
+    """
+    command = typer.main.get_command(app)
+    _flags_without_metavar(command)
+    try:
+        result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
+    except typer.TyperException as exc:  # Click's usage errors: bad options, missing arguments
+        if type(exc).__name__ == "NoArgsIsHelpError":
+            print(exc.format_message(), file=sys.stderr)
+            return EXIT_USAGE
+        hint = ""
+        ctx = getattr(exc, "ctx", None)
+        if ctx is not None:
+            hint = f" (see '{ctx.command_path} --help')"
+        print(f"mfollow: usage: {exc.format_message()}{hint}", file=sys.stderr)
+        return int(getattr(exc, "exit_code", EXIT_USAGE))
+    except typer.Abort:
+        print("mfollow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except KeyboardInterrupt:
+        print("mfollow: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    except BrokenPipeError:  # help or a listing into a closed pipe
+        from mfollow.cli.common import silence_stdout
+
+        silence_stdout()
+        return EXIT_PIPE
+    return result if isinstance(result, int) else 0
+
+
+def _flags_without_metavar(command: Any) -> None:
+    """Typer's help shows a ``<bool>`` type beside on/off flags as if they took a value: show
+    nothing there (every flag of every command, ``--help`` included, here in one place)."""
+    from typer.core import TyperOption
+
+    def plain(option: Any) -> Any:
+        if isinstance(option, TyperOption) and option.is_flag and option.metavar is None:
+            option.metavar = ""
+        return option
+
+    for param in command.params:
+        plain(param)
+    help_option = command.get_help_option  # made per context: wrap this command's factory
+    command.get_help_option = lambda ctx, make=help_option: plain(make(ctx))
+    for sub in getattr(command, "commands", {}).values():
+        _flags_without_metavar(sub)
+
+
+def run() -> None:
+    """The ``mfollow`` console script."""
+    raise SystemExit(main())

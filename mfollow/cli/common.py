@@ -1,0 +1,116 @@
+"""What every ``mfollow`` command shares: option types, error → exit-code mapping, output.
+
+Data goes to stdout (a human summary, or one JSON document with ``--json``); people read stderr.
+Library functions raise :mod:`mfollow.runtime.errors` types; :func:`guard` turns them into a one-line
+message and the documented exit code (``--debug`` or ``MFOLLOW_DEBUG=1`` adds the traceback).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sys
+import traceback
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from mfollow.runtime.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, MfollowError
+
+
+class ProgressChoice(StrEnum):
+    auto = "auto"
+    rich = "rich"
+    plain = "plain"
+    none = "none"
+
+
+# Shared options, declared once and used by the commands they apply to.
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No messages or progress on stderr.")]
+DebugOpt = Annotated[
+    bool, typer.Option("--debug", help="Show tracebacks of errors (also MFOLLOW_DEBUG=1).", envvar="MFOLLOW_DEBUG")
+]
+ProgressOpt = Annotated[
+    ProgressChoice,
+    typer.Option("--progress", help="Progress display on stderr: auto (rich on a terminal), rich, plain, none."),
+]
+SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed gives the same result.")]
+ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project directory (cache of intermediate results).")]
+
+
+class DeviceChoice(StrEnum):
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class DtypeChoice(StrEnum):
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where the networks run.")]
+DtypeOpt = Annotated[
+    DtypeChoice, typer.Option("--dtype", help="Precision of the networks (sampler maths stay float32).")
+]
+
+
+def stderr_line(message: str, *, quiet: bool = False) -> None:
+    """One line for people on stderr (suppressed by ``--quiet``)."""
+    if not quiet:
+        print(message, file=sys.stderr, flush=True)
+
+
+def emit_json(document: Any) -> None:
+    """The command's one JSON document on stdout."""
+    sys.stdout.write(json.dumps(document, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.flush()
+
+
+@contextlib.contextmanager
+def guard(debug: bool = False) -> Iterator[None]:
+    """Map typed errors to their exit codes with a one-line message; never a traceback unless
+    ``debug``. Unexpected exceptions are internal errors (exit 1); Ctrl-C exits 130."""
+    debug = debug or os.environ.get("MFOLLOW_DEBUG", "") not in ("", "0")
+    try:
+        yield
+    except MfollowError as exc:
+        from mfollow.runtime.distributed import is_main_process
+
+        if is_main_process():  # under torchrun rank 0 speaks for every rank (others' errors reach it)
+            if debug:
+                traceback.print_exc()
+            print(f"mfollow: error: {exc}", file=sys.stderr, flush=True)
+        raise typer.Exit(exc.exit_code) from None
+    except KeyboardInterrupt:
+        print("mfollow: interrupted", file=sys.stderr, flush=True)
+        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except BrokenPipeError:  # the reader went away (`mfollow info x.mp4 | head`): stop quietly
+        silence_stdout()
+        raise typer.Exit(EXIT_PIPE) from None
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug: say so, in one line unless debugging
+        if debug:
+            traceback.print_exc()
+        first = str(exc).splitlines()[0] if str(exc) else ""
+        print(
+            f"mfollow: internal error: {type(exc).__name__}: {first} "
+            "(run again with --debug for the traceback, and please report it)",
+            file=sys.stderr,
+            flush=True,
+        )
+        raise typer.Exit(EXIT_INTERNAL) from None
+
+
+def silence_stdout() -> None:
+    """Point stdout at /dev/null so that Python's final flush of a closed pipe stays silent."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())

@@ -1,0 +1,245 @@
+"""``MotionFollowerPipeline``: the one edit path that Python users and the CLI share (diffusers style).
+
+    from mfollow import MotionFollowerPipeline
+
+    pipe = MotionFollowerPipeline.from_pretrained()          # what `--preset auto` picks
+    report = pipe("src.mp4", "tgt.mp4", output="out.mp4", steps=25)
+    report = pipe("src.mp4", "tgt.mp4", output="long.mp4", long=True, window=24, overlap=8)
+
+A call takes the CLI's defaults (:class:`EditRequest`), runs (or reuses) the pose, align and mask
+stages in the project when poses and masks are not given, preflights every input and output before
+any work, and returns the report that ``mfollow edit --json`` prints. It raises the typed errors of
+:mod:`mfollow.runtime.errors`; it never prints or exits (messages go to ``note``, progress to ``progress``).
+``mfollow edit`` and ``mfollow long`` build an :class:`EditRequest` and call :func:`preflight` and
+:meth:`MotionFollowerPipeline.run`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from mfollow.edit.preflight import preflight
+from mfollow.edit.request import PATH_FIELDS, PATH_OPTIONS, EditRequest
+from mfollow.runtime.errors import UsageError
+
+if TYPE_CHECKING:
+    from mfollow.edit.run import EditInputs
+    from mfollow.models.presets import Preset
+
+Note = Callable[[str], None]
+Progress = Callable[[int, int], None]
+
+
+def _warp_person(r: EditRequest, spec: Preset, inputs: EditInputs) -> bool:
+    """``--warp-person`` as given, else the preset's default where both poses are keypoint files
+    (a folder of pose images carries no keypoints to move the person along)."""
+    if r.warp_person is not None:
+        return r.warp_person
+    return spec.warp_person and not any(Path(p).is_dir() for p in (inputs.source_poses, inputs.edit_poses))
+
+
+class MotionFollowerPipeline:
+    """A loaded model bundle and how to run edits with it (see the module docstring)."""
+
+    def __init__(
+        self,
+        bundle: Any,
+        weights_id: str,
+        *,
+        weights: Path | None = None,
+        bundled_default: bool = False,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> None:
+        self.bundle, self.weights_id, self.weights, self.bundled_default = bundle, weights_id, weights, bundled_default
+        self.device, self.dtype = device, dtype
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        name_or_path: str | Path | None = None,
+        *,
+        device: str = "cpu",
+        dtype: str = "float32",
+    ) -> MotionFollowerPipeline:
+        """Load a model: ``None`` (what ``--preset auto`` picks: sd15 when installed, else the
+        bundled tiny model), a preset name (``sd15``, ``tiny``), or a folder (a model bundle, or a
+        weights root holding the sd15 components). ``device``/``dtype`` are the defaults of calls.
+
+        Raises:
+            WeightsError: the weights are not installed or do not match.
+        """
+        from mfollow.models.loading import choose_preset, load_bundle
+        from mfollow.models.presets import PRESETS
+        from mfollow.runtime.devices import check_device
+
+        check_device(device)
+        weights = None
+        if name_or_path is None:
+            preset = "auto"
+        elif str(name_or_path) in PRESETS:
+            preset = str(name_or_path)
+        else:
+            weights = Path(name_or_path)
+            preset = choose_preset(weights)
+        bundled_default = name_or_path is None and choose_preset(None) == "tiny"
+        bundle, weights_id = load_bundle(preset, weights)
+        return cls(bundle, weights_id, weights=weights, bundled_default=bundled_default, device=device, dtype=dtype)
+
+    def __call__(
+        self,
+        source: str | Path | None = None,
+        target: str | Path | None = None,
+        output: str | Path | None = None,
+        *,
+        note: Note | None = None,
+        progress: Progress | None = None,
+        **options: Any,
+    ) -> dict[str, Any]:
+        """Edit ``source`` to follow ``target``'s motion into ``output``; ``options`` are the
+        :class:`EditRequest` fields (``steps``, ``size``, ``source_poses``, ``project``, ``long`` ...).
+        Returns the report (what ``--json`` prints)."""
+        known = {f.name for f in fields(EditRequest)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise UsageError(f"unknown edit option(s): {', '.join(unknown)}")
+        paths = {k: Path(v) for k, v in options.items() if k in PATH_OPTIONS and isinstance(v, str)}
+        request = EditRequest(
+            source=None if source is None else Path(source), target=None if target is None else Path(target),
+            output=None if output is None else Path(output),
+            **{"device": self.device, "dtype": self.dtype, "weights": self.weights, **options, **paths},
+        )  # fmt: skip
+        project = preflight(request)
+        return self.run(request, project, note=note, progress=progress)
+
+    def run(
+        self,
+        r: EditRequest,
+        project: Path | None,
+        *,
+        note: Note | None = None,
+        progress: Progress | None = None,
+        group: Any = None,
+    ) -> dict[str, Any]:
+        """Run a preflighted request (``project``: what :func:`preflight` returned). ``group``: the
+        torchrun process group of a ``long`` over several processes (:mod:`mfollow.runtime.distributed`)."""
+        return run_request(
+            r, project, preset=self.bundle.preset, model=(self.bundle, self.weights_id),
+            bundled_default=self.bundled_default, note=note, progress=progress, group=group,
+        )  # fmt: skip
+
+
+def run_request(
+    r: EditRequest,
+    project: Path | None,
+    *,
+    preset: str,
+    model: tuple[Any, str] | Callable[[], tuple[Any, str]],
+    bundled_default: bool = False,
+    note: Note | None = None,
+    progress: Progress | None = None,
+    group: Any = None,
+) -> dict[str, Any]:
+    """The body of every edit: stages, settings, inputs, the model (``model``: the loaded bundle
+    and its identity, or a loader called once the inputs are known good), lock and checkpoint,
+    the run. ``preset``: the model's preset (its size, CFG and guidance defaults)."""
+    from mfollow.edit.inputs import open_clip
+    from mfollow.edit.preview import PREVIEW_DIR, PreviewSettings
+    from mfollow.edit.run import EditInputs, EditSettings, StateStore, case_inputs, run_edit, run_key
+    from mfollow.models.presets import get_preset
+    from mfollow.runtime.distributed import Group, rank_device
+    from mfollow.sampling.sampler import SamplerSettings
+
+    say = note or (lambda _: None)
+    distributed = group is not None and group.world > 1
+    group = group or Group()
+    device = rank_device(r.device, group)
+    spec = get_preset(preset)
+    size = r.size or spec.working_size
+    guidance_scale = spec.default_guidance_scale(r.guidance) if r.guidance_scale is None else r.guidance_scale
+    cfg = spec.cfg if r.cfg is None else r.cfg
+    prepared: dict[str, Any] = {"stages": {}}
+    if r.case is not None:
+        inputs = case_inputs(r.case, r.target)
+    else:
+        given = {k: getattr(r, k) for k in PATH_FIELDS}
+        if r.staged:
+            assert project is not None and r.source is not None
+            staged, prepared = group.on_main(lambda: _prepare(r, project, say))
+            given = staged | {k: v for k, v in given.items() if v is not None}
+        missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
+        if missing:
+            raise UsageError(
+                f"missing {', '.join(missing)}",
+                hint="give poses and masks, run 'mfollow pose/align/mask -p DIR' and pass -p DIR, or --case DIR",
+            )
+        inputs = EditInputs(r.source, target=r.target, **given)  # type: ignore[arg-type]
+    sampler = SamplerSettings(
+        steps=spec.sampling_steps(r.steps), cfg=cfg, guidance=r.guidance, guidance_scale=guidance_scale,  # type: ignore[arg-type]
+        window=r.window, overlap=r.overlap, blend=r.blend,  # type: ignore[arg-type]
+    )  # fmt: skip
+    settings = EditSettings(
+        sampler=sampler, seed=r.seed, short_side=size, start=r.start, frames=r.frames,
+        max_frames=None if r.long else r.max_frames, fit=r.fit, colors=r.pose_colors,  # type: ignore[arg-type]
+        device=device, dtype=r.dtype, camera=r.camera, output_size=r.output_size,  # type: ignore[arg-type]
+        composite=r.composite, composite_margin=r.composite_margin, warp_person=_warp_person(r, spec, inputs),
+        preview=None if r.preview_every is None or project is None
+        else PreviewSettings(r.preview_every, project / PREVIEW_DIR),
+    )  # fmt: skip
+    clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
+    bundle, weights_id = model if isinstance(model, tuple) else group.agree(model)
+    held: dict[str, Any] = {}
+    if r.long:  # the checkpoint lives in the project; rank 0 alone locks it and writes it
+        from mfollow.preprocess.project import Project
+
+        assert project is not None
+
+        def take() -> None:
+            held["lock"] = Project.open(project)  # one writer per project
+            held["store"] = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
+            if r.restart:
+                held["store"].clear()
+
+        group.on_main(take)  # rank 0's error (a locked project) ends every rank
+    lock, store = held.get("lock"), held.get("store")
+    try:
+        report = run_edit(
+            bundle, inputs, settings, r.output,  # type: ignore[arg-type]
+            store=store, progress=None if progress is None else (lambda e: progress(e["step"], e["steps"])),
+            clip=clip, work_dir=None if project is None or not r.long else project / "long",
+            group=group if distributed else None,
+        )  # fmt: skip
+    finally:
+        if lock is not None:
+            lock.close()
+    if not group.main:
+        return report
+    report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
+    report["weights"] = weights_id
+    if bundled_default:  # said after the run, so that an error stays a single line
+        say(
+            "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "
+            "for real footage install the sd15 weights (docs/weights.md)"
+        )
+    report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
+    report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
+    report["mask_backend"] = prepared.get("mask_backend")
+    if project is not None:  # what `mfollow report` shows beside the source
+        from mfollow.report.records import record_result
+
+        record_result(project, report)
+    return report
+
+
+def _prepare(r: EditRequest, project: Path, note: Note) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The pose, align and mask stages in the project (run, cached or reused)."""
+    from mfollow.edit.prepare import StagePlan, prepare_stages
+
+    plan = StagePlan(
+        pose_backend=r.pose_backend, edit_mask_backend=r.edit_mask_backend,  # type: ignore[arg-type]
+        source_masks=r.source_masks, target_masks=r.target_masks, weights=r.weights,
+    )  # fmt: skip
+    return prepare_stages(project, r.source, r.target, plan, note=note)  # type: ignore[arg-type]

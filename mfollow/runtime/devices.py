@@ -1,0 +1,17 @@
+"""The devices a command may run on: refused before any work when this machine lacks them."""
+
+from __future__ import annotations
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine does not have (usage error, before any work)."""
+    if device == "cpu":
+        return
+    import torch
+
+    from mfollow.runtime.errors import UsageError
+
+    if device == "cuda" and not torch.cuda.is_available():
+        raise UsageError("--device cuda: no CUDA device is available")
+    if device == "mps" and not torch.backends.mps.is_available():
+        raise UsageError("--device mps: Apple's MPS is not available")
