@@ -38,7 +38,9 @@ def _measure(tmp: Path, device: str) -> dict[str, object]:
     import torch
 
     from mfollow.edit import run as editing
-    from mfollow.edit.run import EditInputs, EditSettings, StateStore
+    from mfollow.edit.inputs import EditInputs
+    from mfollow.edit.resume import StateStore
+    from mfollow.edit.settings import EditSettings
     from mfollow.io.video import read_frames
     from mfollow.models.bundle import ModelBundle
     from mfollow.sampling.sampler import SamplerSettings

@@ -182,7 +182,9 @@ def run_release(frames: int, size: int, steps: int) -> dict:
 
 
 def run_long(frames: int) -> dict:
-    from mfollow.edit.run import EditInputs, EditSettings, run_edit
+    from mfollow.edit.inputs import EditInputs
+    from mfollow.edit.run import run_edit
+    from mfollow.edit.settings import EditSettings
     from mfollow.models.bundle import ModelBundle
     from mfollow.sampling.sampler import SamplerSettings
     from mfollow.synth import make_pair

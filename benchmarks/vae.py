@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mfollow.edit.run import decode
+from mfollow.edit.output import decode
 from mfollow.metrics.frames import frame_metrics, summarise
 from mfollow.models.loading import load_bundle
 from mfollow.synth import make_pair

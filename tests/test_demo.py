@@ -12,7 +12,8 @@ import pytest
 import torch
 
 from mfollow.io.hashing import sha256_file
-from mfollow.models import weights as W
+from mfollow.weights import registry as W
+from mfollow.weights import stamps as WS
 
 
 @pytest.fixture
@@ -31,7 +32,7 @@ def test_bundled_files_match_their_recorded_hashes(name: str, bare_home: dict[st
     assert set(recorded) == {f.path for f in W.get_component(name).files}
     for path, sha in recorded.items():
         assert sha256_file(loc.path / path) == sha, path
-    assert set(W.verify(name).values()) == {"ok"}
+    assert set(WS.verify(name).values()) == {"ok"}
 
 
 def test_bundled_model_loads_and_is_the_default(bare_home: dict[str, str]) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,7 +11,14 @@ import pytest
 from media import make_video
 from PIL import Image
 
-from mfollow.edit.run import EditInputs, EditSettings, StateStore, case_inputs, load_clip, run_edit, run_key
+from mfollow.edit.inputs import (
+    EditInputs,
+    case_inputs,
+    open_clip,
+)
+from mfollow.edit.resume import StateStore, run_key
+from mfollow.edit.run import run_edit
+from mfollow.edit.settings import EditSettings
 from mfollow.io.video import probe, read_frames
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.masks.files import mask_name, write_mask
@@ -19,6 +26,29 @@ from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 from mfollow.sampling.sampler import SamplerSettings
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
+
+
+@dataclass
+class Clip:
+    """A whole clip in memory (for inspection and tests; editing reads :class:`ClipSource`)."""
+
+    frames: np.ndarray
+    source_poses: np.ndarray
+    edit_poses: np.ndarray
+    source_masks: np.ndarray
+    edit_masks: np.ndarray
+    timestamps: list[int]
+
+
+def load_clip(inputs: EditInputs, s: EditSettings) -> Clip:
+    """Every input of a clip read whole (what the edit reads window by window)."""
+    c = open_clip(inputs, s)
+    parts = {
+        name: getattr(c, name).get(0, c.n)
+        for name in ("frames", "source_poses", "edit_poses", "source_masks", "edit_masks")
+    }
+    return Clip(timestamps=c.timestamps, **parts)
+
 
 FAST = SamplerSettings(steps=2, cfg=2.0, guidance="paper", guidance_scale=1.0)
 

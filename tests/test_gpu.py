@@ -14,7 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from mfollow.edit.run import EditInputs, EditSettings, StateStore, run_edit
+from mfollow.edit.inputs import EditInputs
+from mfollow.edit.resume import StateStore
+from mfollow.edit.run import run_edit
+from mfollow.edit.settings import EditSettings
 from mfollow.io.video import read_frames
 from mfollow.models.bundle import ModelBundle
 from mfollow.sampling.sampler import SamplerSettings

@@ -12,8 +12,10 @@ from test_editing import bundle, inputs_of, pair, settings  # noqa: F401  (fixtu
 
 from mfollow.edit import preview
 from mfollow.edit import run as editing
-from mfollow.edit.preview import PreviewSettings, clean_estimate
-from mfollow.edit.run import decode, run_edit
+from mfollow.edit.output import decode
+from mfollow.edit.preview import clean_estimate
+from mfollow.edit.run import run_edit
+from mfollow.edit.settings import PreviewSettings
 from mfollow.sampling.sampler import SamplerSettings
 
 

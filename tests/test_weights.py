@@ -12,12 +12,14 @@ import numpy as np
 import pytest
 import torch
 
-from mfollow.models import weights as W
 from mfollow.models.bundle import ModelBundle
 from mfollow.models.checkpoint import load_state_dict, save_state_dict, write_official
 from mfollow.models.official import import_official, inspect_file
 from mfollow.models.unet3d import UNet3D
 from mfollow.runtime.errors import WeightsError
+from mfollow.weights import download as WD
+from mfollow.weights import registry as W
+from mfollow.weights import stamps as WS
 
 
 class RunsCode:  # unpickling this would run a shell command
@@ -264,7 +266,7 @@ def fake_hub(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, objec
         return str(dst)
 
     monkeypatch.setattr(huggingface_hub, "hf_hub_download", hf_hub_download)
-    monkeypatch.setattr(W, "_model_info", model_info)
+    monkeypatch.setattr(WD, "_model_info", model_info)
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", False)  # the fake hub is local
     return {"root": served, "calls": calls, "commits": commits}
 
@@ -279,15 +281,15 @@ def _serve(hub: dict[str, object], name: str, content: dict[str, bytes] | None =
 
 def test_download_installs_pinned_files_with_a_stamp(fake_hub: dict[str, object]) -> None:
     _serve(fake_hub, "sd-vae-ft-mse")
-    folder = W.download("sd-vae-ft-mse")
+    folder = WD.download("sd-vae-ft-mse")
     comp = W.get_component("sd-vae-ft-mse")
     assert fake_hub["calls"] == [(comp.repo_id, f.path, comp.revision) for f in comp.files]
     assert W.locate("sd-vae-ft-mse").origin == "data-dir" and folder == W.data_dir() / "sd-vae-ft-mse"
     assert sorted(p.name for p in folder.iterdir()) == [W.STAMP, "config.json", "diffusion_pytorch_model.safetensors"]
-    assert W.verify("sd-vae-ft-mse") == {"config.json": "ok", "diffusion_pytorch_model.safetensors": "ok"}
+    assert WS.verify("sd-vae-ft-mse") == {"config.json": "ok", "diffusion_pytorch_model.safetensors": "ok"}
     (folder / "config.json").write_text("tampered")
     with pytest.raises(WeightsError, match="does not match"):
-        W.verify("sd-vae-ft-mse")
+        WS.verify("sd-vae-ft-mse")
 
 
 def test_tagged_download_is_resolved_to_a_commit_checked_by_hub_hashes(fake_hub: dict[str, object]) -> None:
@@ -298,7 +300,7 @@ def test_tagged_download_is_resolved_to_a_commit_checked_by_hub_hashes(fake_hub:
                 "unet/diffusion_pytorch_model.safetensors", "image_encoder/pytorch_model.bin"):  # fmt: skip
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(rel.encode())
-    folder = W.download("sd-image-variations")
+    folder = WD.download("sd-image-variations")
     fetched = [c[1] for c in fake_hub["calls"]]  # type: ignore[union-attr]
     assert fetched == ["unet/config.json", "unet/diffusion_pytorch_model.safetensors", "image_encoder/config.json",
                        "image_encoder/pytorch_model.bin"]  # fmt: skip  # no safetensors encoder at this commit
@@ -307,7 +309,7 @@ def test_tagged_download_is_resolved_to_a_commit_checked_by_hub_hashes(fake_hub:
     stamp = json.loads((folder / W.STAMP).read_text())
     assert stamp["revision"] == commit and stamp["requested_revision"] == "v2.0"
     assert set(stamp["files"]) == set(fetched) and W.locate("sd-image-variations").path == folder
-    assert W.verify("sd-image-variations")["unet/diffusion_pytorch_model.safetensors"] == "ok"
+    assert WS.verify("sd-image-variations")["unet/diffusion_pytorch_model.safetensors"] == "ok"
     # the hub lists one content and serves another: refused, nothing installed
     import huggingface_hub
 
@@ -322,7 +324,7 @@ def test_tagged_download_is_resolved_to_a_commit_checked_by_hub_hashes(fake_hub:
     huggingface_hub.hf_hub_download = tampered  # type: ignore[assignment]
     try:
         with pytest.raises(WeightsError, match="does not match"):
-            W.download("sd-image-variations")
+            WD.download("sd-image-variations")
     finally:
         huggingface_hub.hf_hub_download = served
     assert not (W.data_dir() / "sd-image-variations").exists()
@@ -331,12 +333,12 @@ def test_tagged_download_is_resolved_to_a_commit_checked_by_hub_hashes(fake_hub:
 def test_download_checks_sha256_and_leaves_nothing_on_failure(fake_hub: dict[str, object]) -> None:
     _serve(fake_hub, "dwpose")  # served bytes are not the real models: the pinned hashes fail
     with pytest.raises(WeightsError, match=r"SHA-256 .* does not match the expected 7860ae79"):
-        W.download("dwpose")
+        WD.download("dwpose")
     assert not W.data_dir().exists() or not any(W.data_dir().iterdir())
     with pytest.raises(WeightsError, match=r"cannot read lambdalabs/sd-image-variations-diffusers@v2\.0 from the hub"):
-        W.download("sd-image-variations")  # nothing served for it
+        WD.download("sd-image-variations")  # nothing served for it
     with pytest.raises(WeightsError, match="cannot be downloaded automatically"):
-        W.download("segdit")
+        WD.download("segdit")
 
 
 @pytest.fixture
@@ -354,7 +356,7 @@ def fake_https(monkeypatch: pytest.MonkeyPatch) -> dict[str, bytes]:
             raise urllib.error.URLError("404 Not Found")
         return io.BytesIO(served[url])
 
-    monkeypatch.setattr(W, "_urlopen", urlopen)
+    monkeypatch.setattr(WD, "_urlopen", urlopen)
     return served
 
 
@@ -374,32 +376,32 @@ def test_https_download_checks_full_and_prefix_hashes(fake_https: dict[str, byte
     monkeypatch.setitem(W.REGISTRY, "web", web)
     assert web.downloadable and web.source == "https://example.org (pinned by SHA-256)"
     fake_https.update({"https://example.org/a-x.bin": a, "https://example.org/v1/b.bin": b})
-    folder = W.download("web")
+    folder = WD.download("web")
     assert (folder / "a.bin").read_bytes() == a and (folder / "sub" / "b.bin").read_bytes() == b
     stamp = json.loads((folder / W.STAMP).read_text())
     assert stamp["files"]["a.bin"] == {"size": len(a), "sha256": sha_a}
-    assert W.verify("web") == {"a.bin": "ok", "sub/b.bin": "ok"} and W.resolve("web") == folder
+    assert WS.verify("web") == {"a.bin": "ok", "sub/b.bin": "ok"} and W.resolve("web") == folder
     (folder / "a.bin").write_bytes(b"tampered")
     with pytest.raises(WeightsError, match=r"a\.bin: SHA-256 .* does not match"):
-        W.verify("web")
+        WS.verify("web")
     # the published prefix alone (no stamp) still catches a wrong file
     (folder / W.STAMP).unlink()
     with pytest.raises(WeightsError, match=rf"does not match {sha_a[:8]}\.\.\."):
-        W.verify("web")
+        WS.verify("web")
 
 
 def test_https_download_failures_leave_nothing(fake_https: dict[str, bytes], monkeypatch) -> None:
     comp = W.get_component("lpips-alex")
     fake_https.update({f.url: b"not the weights" for f in comp.files})  # type: ignore[misc]
     with pytest.raises(WeightsError, match=r"lpips-alex/alexnet-owt-7be5be79\.pth: SHA-256 .* expected 7be5be79\.\.\."):
-        W.download("lpips-alex")
+        WD.download("lpips-alex")
     fake_https.clear()
     with pytest.raises(WeightsError, match=r"cannot download https://download\.pytorch\.org/.*404"):
-        W.download("lpips-alex")
+        WD.download("lpips-alex")
     assert not W.data_dir().exists() or not any(W.data_dir().iterdir())
     monkeypatch.setitem(W.REGISTRY, "plain", W.Component("plain", "", (W.WeightFile("x", url="http://a/x"),)))
     with pytest.raises(WeightsError, match="only https:// sources"):
-        W.download("plain")
+        WD.download("plain")
     with pytest.raises(WeightsError, match="mfollow weights download fid-inception"):
         W.resolve("fid-inception")
 
@@ -407,12 +409,12 @@ def test_https_download_failures_leave_nothing(fake_https: dict[str, bytes], mon
 def test_known_sha256_is_verified_without_a_stamp(tmp_path: Path) -> None:
     _install(tmp_path / "w", "dwpose")
     with pytest.raises(WeightsError, match=r"yolox_l\.onnx: SHA-256"):
-        W.verify("dwpose", tmp_path / "w")
+        WS.verify("dwpose", tmp_path / "w")
 
 
 def test_offline_mode_refuses_downloads_before_trying() -> None:
     with pytest.raises(WeightsError, match="HF_HUB_OFFLINE=1"):
-        W.download("sd-vae-ft-mse")
+        WD.download("sd-vae-ft-mse")
 
 
 def test_tests_cannot_reach_the_network() -> None:
@@ -453,7 +455,7 @@ def test_official_download_imports_with_census_and_stamps_hashes(tmp_path: Path,
     stamp = json.loads((folder / W.STAMP).read_text())
     assert stamp["source"] == f"google-drive:{OFFICIAL_DRIVE_FOLDER}"
     assert stamp["downloaded"]["poctr.pth"]["sha256"] == sha256_file(official_dir / "poctr.pth")
-    assert W.verify("motionfollower", tmp_path / "w")["unet/diffusion_pytorch_model.safetensors"] == "ok"
+    assert WS.verify("motionfollower", tmp_path / "w")["unet/diffusion_pytorch_model.safetensors"] == "ok"
     with pytest.raises(WeightsError, match=r"holds no poctr\.pth"):
         download_official(tmp_path / "v", preset="tiny", fetch=_fake_drive(official_dir, [], omit="poctr.pth"))
     assert list((tmp_path / "v").iterdir()) == []  # nothing half-installed
@@ -500,8 +502,8 @@ def test_download_all_for_sd15_fetches_what_is_missing(tmp_path: Path, monkeypat
         fetched.append(name)
         return (to or W.data_dir()) / name
 
-    monkeypatch.setattr(W, "download", fake_download)
-    monkeypatch.setattr(W, "check_downloadable", W.get_component)  # gdown need not be installed here
+    monkeypatch.setattr(WD, "download", fake_download)
+    monkeypatch.setattr(WD, "check_downloadable", W.get_component)  # gdown need not be installed here
     vae = tmp_path / "w" / "sd-vae-ft-mse"  # already installed: skipped
     vae.mkdir(parents=True)
     for f in W.get_component("sd-vae-ft-mse").files:
@@ -520,6 +522,6 @@ def test_download_without_gdown_says_so_before_anything(monkeypatch: pytest.Monk
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda n, *a: None if n == "gdown" else real(n, *a))
-    monkeypatch.setattr(W, "download", lambda *a, **k: pytest.fail("nothing may be downloaded"))
+    monkeypatch.setattr(WD, "download", lambda *a, **k: pytest.fail("nothing may be downloaded"))
     assert main(["weights", "download", "sd-vae-ft-mse", "motionfollower"]) == 3
     assert "needs gdown" in capsys.readouterr().err

@@ -208,7 +208,8 @@ def execute(
     preflight (unless ``preflighted``: then ``project`` is what the preflight returned), then the
     library's one edit path (:func:`mfollow.edit.pipeline.run_request`); the model is loaded only once
     the inputs are known good. ``long`` under ``torchrun`` spreads its windows over the ranks."""
-    from mfollow.edit.pipeline import preflight, run_request
+    from mfollow.edit.pipeline import run_request
+    from mfollow.edit.preflight import preflight
     from mfollow.runtime.distributed import is_main_process, join, launched_world
     from mfollow.runtime.progress import Reporter
 
@@ -284,7 +285,7 @@ def run_batch(
     preflighted before the model loads: a job whose output is any job's input or another job's
     output stops the batch (exit 2); a job with a bad input fails alone. Returns 0 if every job
     succeeded, else the first failure's code."""
-    from mfollow.edit.pipeline import preflight
+    from mfollow.edit.preflight import preflight
     from mfollow.runtime.distributed import join
     from mfollow.runtime.errors import EXIT_INTERNAL, MediaError, MfollowError
 

@@ -65,7 +65,8 @@ def weights_download(
     folder through gdown; checked, then installed)."""
     with guard(debug):
         from mfollow.runtime.errors import UsageError
-        from mfollow.weights.registry import PRESET_COMPONENTS, check_downloadable, download, get_component, locate
+        from mfollow.weights.download import check_downloadable, download
+        from mfollow.weights.registry import PRESET_COMPONENTS, get_component, locate
 
         names = list(components or [])
         skipped: list[str] = []
@@ -181,7 +182,8 @@ def weights_verify(
 ) -> None:
     """Re-hash installed files against the known SHA-256 sums (or their install stamps)."""
     with guard(debug):
-        from mfollow.weights.registry import REGISTRY, locate, require_folder, verify
+        from mfollow.weights.registry import REGISTRY, locate, require_folder
+        from mfollow.weights.stamps import verify
 
         require_folder(weights)
         names = components or [n for n in REGISTRY if locate(n, weights).path is not None]

@@ -105,7 +105,9 @@ def edit_pair(
     """Edit a prepared pair at the demo size with ``sampler`` settings (with ``camera``, the masked
     key/value injection of ``--camera``; ``composite``: as ``--composite``; ``warp_person``: as ``--warp-person``);
     writes ``result``."""
-    from mfollow.edit.run import EditInputs, EditSettings, run_edit
+    from mfollow.edit.inputs import EditInputs
+    from mfollow.edit.run import run_edit
+    from mfollow.edit.settings import EditSettings
 
     edit = EditSettings(
         sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera, device=device,

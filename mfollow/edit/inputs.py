@@ -18,11 +18,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal, Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 from PIL import Image
 
+from mfollow.edit.settings import EditSettings, Fit
 from mfollow.io.folders import frame_files
 from mfollow.io.media import image_files, is_images, is_still, open_image
 from mfollow.preprocess.pose.keypoints import PoseSequence
@@ -30,10 +31,7 @@ from mfollow.preprocess.pose.render import ColorOrder, render_sequence
 from mfollow.runtime.errors import MediaError, UsageError
 
 if TYPE_CHECKING:
-    from mfollow.edit.run import EditSettings
     from mfollow.io.video import Geometry
-
-Fit = Literal["trim", "loop", "hold"]
 
 
 @dataclass(frozen=True)
@@ -303,24 +301,3 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         if got != expect:
             raise MediaError(f"{name.replace('_', ' ')}: size {got[::-1]} differs from the frames' {expect[::-1]}")
     return clip
-
-
-@dataclass
-class Clip:
-    """A whole clip in memory (for inspection and tests; editing reads :class:`ClipSource`)."""
-
-    frames: np.ndarray
-    source_poses: np.ndarray
-    edit_poses: np.ndarray
-    source_masks: np.ndarray
-    edit_masks: np.ndarray
-    timestamps: list[int]
-
-
-def load_clip(inputs: EditInputs, s: EditSettings) -> Clip:
-    c = open_clip(inputs, s)
-    parts = {
-        name: getattr(c, name).get(0, c.n)
-        for name in ("frames", "source_poses", "edit_poses", "source_masks", "edit_masks")
-    }
-    return Clip(timestamps=c.timestamps, **parts)

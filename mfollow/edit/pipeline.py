@@ -26,7 +26,7 @@ from mfollow.edit.request import PATH_FIELDS, PATH_OPTIONS, EditRequest
 from mfollow.runtime.errors import UsageError
 
 if TYPE_CHECKING:
-    from mfollow.edit.run import EditInputs
+    from mfollow.edit.inputs import EditInputs
     from mfollow.models.presets import Preset
 
 Note = Callable[[str], None]
@@ -146,9 +146,11 @@ def run_request(
     """The body of every edit: stages, settings, inputs, the model (``model``: the loaded bundle
     and its identity, or a loader called once the inputs are known good), lock and checkpoint,
     the run. ``preset``: the model's preset (its size, CFG and guidance defaults)."""
-    from mfollow.edit.inputs import open_clip
-    from mfollow.edit.preview import PREVIEW_DIR, PreviewSettings
-    from mfollow.edit.run import EditInputs, EditSettings, StateStore, case_inputs, run_edit, run_key
+    from mfollow.edit.inputs import EditInputs, case_inputs, open_clip
+    from mfollow.edit.preview import PREVIEW_DIR
+    from mfollow.edit.resume import StateStore, run_key
+    from mfollow.edit.run import run_edit
+    from mfollow.edit.settings import EditSettings, PreviewSettings
     from mfollow.models.presets import get_preset
     from mfollow.runtime.distributed import Group, rank_device
     from mfollow.sampling.sampler import SamplerSettings

@@ -18,7 +18,6 @@ import json
 import os
 import secrets
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -26,16 +25,12 @@ import numpy as np
 import torch
 from PIL import Image
 
+from mfollow.edit.settings import PreviewSettings
+
 if TYPE_CHECKING:
     from mfollow.models.bundle import ModelBundle
 
 PREVIEW_DIR = "preview"
-
-
-@dataclass(frozen=True)
-class PreviewSettings:
-    every: int  # steps between previews
-    folder: Path  # the project's preview/ folder
 
 
 def clean_estimate(z_t: torch.Tensor, z_prev: torch.Tensor, a_t: float, a_prev: float) -> torch.Tensor:
@@ -50,7 +45,7 @@ def write_preview(
     bundle: ModelBundle, x0: torch.Tensor, frames: list[int], settings: PreviewSettings, step: int, steps: int
 ) -> Path:
     """Decode ``frames`` of ``x0`` and make them ``preview/latest/`` (replaced whole)."""
-    from mfollow.edit.run import decode
+    from mfollow.edit.output import decode
 
     staging = settings.folder / f".staging-{secrets.token_hex(4)}"
     staging.mkdir(parents=True)

@@ -23,7 +23,8 @@ from mfollow.models.controllers import PoseController
 from mfollow.models.presets import get_preset
 from mfollow.models.unet3d import UNet3D
 from mfollow.runtime.errors import WeightsError
-from mfollow.weights.registry import locate, write_stamp
+from mfollow.weights.registry import locate
+from mfollow.weights.stamps import write_stamp
 
 WEIGHTS_NAME = "diffusion_pytorch_model.safetensors"
 

@@ -64,7 +64,8 @@ def download_official(
     """
     from mfollow.io.hashing import sha256_file
     from mfollow.models.official import base_unet_state, import_official
-    from mfollow.weights.registry import data_dir, write_stamp
+    from mfollow.weights.registry import data_dir
+    from mfollow.weights.stamps import write_stamp
 
     root = Path(to) if to is not None else data_dir()
     final = root / "motionfollower"

@@ -1,0 +1,46 @@
+"""The settings of one edit run (:func:`mfollow.edit.run.run_edit`), resolved from an
+:class:`mfollow.edit.request.EditRequest` and the model's preset."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Literal
+
+from mfollow.io.media import IMAGE_FPS
+from mfollow.preprocess.pose.render import ColorOrder
+from mfollow.sampling.sampler import SamplerSettings
+
+Fit = Literal["trim", "loop", "hold"]
+OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview")  # not part of the sampling
+
+
+@dataclass(frozen=True)
+class PreviewSettings:
+    """``--preview-every K`` (:mod:`mfollow.edit.preview`)."""
+
+    every: int  # steps between previews
+    folder: Path  # the project's preview/ folder
+
+
+@dataclass(frozen=True)
+class EditSettings:
+    sampler: SamplerSettings = field(default_factory=SamplerSettings)
+    seed: int = 0
+    short_side: int = 512  # working size: short side, long side to a multiple of 64 (crop)
+    start: int = 0
+    frames: int | None = None  # how many source frames (default: all from ``start``)
+    max_frames: int | None = None  # refuse longer clips (``edit`` sets 24)
+    fit: Fit = "trim"
+    colors: ColorOrder = "official"
+    image_fps: Fraction = IMAGE_FPS  # timing of a folder of frames without a target video
+    device: str = "cpu"
+    dtype: str = "float32"
+    checkpointing: bool = True  # recompute activations in the guided backward pass: less memory
+    camera: bool = False  # masked K/V injection from the reconstruction (large camera motion)
+    output_size: Literal["source", "working"] = "source"  # write at the source's size or the model's
+    composite: bool = True  # the source's own pixels outside the people (mfollow.edit.compositing)
+    composite_margin: int | None = None  # band width in working pixels (None: 1/64 of the short side)
+    warp_person: bool = False  # the source person's own pixels moved into the edit pose (mfollow.preprocess.pose.warp)
+    preview: PreviewSettings | None = None  # clean-frame estimates every K steps (mfollow.edit.preview)
