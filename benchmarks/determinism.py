@@ -43,7 +43,7 @@ def _measure(tmp: Path, device: str) -> dict[str, object]:
     from mfollow.edit.settings import EditSettings
     from mfollow.io.video import read_frames
     from mfollow.models.bundle import ModelBundle
-    from mfollow.sampling.sampler import SamplerSettings
+    from mfollow.sampling.state import SamplerSettings
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
 

@@ -50,7 +50,7 @@ from mfollow.preprocess.masks.fallbacks import iou
 from mfollow.preprocess.masks.files import read_masks
 from mfollow.preprocess.pose.align import AlignSettings
 from mfollow.preprocess.pose.keypoints import PoseSequence
-from mfollow.sampling.sampler import SamplingError
+from mfollow.sampling.state import SamplingError
 from mfollow.synth import Pair, PuppetPairs
 from mfollow.synth.register import residual_error
 from mfollow.synth.silhouette import video_silhouette_iou

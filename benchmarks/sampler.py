@@ -74,7 +74,7 @@ def _setup(preset: str, frames: int, size: int, seed: int = 0):  # type: ignore[
     from mfollow.models.controllers import PoseController
     from mfollow.models.presets import get_preset
     from mfollow.models.unet3d import UNet3D
-    from mfollow.sampling.sampler import Conditioning
+    from mfollow.sampling.state import Conditioning
 
     p = get_preset(preset)
     torch.manual_seed(seed)
@@ -104,7 +104,9 @@ def _setup(preset: str, frames: int, size: int, seed: int = 0):  # type: ignore[
 
 def run_sampler(preset: str, frames: int, size: int, steps: int, guidance: str, ckpt: bool, measure_steps: int) -> dict:
     from mfollow.models.presets import SCHEDULER
-    from mfollow.sampling.sampler import SamplerSettings, SamplerState, initial_noise, sample, schedule
+    from mfollow.sampling.ddim import initial_noise, schedule
+    from mfollow.sampling.sampler import sample
+    from mfollow.sampling.state import SamplerSettings, SamplerState
 
     unet, cond, shape = _setup(preset, frames, size)
     if ckpt:
@@ -138,8 +140,8 @@ def run_release(frames: int, size: int, steps: int) -> dict:
     import torch
 
     from mfollow.models.presets import SCHEDULER
+    from mfollow.sampling.ddim import ddim_step, initial_noise, schedule
     from mfollow.sampling.guidance import consistency_losses, guidance_gradient
-    from mfollow.sampling.sampler import ddim_step, initial_noise, schedule
 
     unet, c, shape = _setup("tiny", frames, size)
     timesteps, abar = schedule(SCHEDULER, steps + 1)
@@ -186,7 +188,7 @@ def run_long(frames: int) -> dict:
     from mfollow.edit.run import run_edit
     from mfollow.edit.settings import EditSettings
     from mfollow.models.bundle import ModelBundle
-    from mfollow.sampling.sampler import SamplerSettings
+    from mfollow.sampling.state import SamplerSettings
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
 
@@ -208,7 +210,8 @@ def _warm_up(unet, c, z, timesteps: list[int], abar) -> None:  # type: ignore[no
     first requests) is outside the totals. Not on the CPU unless asked (``--warmup on``): there
     the peak memory (ru_maxrss) cannot be reset afterwards, so the memory figures of a warmed-up
     CPU run mean nothing."""
-    from mfollow.sampling.sampler import SamplerSettings, SamplerState, sample
+    from mfollow.sampling.sampler import sample
+    from mfollow.sampling.state import SamplerSettings, SamplerState
 
     if WARMUP == "on" or (WARMUP == "auto" and DEVICE.startswith("cuda")):
         frames = z.shape[2]

@@ -7,7 +7,9 @@ import torch
 from mfollow.models.presets import SCHEDULER, TINY
 from mfollow.models.unet3d import UNet3D
 from mfollow.sampling import camera
-from mfollow.sampling.sampler import Conditioning, SamplerSettings, SamplerState, initial_noise, sample, schedule
+from mfollow.sampling.ddim import initial_noise, schedule
+from mfollow.sampling.sampler import sample
+from mfollow.sampling.state import Conditioning, SamplerSettings, SamplerState
 
 
 def unet_and_inputs() -> tuple[UNet3D, torch.Tensor, torch.Tensor, torch.Tensor]:

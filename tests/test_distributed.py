@@ -142,11 +142,11 @@ def test_a_failing_rank_ends_every_rank(world: Path, tmp_path: Path) -> None:
     (hook / "sitecustomize.py").write_text(
         "import os\n"
         "if os.environ.get('RANK') == '1':\n"
-        "    import mfollow.sampling.sampler as s\n"
+        "    import mfollow.sampling.paper as s\n"
         "    from mfollow.runtime.errors import MediaError\n"
         "    def broken(*a, **k):\n"
         "        raise MediaError('injected failure')\n"
-        "    s._contribution = broken\n"
+        "    s.predict = broken\n"
     )
     r = run(torchrun(2, *long_args(world, tmp_path / "out.mp4", tmp_path / "p", "--steps", "2")),
             PYTHONPATH=str(hook))  # fmt: skip

@@ -23,7 +23,7 @@ from mfollow.io.video import probe, read_frames
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.masks.files import mask_name, write_mask
 from mfollow.runtime.errors import MediaError, ProjectError, UsageError
-from mfollow.sampling.sampler import SamplerSettings
+from mfollow.sampling.state import SamplerSettings
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
 
@@ -228,16 +228,17 @@ def test_output_at_the_source_size(tmp_path: Path, bundle: ModelBundle, pair: Pa
 @pytest.fixture
 def written(monkeypatch: pytest.MonkeyPatch) -> list[np.ndarray]:
     """The frames every edit hands to its video encoder (before the lossy encoding)."""
-    import mfollow.io.video
+    from mfollow.edit import output
+    from mfollow.io.video import VideoWriter
 
     frames: list[np.ndarray] = []
 
-    class Recording(mfollow.io.video.VideoWriter):
+    class Recording(VideoWriter):
         def write(self, frame: np.ndarray, pts: int) -> None:
             frames.append(frame.astype(int))
             super().write(frame, pts)
 
-    monkeypatch.setattr(mfollow.io.video, "VideoWriter", Recording)
+    monkeypatch.setattr(output, "VideoWriter", Recording)
     return frames
 
 

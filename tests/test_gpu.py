@@ -20,7 +20,7 @@ from mfollow.edit.run import run_edit
 from mfollow.edit.settings import EditSettings
 from mfollow.io.video import read_frames
 from mfollow.models.bundle import ModelBundle
-from mfollow.sampling.sampler import SamplerSettings
+from mfollow.sampling.state import SamplerSettings
 from mfollow.synth import make_pair
 from mfollow.synth.files import write_pair
 from mfollow.training import TrainSettings, train

@@ -16,7 +16,7 @@ from mfollow.edit.output import decode
 from mfollow.edit.preview import clean_estimate
 from mfollow.edit.run import run_edit
 from mfollow.edit.settings import PreviewSettings
-from mfollow.sampling.sampler import SamplerSettings
+from mfollow.sampling.state import SamplerSettings
 
 
 def test_clean_estimate_inverts_a_ddim_step() -> None:

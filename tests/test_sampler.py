@@ -8,17 +8,10 @@ import torch
 from mfollow.models.controllers import PoseController
 from mfollow.models.presets import SCHEDULER, TINY
 from mfollow.models.unet3d import UNet3D
+from mfollow.sampling.ddim import ddim_step, initial_noise, schedule
 from mfollow.sampling.guidance import consistency_losses
-from mfollow.sampling.sampler import (
-    Conditioning,
-    SamplerSettings,
-    SamplerState,
-    SamplingError,
-    ddim_step,
-    initial_noise,
-    sample,
-    schedule,
-)
+from mfollow.sampling.sampler import sample
+from mfollow.sampling.state import Conditioning, SamplerSettings, SamplerState, SamplingError
 from mfollow.sampling.windows import Window
 
 FRAMES, SIZE = 6, 64  # pixels
@@ -185,7 +178,7 @@ def test_nan_stops_sampling_and_names_the_step(conditioning: Conditioning) -> No
 
 
 def test_official_plan_matches_the_release_at_50_steps() -> None:
-    from mfollow.sampling.sampler import StepPlan
+    from mfollow.sampling.official import StepPlan
 
     plans = [StepPlan.official(i, 50) for i in range(50)]
     assert {i for i, p in enumerate(plans) if p.guided} == set(range(10)) | set(range(10, 29, 2))
@@ -206,36 +199,36 @@ def _counting(unet: UNet3D) -> tuple[torch.nn.Module, list[int]]:
 
 
 def test_official_sde_noise_stays_inside_the_edit_mask(nets: tuple, conditioning: Conditioning) -> None:
-    from mfollow.sampling.sampler import StepPlan, _Step, _window_step
+    from mfollow.sampling.official import OfficialStep, StepPlan, official_window_step
 
     unet, _ = nets
     timesteps, abar = schedule(SCHEDULER, 50)
     i = 12
     assert StepPlan.official(i, 50).sde
-    st = _Step(i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), False,
-               StepPlan(False, 1, True), 0)  # fmt: skip
+    a_t, a_prev = float(abar[timesteps[i]]), float(abar[timesteps[i + 1]])
+    st = OfficialStep(i, timesteps[i], timesteps[i + 1], a_t, a_prev, False, StepPlan(False, 1, True))
     z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], LAT, LAT))
     outs = []
     for seed in (0, 1):
         s = SamplerSettings(guidance="official", cfg=1.0, seed=seed)
-        outs.append(_window_step(unet, z, z, st, conditioning, s)[0])
+        outs.append(official_window_step(unet, z, z, st, conditioning, s)[0])
     diff = (outs[0] - outs[1]).abs().amax(dim=1, keepdim=True)  # (1, 1, F, h, w)
     inside = conditioning.M_e_latent > 0
     assert diff[~inside].max() == 0 and diff[inside].min() > 0
 
 
 def test_official_replay_renoises_and_repeats(nets: tuple, conditioning: Conditioning) -> None:
-    from mfollow.sampling.sampler import StepPlan, _Step, _window_step
+    from mfollow.sampling.official import OfficialStep, StepPlan, official_window_step
 
     unet, _ = nets
     counting, calls = _counting(unet)
     timesteps, abar = schedule(SCHEDULER, 50)
     i = 22
     plan = StepPlan.official(i, 50)
-    st = _Step(
-        i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), True, plan, 0
+    st = OfficialStep(
+        i, timesteps[i], timesteps[i + 1], float(abar[timesteps[i]]), float(abar[timesteps[i + 1]]), True, plan
     )
     z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], LAT, LAT))
-    _window_step(counting, z, z, st, conditioning, SamplerSettings(guidance="official", cfg=2.0))
+    official_window_step(counting, z, z, st, conditioning, SamplerSettings(guidance="official", cfg=2.0))
     # reconstruction 1 + 3 x (edit cond + uncond) + 2 re-noising passes
     assert plan.replays == 3 and len(calls) == 1 + 3 * 2 + 2

@@ -11,7 +11,7 @@ import torch
 
 from mfollow.edit.inputs import ClipSource
 from mfollow.models.bundle import ModelBundle
-from mfollow.sampling.sampler import Conditioning
+from mfollow.sampling.state import Conditioning
 from mfollow.sampling.windows import Window
 
 CONTEXT_CHUNK = 16  # source frames per CLIP image-encoder batch

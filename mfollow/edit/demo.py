@@ -127,7 +127,7 @@ def edit_pair(
 def sampler_settings(guidance: str, steps: int | None, guidance_scale: float | None, cfg: float | None = None) -> Any:
     """The sampler settings of the tiny preset (its default steps, guidance scale and CFG unless given)."""
     from mfollow.models.presets import get_preset
-    from mfollow.sampling.sampler import SamplerSettings
+    from mfollow.sampling.state import SamplerSettings
 
     p = get_preset("tiny")
     scale = p.default_guidance_scale(guidance) if guidance_scale is None else guidance_scale

@@ -153,7 +153,7 @@ def run_request(
     from mfollow.edit.settings import EditSettings, PreviewSettings
     from mfollow.models.presets import get_preset
     from mfollow.runtime.distributed import Group, rank_device
-    from mfollow.sampling.sampler import SamplerSettings
+    from mfollow.sampling.state import SamplerSettings
 
     say = note or (lambda _: None)
     distributed = group is not None and group.world > 1

@@ -10,7 +10,7 @@ from pathlib import Path
 from mfollow.edit.inputs import EditInputs
 from mfollow.edit.settings import OUTPUT_ONLY, EditSettings
 from mfollow.runtime.errors import MediaError, ProjectError
-from mfollow.sampling.sampler import SamplerState
+from mfollow.sampling.state import SamplerState
 
 
 class StateStore:

@@ -28,8 +28,10 @@ from mfollow.edit.settings import EditSettings
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.project import SPILL_PREFIX
 from mfollow.runtime.errors import UsageError
-from mfollow.sampling.sampler import SamplerState, initial_noise, sample, schedule
+from mfollow.sampling.ddim import initial_noise, schedule
+from mfollow.sampling.sampler import sample
 from mfollow.sampling.spread import share
+from mfollow.sampling.state import SamplerState
 from mfollow.sampling.windows import layout
 
 if TYPE_CHECKING:

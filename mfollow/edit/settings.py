@@ -10,7 +10,7 @@ from typing import Literal
 
 from mfollow.io.media import IMAGE_FPS
 from mfollow.preprocess.pose.render import ColorOrder
-from mfollow.sampling.sampler import SamplerSettings
+from mfollow.sampling.state import SamplerSettings
 
 Fit = Literal["trim", "loop", "hold"]
 OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview")  # not part of the sampling

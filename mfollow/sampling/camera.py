@@ -15,6 +15,8 @@ reconstruction pass of the same step provides the keys and values (design §4).
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -75,6 +77,28 @@ class KVInjectionProcessor:
         out = out.transpose(1, 2).reshape(b, tokens, -1)  # (B, heads, T, C/heads) -> (B, T, C)
         out = attn.to_out[1](attn.to_out[0](out))
         return out / attn.rescale_output_factor
+
+
+@contextlib.contextmanager
+def window(camera: CameraState | None, M_e: torch.Tensor, M_r: torch.Tensor) -> Iterator[None]:
+    """Camera mode over one window's step: its passes start saving K/V (the reconstruction pass),
+    :func:`switch` turns injection on for the editing passes; afterwards off, nothing kept."""
+    if camera is None:
+        yield
+        return
+    camera.store.clear()
+    camera.mode, camera.M_e, camera.M_r = "save", M_e, M_r
+    try:
+        yield
+    finally:
+        camera.mode = "off"
+        camera.store.clear()
+
+
+def switch(camera: CameraState | None, mode: Mode) -> None:
+    """Set the mode of the passes that follow (nothing without camera mode)."""
+    if camera is not None:
+        camera.mode = mode
 
 
 def install(unet: Any) -> CameraState:

@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
+from mfollow.sampling.state import SamplerState
 from mfollow.sampling.windows import Window
 
 if TYPE_CHECKING:
     from mfollow.runtime.distributed import Group
-    from mfollow.sampling.sampler import SamplerState
 
 Contribution = tuple[torch.Tensor, torch.Tensor]  # weighted next z_e, z_r of one window (1, C, n, h, w)
 
@@ -93,8 +93,6 @@ class Spread:
 
     def gather(self, state: SamplerState) -> SamplerState:
         """The whole state on rank 0 (each rank sends the frames it owns); others keep theirs."""
-        from mfollow.sampling.sampler import SamplerState
-
         idx = torch.from_numpy(self.owned).to(state.z_e.device)
         parts = self.group.gather((self.owned, state.z_e[:, :, idx].cpu(), state.z_r[:, :, idx].cpu()))
         if parts is None:  # not rank 0

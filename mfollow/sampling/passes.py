@@ -1,0 +1,49 @@
+"""The U-Net passes of one window that both samplers share: a prediction, and the editing branch's
+prediction with classifier-free guidance and, on guided steps, the consistency-guidance gradient
+(Eqs. 2-7). Shapes are (B, C, F, h, w), batch 1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from mfollow.sampling.guidance import consistency_losses, guidance_gradient
+from mfollow.sampling.state import Conditioning, SamplerSettings
+
+Losses = tuple[float, float]  # (L_fg, L_bg) of a guided pass
+
+
+def predict(unet: Any, z: torch.Tensor, t: int, context: torch.Tensor, pose: torch.Tensor, c: Conditioning) -> Any:
+    """One U-Net pass: v and the decoder features (``.sample``, ``.features``)."""
+    return unet(z, t, context, pose_features=pose, appearance=c.appearance)
+
+
+def features_of(out: Any) -> list[torch.Tensor]:
+    """A pass's decoder features in layer order (the F of Eqs. 2-6)."""
+    return [out.features[k] for k in sorted(out.features)]
+
+
+def edit_prediction(
+    unet: Any, z_e: torch.Tensor, t: int, c: Conditioning, s: SamplerSettings, F_r: list[torch.Tensor], guided: bool
+) -> tuple[torch.Tensor, torch.Tensor | None, Losses | None]:
+    """The editing branch at one step: the CFG-combined v (cfg != 1: v_u + cfg (v - v_u), with the
+    zero CLIP context as the unconditional one) and, when ``guided``, the Eq. 7 gradient
+    dL_fg/dz_e M_e + dL_bg/dz_e (1 - M_e) of the losses between its features F_e and the
+    reconstruction's ``F_r`` (Eqs. 2-6), with the losses."""
+    z_in = z_e.detach().requires_grad_(guided)
+    gradient, losses = None, None
+    with torch.set_grad_enabled(guided):
+        out_e = predict(unet, z_in, t, c.context, c.pose_e, c)
+        if guided:
+            L_fg, L_bg = consistency_losses(
+                features_of(out_e), F_r, c.M_e, c.M_r, variant=s.guidance, weights=s.weights
+            )  # Eqs. 2-6
+            gradient = guidance_gradient(z_in, L_fg, L_bg, c.M_e_latent).detach()  # Eq. 7
+            losses = (float(L_fg.detach()), float(L_bg.detach()))
+    v = out_e.sample.detach()
+    if s.cfg != 1.0:
+        with torch.no_grad():
+            v_u = predict(unet, z_e, t, torch.zeros_like(c.context), c.pose_e, c).sample
+        v = v_u + s.cfg * (v - v_u)
+    return v, gradient, losses
