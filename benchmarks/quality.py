@@ -43,7 +43,7 @@ from pathlib import Path
 
 import numpy as np
 
-from mfollow.edit.demo import edit_pair, prepare_pair, registered_truth, sampler_settings, scores
+from mfollow.edit.demo import edit_pair, prepare_pair, registered_truth, scores
 from mfollow.models.loading import load_bundle
 from mfollow.models.presets import TINY
 from mfollow.preprocess.masks.fallbacks import iou
@@ -164,17 +164,18 @@ def main() -> None:
                     t[name].append(row)
             for name, (guidance, scale, extras) in configs.items():
                 t0 = time.perf_counter()
-                settings = sampler_settings(guidance, args.steps, scale, args.cfg)
                 inputs = dict(staged)
                 if "truemask" in extras:
                     inputs["edit_masks"] = pair_dir / "edit_masks"
                 if "truepose" in extras:
                     inputs["edit_poses"] = pair_dir / "edit_poses.json"
                 try:
-                    result = edit_pair(
-                        bundle, pair_dir, inputs, settings, out / f"{name}.mp4", camera="camera" in extras,
-                        composite="raw" not in extras, composite_margin=args.margin,
+                    result = out / f"{name}.mp4"
+                    edit_pair(
+                        bundle, weights_id, pair_dir, inputs, result, camera="camera" in extras,
+                        composite="raw" not in extras, composite_margin=args.margin, max_frames=args.frames,
                         warp_person="warp" in extras or (TINY.warp_person and "nowarp" not in extras),
+                        guidance=guidance, guidance_scale=scale, steps=args.steps, cfg=args.cfg,
                     )  # fmt: skip
                 except SamplingError as exc:  # e.g. guidance too strong: NaN/inf, reported per pair
                     failures.setdefault(name, []).append(f"seed {seed}: {exc}")
@@ -189,8 +190,8 @@ def main() -> None:
             {
                 "pairs": args.pairs,
                 "frames": args.frames,
-                "steps": sampler_settings("none", args.steps, None).steps,
-                "cfg": sampler_settings("none", 1, None, args.cfg).cfg,
+                "steps": TINY.sampling_steps(args.steps),
+                "cfg": TINY.cfg if args.cfg is None else args.cfg,
                 "seeds": [seeds[0], seeds[-1]],
                 "size": 128,
                 "weights": weights_id,

@@ -193,7 +193,7 @@ def test_help_of_every_command_is_plain() -> None:
         )  # fmt: skip
         assert r.returncode == 0, (path, r.stderr)
         assert "<bool>" not in r.stdout and "``" not in r.stdout, (path, r.stdout)
-    assert main(["long", "--no-resume", "--help"]) == 0
+    assert main(["long", "--restart", "--help"]) == 0
 
 
 def test_closed_pipe_exits_quietly(tmp_path: Path) -> None:

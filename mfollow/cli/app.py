@@ -21,8 +21,6 @@ from mfollow.cli.common import (
     DebugOpt,
     DeviceChoice,
     DeviceOpt,
-    DtypeChoice,
-    DtypeOpt,
     JsonOpt,
     ProgressChoice,
     ProgressOpt,
@@ -439,129 +437,7 @@ def report(
 
 cli_stages.register(app)
 cli_train.register(app)
-
-
-@app.command()
-def edit(
-    src: E.Src = None,
-    tgt: E.Tgt = None,
-    output: E.Out = None,
-    batch: Annotated[
-        Path | None, typer.Option("--batch", help="A JSON Lines file of jobs, run with one model.")
-    ] = None,
-    shard: Annotated[str | None, typer.Option("--shard", help="K/N: run every N-th job, starting at the K-th.")] = None,
-    project: Annotated[
-        Path | None, typer.Option("--project", "-p", help="Take poses and masks from this project's stages.")
-    ] = None,
-    source_poses: E.SourcePoses = None,
-    edit_poses: E.EditPoses = None,
-    source_masks: E.SourceMasks = None,
-    edit_masks: E.EditMasks = None,
-    pose_backend: E.PoseBackendOpt = E.PoseBackendChoice.auto,
-    edit_mask_backend: E.EditMaskOpt = E.EditMaskChoice.auto,
-    target_masks: E.TargetMasks = None,
-    case: E.Case = None,
-    preset: E.Preset = E.PresetChoice.auto,
-    weights: E.Weights = None,
-    steps: E.Steps = None,
-    cfg: E.Cfg = None,
-    guidance: E.GuidanceOpt = E.Guidance.paper,
-    guidance_scale: E.GuidanceScale = None,
-    seed: SeedOpt = 0,
-    size: E.Size = None,
-    start: E.Start = 0,
-    frames: E.Frames = None,
-    max_frames: Annotated[int, typer.Option("--max-frames", min=1, help="Longest clip edit accepts.")] = 24,
-    fit: E.Fit = E.FitChoice.trim,
-    pose_colors: E.ColorsOpt = E.Colors.official,
-    camera: E.CameraOpt = False,
-    output_size: E.OutputSize = E.OutputSizeChoice.source,
-    composite: E.CompositeOpt = True,
-    composite_margin: E.CompositeMargin = None,
-    warp_person: E.WarpPersonOpt = None,
-    preview_every: E.PreviewEvery = None,
-    device: DeviceOpt = DeviceChoice.cpu,
-    dtype: DtypeOpt = DtypeChoice.float32,
-    json_out: JsonOpt = False,
-    progress: ProgressOpt = ProgressChoice.auto,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Edit a clip in one window: the source person performs the edit poses' motion."""
-    with guard(debug):
-        options = dict(locals())
-        if batch is not None:
-            code = E.run_batch(batch, shard, options, progress, quiet)
-            if code:
-                raise typer.Exit(code)
-            return
-        if output is None or (src is None and case is None):
-            raise UsageError("edit needs SRC (or --case DIR) and -o OUTPUT, or --batch JOBS.jsonl")
-        from mfollow.runtime.distributed import launched_world
-
-        if launched_world() > 1:  # one window cannot be shared: the other ranks would only idle
-            raise UsageError("edit runs one window in one process; under torchrun use 'long' or 'edit --batch'")
-        E.run_command(src=src or case, tgt=tgt, output=output, options=options, json_out=json_out, progress=progress,
-                      quiet=quiet, project=project)  # fmt: skip
-
-
-@app.command("long")
-def long_(
-    src: E.Src = None,
-    tgt: E.Tgt = None,
-    output: E.Out = None,
-    source_poses: E.SourcePoses = None,
-    edit_poses: E.EditPoses = None,
-    source_masks: E.SourceMasks = None,
-    edit_masks: E.EditMasks = None,
-    pose_backend: E.PoseBackendOpt = E.PoseBackendChoice.auto,
-    edit_mask_backend: E.EditMaskOpt = E.EditMaskChoice.auto,
-    target_masks: E.TargetMasks = None,
-    case: E.Case = None,
-    preset: E.Preset = E.PresetChoice.auto,
-    weights: E.Weights = None,
-    steps: E.Steps = None,
-    cfg: E.Cfg = None,
-    guidance: E.GuidanceOpt = E.Guidance.paper,
-    guidance_scale: E.GuidanceScale = None,
-    seed: SeedOpt = 0,
-    size: E.Size = None,
-    start: E.Start = 0,
-    frames: E.Frames = None,
-    fit: E.Fit = E.FitChoice.trim,
-    pose_colors: E.ColorsOpt = E.Colors.official,
-    camera: E.CameraOpt = False,
-    output_size: E.OutputSize = E.OutputSizeChoice.source,
-    composite: E.CompositeOpt = True,
-    composite_margin: E.CompositeMargin = None,
-    warp_person: E.WarpPersonOpt = None,
-    preview_every: E.PreviewEvery = None,
-    window: Annotated[int, typer.Option("--window", min=1, help="Frames per window.")] = 24,
-    overlap: Annotated[int, typer.Option("--overlap", min=0, help="Frames shared by neighbouring windows.")] = 8,
-    blend: Annotated[E.Blend, typer.Option("--blend", help="Blending of overlapping windows.")] = E.Blend.tent,
-    project: Annotated[
-        Path | None, typer.Option("--project", "-p", help="Project folder (holds the checkpoint).")
-    ] = None,
-    resume: Annotated[
-        bool, typer.Option("--resume/--no-resume", help="Resume a compatible checkpoint (default) or start over.")
-    ] = True,
-    restart: Annotated[bool, typer.Option("--restart", help="Discard any checkpoint and start over.")] = False,
-    device: DeviceOpt = DeviceChoice.cpu,
-    dtype: DtypeOpt = DtypeChoice.float32,
-    json_out: JsonOpt = False,
-    progress: ProgressOpt = ProgressChoice.auto,
-    quiet: QuietOpt = False,
-    debug: DebugOpt = False,
-) -> None:
-    """Edit a video of any length through overlapping windows; resumable after an interruption."""
-    with guard(debug):
-        options = dict(locals())
-        if overlap >= window:
-            raise UsageError(f"--overlap {overlap} must be smaller than --window {window}")
-        if output is None or (src is None and case is None):
-            raise UsageError("long needs SRC (or --case DIR) and -o OUTPUT")
-        E.run_command(long=True, src=src or case, tgt=tgt, output=output, options=options, json_out=json_out,
-                      progress=progress, quiet=quiet, project=project, restart=restart or not resume)  # fmt: skip
+E.register(app)
 
 
 app.add_typer(weights_app, name="weights")

@@ -15,11 +15,18 @@ import traceback
 from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, get_args
 
 import typer
 
+from mfollow.edit.request import Device, Dtype
 from mfollow.runtime.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, MfollowError
+
+
+def choices(name: str, literal: Any) -> type[StrEnum]:
+    """A Typer choice type whose values are a library ``Literal``'s (each choice set is defined once,
+    in the layer it belongs to)."""
+    return StrEnum(name, {value: value for value in get_args(literal)})  # type: ignore[return-value]
 
 
 class ProgressChoice(StrEnum):
@@ -43,18 +50,8 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Random seed; the same seed
 ProjectOpt = Annotated[Path, typer.Option("--project", "-p", help="Project directory (cache of intermediate results).")]
 
 
-class DeviceChoice(StrEnum):
-    cpu = "cpu"
-    cuda = "cuda"
-    mps = "mps"
-
-
-class DtypeChoice(StrEnum):
-    float32 = "float32"
-    float16 = "float16"
-    bfloat16 = "bfloat16"
-
-
+DeviceChoice = choices("DeviceChoice", Device)
+DtypeChoice = choices("DtypeChoice", Dtype)
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where the networks run.")]
 DtypeOpt = Annotated[
     DtypeChoice, typer.Option("--dtype", help="Precision of the networks (sampler maths stay float32).")

@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -91,52 +91,24 @@ def prepare_pair(
 
 def edit_pair(
     bundle: Any,
+    weights_id: str,
     pair_dir: Path,
     staged: dict[str, Path],
-    sampler: Any,
     result: Path,
     progress: Callable[[str, int, int], None] | None = None,
-    camera: bool = False,
-    device: str = "cpu",
-    composite: bool = True,
-    composite_margin: int | None = None,
-    warp_person: bool = False,
-) -> Path:
-    """Edit a prepared pair at the demo size with ``sampler`` settings (with ``camera``, the masked
-    key/value injection of ``--camera``; ``composite``: as ``--composite``; ``warp_person``: as ``--warp-person``);
-    writes ``result``."""
-    from mfollow.edit.inputs import EditInputs
-    from mfollow.edit.run import run_edit
-    from mfollow.edit.settings import EditSettings
+    **options: Any,
+) -> dict[str, Any]:
+    """Edit a prepared pair with its staged poses and masks through the library's one edit path
+    (:class:`mfollow.edit.pipeline.MotionFollowerPipeline`); ``options`` are
+    :class:`mfollow.edit.request.EditRequest` fields (``steps``, ``guidance``, ``camera``,
+    ``warp_person`` ...). Writes ``result``; returns the edit's report."""
+    from mfollow.edit.pipeline import MotionFollowerPipeline
 
-    edit = EditSettings(
-        sampler=sampler, seed=0, short_side=DEMO_SIZE, max_frames=None, camera=camera, device=device,
-        composite=composite, composite_margin=composite_margin,
+    pipe = MotionFollowerPipeline(bundle, weights_id)
+    return pipe(
+        pair_dir / "source.mp4", pair_dir / "target.mp4", result, **staged,
+        progress=None if progress is None else lambda done, total: progress("edit", done, total), **options,
     )  # fmt: skip
-    edit = replace(edit, warp_person=warp_person)
-    run_edit(
-        bundle,
-        EditInputs(pair_dir / "source.mp4", target=pair_dir / "target.mp4", **staged),
-        edit,
-        result,
-        progress=None if progress is None else lambda e: progress("edit", e["step"], e["steps"]),
-    )
-    return result
-
-
-def sampler_settings(guidance: str, steps: int | None, guidance_scale: float | None, cfg: float | None = None) -> Any:
-    """The sampler settings of the tiny preset (its default steps, guidance scale and CFG unless given)."""
-    from mfollow.models.presets import get_preset
-    from mfollow.sampling.state import SamplerSettings
-
-    p = get_preset("tiny")
-    scale = p.default_guidance_scale(guidance) if guidance_scale is None else guidance_scale
-    return SamplerSettings(
-        steps=p.sampling_steps(steps),
-        cfg=p.cfg if cfg is None else cfg,
-        guidance=guidance,  # type: ignore[arg-type]
-        guidance_scale=scale,
-    )
 
 
 def run_demo(
@@ -164,10 +136,11 @@ def run_demo(
         settings.seed, settings.frames, out, camera=settings.camera, weights=weights, progress=progress
     )
     t = tick("synth_and_preprocess", t)
-    sampler = sampler_settings(settings.guidance, settings.steps, settings.guidance_scale)
-    result = edit_pair(
-        bundle, pair_dir, staged, sampler, out / "result.mp4", progress, device=settings.device,
-        warp_person=settings.warp_person,
+    result = out / "result.mp4"
+    edited = edit_pair(
+        bundle, weights_id, pair_dir, staged, result, progress, device=settings.device,
+        warp_person=settings.warp_person, steps=settings.steps, guidance=settings.guidance,
+        guidance_scale=settings.guidance_scale, max_frames=settings.frames,
     )  # fmt: skip
     t = tick("edit", t)
     videos = [pair_dir / "source.mp4", pair_dir / "target.mp4", result, pair_dir / "edit_gt.mp4"]
@@ -195,7 +168,7 @@ def run_demo(
         "result": str(result),
         "side_by_side": str(out / "side_by_side.mp4"),
         "pair": pair.describe(),
-        "settings": {**asdict(settings), "guidance_scale": sampler.guidance_scale},
+        "settings": {**asdict(settings), "guidance_scale": edited["guidance_scale"]},
         "weights": weights_id,
         "metrics": metrics,
         "timings": timings | {"total": round(time.perf_counter() - started, 3)},

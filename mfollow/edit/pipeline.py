@@ -26,19 +26,10 @@ from mfollow.edit.request import PATH_FIELDS, PATH_OPTIONS, EditRequest
 from mfollow.runtime.errors import UsageError
 
 if TYPE_CHECKING:
-    from mfollow.edit.inputs import EditInputs
-    from mfollow.models.presets import Preset
+    pass
 
 Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
-
-
-def _warp_person(r: EditRequest, spec: Preset, inputs: EditInputs) -> bool:
-    """``--warp-person`` as given, else the preset's default where both poses are keypoint files
-    (a folder of pose images carries no keypoints to move the person along)."""
-    if r.warp_person is not None:
-        return r.warp_person
-    return spec.warp_person and not any(Path(p).is_dir() for p in (inputs.source_poses, inputs.edit_poses))
 
 
 class MotionFollowerPipeline:
@@ -150,19 +141,14 @@ def run_request(
     from mfollow.edit.preview import PREVIEW_DIR
     from mfollow.edit.resume import StateStore, run_key
     from mfollow.edit.run import run_edit
-    from mfollow.edit.settings import EditSettings, PreviewSettings
     from mfollow.models.presets import get_preset
     from mfollow.runtime.distributed import Group, rank_device
-    from mfollow.sampling.state import SamplerSettings
 
     say = note or (lambda _: None)
     distributed = group is not None and group.world > 1
     group = group or Group()
     device = rank_device(r.device, group)
     spec = get_preset(preset)
-    size = r.size or spec.working_size
-    guidance_scale = spec.default_guidance_scale(r.guidance) if r.guidance_scale is None else r.guidance_scale
-    cfg = spec.cfg if r.cfg is None else r.cfg
     prepared: dict[str, Any] = {"stages": {}}
     if r.case is not None:
         inputs = case_inputs(r.case, r.target)
@@ -179,18 +165,8 @@ def run_request(
                 hint="give poses and masks, run 'mfollow pose/align/mask -p DIR' and pass -p DIR, or --case DIR",
             )
         inputs = EditInputs(r.source, target=r.target, **given)  # type: ignore[arg-type]
-    sampler = SamplerSettings(
-        steps=spec.sampling_steps(r.steps), cfg=cfg, guidance=r.guidance, guidance_scale=guidance_scale,  # type: ignore[arg-type]
-        window=r.window, overlap=r.overlap, blend=r.blend,  # type: ignore[arg-type]
-    )  # fmt: skip
-    settings = EditSettings(
-        sampler=sampler, seed=r.seed, short_side=size, start=r.start, frames=r.frames,
-        max_frames=None if r.long else r.max_frames, fit=r.fit, colors=r.pose_colors,  # type: ignore[arg-type]
-        device=device, dtype=r.dtype, camera=r.camera, output_size=r.output_size,  # type: ignore[arg-type]
-        composite=r.composite, composite_margin=r.composite_margin, warp_person=_warp_person(r, spec, inputs),
-        preview=None if r.preview_every is None or project is None
-        else PreviewSettings(r.preview_every, project / PREVIEW_DIR),
-    )  # fmt: skip
+    preview = None if r.preview_every is None or project is None else project / PREVIEW_DIR
+    settings = r.settings(spec, inputs, device, preview)
     clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
     bundle, weights_id = model if isinstance(model, tuple) else group.agree(model)
     held: dict[str, Any] = {}

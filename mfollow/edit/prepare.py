@@ -13,12 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
+from mfollow.edit.request import EditMaskChoice
 from mfollow.preprocess.pose.backends import PoseChoice, choose_pose_backend
 from mfollow.runtime.errors import UsageError, WeightsError
-
-EditMaskChoice = Literal["auto", "hull", "warp", "segdit"]
 
 
 @dataclass(frozen=True)

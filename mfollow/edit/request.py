@@ -5,8 +5,25 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
-EDIT_MAX_FRAMES = 24  # `edit` works in one window of at most this many frames
+from mfollow.preprocess.pose import ColorOrder
+from mfollow.preprocess.pose.backends import PoseChoice
+from mfollow.sampling import OVERLAP, WINDOW, BlendScheme, GuidanceMode
+
+if TYPE_CHECKING:
+    from mfollow.edit.inputs import EditInputs
+    from mfollow.edit.settings import EditSettings
+    from mfollow.models.presets import Preset
+
+EDIT_MAX_FRAMES = WINDOW  # `edit` works in one window of at most this many frames
+# The choice sets of an edit's options (the command line builds its option types from these)
+EditMaskChoice = Literal["auto", "hull", "warp", "segdit"]  # M_e when not given; auto: a fresh stage, else hull
+Fit = Literal["trim", "loop", "hold"]  # edit poses shorter than the source
+OutputSize = Literal["source", "working"]  # write at the source's size or the model's
+PresetChoice = Literal["auto", "sd15", "tiny"]  # auto: sd15 when installed, else the bundled tiny model
+Device = Literal["cpu", "cuda", "mps"]
+Dtype = Literal["float32", "float16", "bfloat16"]
 
 
 @dataclass(frozen=True)
@@ -24,21 +41,21 @@ class EditRequest:
     case: Path | None = None  # an official case folder
     project: Path | None = None  # default: OUTPUT.mfollow when one is needed
     weights: Path | None = None  # the folder searched first for DWPose and SegDiT (and, in the CLI, the model)
-    pose_backend: str = "auto"
-    edit_mask_backend: str = "auto"
+    pose_backend: PoseChoice = "auto"
+    edit_mask_backend: EditMaskChoice = "auto"
     steps: int | None = None  # None: the preset's
     cfg: float | None = None  # None: the preset's
-    guidance: str = "paper"
+    guidance: GuidanceMode = "paper"
     guidance_scale: float | None = None  # None: the preset's
     seed: int = 0
     size: int | None = None  # working short side; None: the preset's
     start: int = 0
     frames: int | None = None
     max_frames: int = EDIT_MAX_FRAMES  # `edit` only
-    fit: str = "trim"
-    pose_colors: str = "official"
+    fit: Fit = "trim"
+    pose_colors: ColorOrder = "official"
     camera: bool = False
-    output_size: str = "source"
+    output_size: OutputSize = "source"
     composite: bool = True
     composite_margin: int | None = None
     # the source person's own pixels moved into the edit pose (mfollow.preprocess.pose.warp); None: the preset's
@@ -46,12 +63,44 @@ class EditRequest:
     warp_person: bool | None = None
     preview_every: int | None = None
     long: bool = False  # overlapping windows over any length (resumable)
-    window: int = 24
-    overlap: int = 8
-    blend: str = "tent"
+    window: int = WINDOW
+    overlap: int = OVERLAP
+    blend: BlendScheme = "tent"
     restart: bool = False  # long: discard a checkpoint
-    device: str = "cpu"
-    dtype: str = "float32"
+    device: Device = "cpu"
+    dtype: Dtype = "float32"
+
+    def settings(self, spec: Preset, inputs: EditInputs, device: str, preview: Path | None) -> EditSettings:
+        """The run's settings: the one place where the model preset's defaults fill what the
+        request leaves open (steps, CFG, guidance step size, working size, --warp-person).
+        ``preview``: the folder of ``--preview-every``'s estimates (None: none)."""
+        from mfollow.edit.settings import EditSettings, PreviewSettings
+        from mfollow.sampling.state import SamplerSettings
+
+        sampler = SamplerSettings(
+            steps=spec.sampling_steps(self.steps),
+            cfg=spec.cfg if self.cfg is None else self.cfg,
+            guidance=self.guidance,
+            guidance_scale=spec.default_guidance_scale(self.guidance)
+            if self.guidance_scale is None
+            else self.guidance_scale,
+            window=self.window,
+            overlap=self.overlap,
+            blend=self.blend,
+        )
+        # --warp-person as given, else the preset's default where both poses are keypoint files
+        # (a folder of pose images carries no keypoints to move the person along)
+        warp = self.warp_person
+        if warp is None:
+            warp = spec.warp_person and not any(Path(p).is_dir() for p in (inputs.source_poses, inputs.edit_poses))
+        return EditSettings(
+            sampler=sampler, seed=self.seed, short_side=self.size or spec.working_size, start=self.start,
+            frames=self.frames, max_frames=None if self.long else self.max_frames, fit=self.fit,
+            colors=self.pose_colors, device=device, dtype=self.dtype, camera=self.camera,
+            output_size=self.output_size, composite=self.composite, composite_margin=self.composite_margin,
+            warp_person=warp, preview=None if preview is None or self.preview_every is None
+            else PreviewSettings(self.preview_every, preview),
+        )  # fmt: skip
 
     @property
     def staged(self) -> bool:

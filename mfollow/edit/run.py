@@ -178,7 +178,9 @@ def _run_edit(
         "seed": s.seed,
         "preset": bundle.preset,
         "steps": s.sampler.steps,
+        "cfg": s.sampler.cfg,
         "guidance": s.sampler.guidance,
+        "guidance_scale": s.sampler.guidance_scale,
         "camera": s.camera,
         "composite_margin": margin,  # None: not composited
         "warp_person": s.warp_person,

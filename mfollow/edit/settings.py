@@ -6,13 +6,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Literal
 
+from mfollow.edit.request import Fit, OutputSize
 from mfollow.io.media import IMAGE_FPS
 from mfollow.preprocess.pose.render import ColorOrder
 from mfollow.sampling.state import SamplerSettings
 
-Fit = Literal["trim", "loop", "hold"]
 OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview")  # not part of the sampling
 
 
@@ -39,7 +38,7 @@ class EditSettings:
     dtype: str = "float32"
     checkpointing: bool = True  # recompute activations in the guided backward pass: less memory
     camera: bool = False  # masked K/V injection from the reconstruction (large camera motion)
-    output_size: Literal["source", "working"] = "source"  # write at the source's size or the model's
+    output_size: OutputSize = "source"  # write at the source's size or the model's
     composite: bool = True  # the source's own pixels outside the people (mfollow.edit.compositing)
     composite_margin: int | None = None  # band width in working pixels (None: 1/64 of the short side)
     warp_person: bool = False  # the source person's own pixels moved into the edit pose (mfollow.preprocess.pose.warp)

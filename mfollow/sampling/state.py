@@ -4,15 +4,12 @@ state of the two branches (shapes (B, C, F, H, W), batch 1)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal
 
 import torch
 
 from mfollow.runtime.errors import MfollowError
+from mfollow.sampling import OVERLAP, WINDOW, BlendScheme, GuidanceMode
 from mfollow.sampling.guidance import GuidanceWeights
-from mfollow.sampling.windows import BlendScheme
-
-GuidanceMode = Literal["paper", "official", "none"]
 
 
 class SamplingError(MfollowError):
@@ -26,8 +23,8 @@ class SamplerSettings:
     guidance: GuidanceMode = "paper"
     guidance_scale: float = 1.0  # overall step size of the consistency guidance (the paper gives none)
     weights: GuidanceWeights = field(default_factory=GuidanceWeights)
-    window: int = 24
-    overlap: int = 8
+    window: int = WINDOW
+    overlap: int = OVERLAP
     blend: BlendScheme = "tent"
     seed: int = 0  # the official sampler's SDE noise: drawn from (seed, frame, step)
     camera_start: float = 0.4  # camera mode acts from this fraction of the steps (release: 20 of 50)

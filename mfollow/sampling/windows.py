@@ -9,11 +9,10 @@ per-frame weights that sum to one at every frame.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
-BlendScheme = Literal["tent", "mean", "ramp"]
+from mfollow.sampling import BlendScheme
 
 
 @dataclass(frozen=True)

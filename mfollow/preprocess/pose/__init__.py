@@ -1,2 +1,10 @@
-"""Poses: the keypoint data model and its JSON format (estimators, rendering and alignment
-arrive with the preprocessing stages)."""
+"""Poses: the keypoint data model and its JSON format, estimators (DWPose, mediapipe, files),
+OpenPose-style rendering, alignment of the target's motion to the source, and the source person's
+pixels moved bone by bone (``--warp-person``).
+
+The colour orders of rendered poses are defined here, once, free of heavy imports.
+"""
+
+from typing import Literal
+
+ColorOrder = Literal["official", "standard"]  # the release's poses have red and blue swapped

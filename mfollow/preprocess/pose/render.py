@@ -16,13 +16,11 @@ from __future__ import annotations
 import colorsys
 import math
 from collections.abc import Iterator
-from typing import Literal
 
 import numpy as np
 
+from mfollow.preprocess.pose import ColorOrder
 from mfollow.preprocess.pose.keypoints import SEEN, PoseSequence
-
-ColorOrder = Literal["official", "standard"]
 
 BODY_COLORS = np.array(
     [
