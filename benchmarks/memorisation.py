@@ -106,10 +106,7 @@ def main() -> None:
             z0 = z.permute(1, 0, 2, 3)[None]  # (N, C, h, w) -> (1, C, N, h, w)
             context = bundle.clip_context(ex["reference"])[None]  # (N, D) -> (1, N, D)
             pose = bundle.poctr(video_tensor(ex["pose"][None], 0.0, 1.0, "cpu"))
-            appearance = bundle.unet.appearance_features(
-                video_tensor(ex["reference"][None], -1.0, 1.0, "cpu"),
-                video_tensor(ex["reference_pose"][None], 0.0, 1.0, "cpu"),
-            )
+            appearance = bundle.unet.appearance_features(video_tensor(ex["reference"][None], -1.0, 1.0, "cpu"))
             scores = {"vae": _score(decode(bundle, z0), ex)}
             for t in timesteps:
                 a = abar[t].float()

@@ -42,6 +42,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from placement import residual_error
 
 from mfollow.edit.demo import edit_pair, prepare_pair, registered_truth, scores
 from mfollow.models.loading import load_bundle
@@ -52,7 +53,6 @@ from mfollow.preprocess.pose.align import AlignSettings
 from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.sampling.state import SamplingError
 from mfollow.synth import Pair, PuppetPairs
-from mfollow.synth.register import residual_error
 from mfollow.synth.silhouette import video_silhouette_iou
 
 EXTRAS = ("camera", "raw", "truemask", "truepose", "warp", "nowarp")

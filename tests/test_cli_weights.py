@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 import torch
+from official import write_official
 from test_cli import one_line_error
 
 from mfollow.models.bundle import ModelBundle
-from mfollow.models.checkpoint import write_official
 
 
 def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:

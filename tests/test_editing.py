@@ -340,26 +340,3 @@ def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.Mon
         assert torch.is_deterministic_algorithms_warn_only_enabled()
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # the user's value is kept
     assert not torch.are_deterministic_algorithms_enabled()
-
-
-def test_a_rectr_with_adapter_pose_reads_the_source_poses(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
-    """With guidance `none` the source poses reach the edit only through a ReCtr that reads them
-    (`adapter_pose`): giving such a bundle other source poses changes the output, and giving them
-    to a plain bundle does not."""
-    import copy
-
-    import torch
-
-    wide = copy.deepcopy(bundle)
-    wide.unet = bundle.unet.with_adapter_pose()
-    with torch.no_grad():
-        torch.nn.init.normal_(wide.unet.appearance_adapter.conv_in.weight[:, 192:], std=0.5)
-    none = settings(sampler=SamplerSettings(steps=1, cfg=1.0, guidance="none"))
-    other = inputs_of(pair, source_poses=pair / "edit_poses.json")
-    outputs = {}
-    for name, b in (("plain", bundle), ("wide", wide)):
-        for poses, inputs in (("own", inputs_of(pair)), ("other", other)):
-            run_edit(b, inputs, none, tmp_path / f"{name}-{poses}.mp4")
-            outputs[name, poses] = read_frames(tmp_path / f"{name}-{poses}.mp4")
-    assert np.array_equal(outputs["plain", "own"], outputs["plain", "other"])
-    assert not np.array_equal(outputs["wide", "own"], outputs["wide", "other"])

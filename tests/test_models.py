@@ -218,28 +218,3 @@ def test_attention_uses_sdpa() -> None:
 
     processors = {type(m.processor) for m in tiny_unet().modules() if isinstance(m, Attention)}
     assert processors == {AttnProcessor2_0}  # torch scaled_dot_product_attention (motion modules call it directly)
-
-
-def test_with_adapter_pose_keeps_the_function_until_trained_and_then_reads_the_pose() -> None:
-    """`UNet3D.with_adapter_pose`: the widened ReCtr gives exactly the features of the one it
-    came from (its pose inputs start at zero), needs the pose, and once those inputs are non-zero
-    its features depend on the pose; a U-Net without the option ignores a pose passed to it."""
-    unet = tiny_unet()
-    g = torch.Generator().manual_seed(3)
-    source = torch.rand(1, 3, 2, 128, 128, generator=g) * 2 - 1
-    pose, other = torch.rand(2, 1, 3, 2, 128, 128, generator=g)
-    wide = unet.with_adapter_pose()
-    assert wide.config.adapter_pose and not unet.config.adapter_pose and wide.with_adapter_pose() is wide
-    assert wide.appearance_adapter.conv_in.weight.shape == (32, 384, 3, 3)
-    with torch.no_grad():
-        plain = unet.appearance_features(source)
-        for a, b in zip(plain, wide.appearance_features(source, pose), strict=True):
-            assert torch.equal(a, b)
-        for a, b in zip(plain, unet.appearance_features(source, pose), strict=True):
-            assert torch.equal(a, b)
-        with pytest.raises(ValueError, match="source_pose"):
-            wide.appearance_features(source)
-        torch.nn.init.normal_(wide.appearance_adapter.conv_in.weight, std=0.05)
-        one, two = wide.appearance_features(source, pose), wide.appearance_features(source, other)
-    assert (one[0] - two[0]).abs().max() > 1e-3
-    assert UNet3D.from_config(wide.config).config.adapter_pose  # the option lives in the model's config

@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from torch import nn
 
 from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 from mfollow.training import TrainSettings, train
@@ -130,15 +129,6 @@ def test_an_interrupted_cache_render_resumes_where_it_stopped(tmp_path: Path, mo
     assert not list(tmp_path.glob("*.partial"))
     monkeypatch.setattr(D, "_synth_item", real)
     _same_items(D.open_cache(folder), D.synth_items(5, 5, 2, 32))
-
-
-def test_a_cache_of_the_earlier_npz_format_is_converted(tmp_path: Path) -> None:
-    fresh = D.synth_items(5, 2, 3, 32)
-    folder = D.synth_cache(5, 2, 3, 32, tmp_path / "probe")  # only to learn the cache's key
-    np.savez(tmp_path / f"{folder.name}.npz", **{f: np.stack([getattr(i, f) for i in fresh]) for f in D.FIELDS})
-    converted = D.synth_items(5, 2, 3, 32, tmp_path)
-    assert (tmp_path / folder.name).is_dir()
-    _same_items(converted, fresh)
 
 
 def test_a_data_cache_that_is_a_file_is_a_usage_error(tmp_path: Path) -> None:
@@ -440,36 +430,9 @@ def test_region_weight_trains_and_is_checked(items: list[D.Item], tmp_path: Path
         settings("image", region_weight=-1.0).check()
 
 
-def test_decoder_only_keeps_the_encoder_and_latent_scale(items: list[D.Item], tmp_path: Path) -> None:
-    """`--stage vae --decoder-only`: one step moves decoder parameters only, the export keeps the
-    init's latent scale (a U-Net trained on those latents still fits them), and the loss is the
-    person-weighted L1 alone."""
-    from mfollow.models.bundle import ModelBundle
-
-    init = _perturbed_init(tmp_path, "vae")
-    s = settings("vae", init=str(init), decoder_only=True, region_weight=3.0)
-    s.check()
-    modules, _ = _models(s)
-    before = {f"{k}.{n}": t.clone() for k, m in modules.items() for n, t in m.state_dict().items()}
-    decoder = ("vae.decoder.", "vae.post_quant_conv.")
-    trainable = {n for n, _ in _trainable(s, modules)}
-    assert trainable and all(n.startswith(decoder) for n in trainable)
-    r = train(s, tmp_path / "run", items=items)
-    after = _state(tmp_path / "run")
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert changed and all(k.startswith(decoder) for k in changed)
-    assert any(k.startswith("vae.encoder.") for k in before)
-    exported = ModelBundle.from_pretrained(Path(r["export"]))
-    assert exported.latent_scale == ModelBundle.from_pretrained(init).latent_scale
-    with pytest.raises(UsageError, match="--decoder-only applies"):
-        settings("vae", decoder_only=True).check()  # nothing to keep without --init
-    with pytest.raises(UsageError, match="--decoder-only applies"):
-        settings("image", init=str(init), decoder_only=True).check()
-
-
-def test_vae_loss_weight_and_decoder_only() -> None:
-    """The weighted L1 is sum(w |D(E(x)) - x|) / sum(w); a uniform weight is the plain mean; the
-    decoder-only loss has no KL term and no gradient into the encoder."""
+def test_vae_loss_weight() -> None:
+    """The weighted L1 is sum(w |D(E(x)) - x|) / sum(w) plus the KL term; a uniform weight is the
+    plain mean."""
     from mfollow.models.bundle import ModelBundle
     from mfollow.training.objectives import KL_WEIGHT, vae_loss
 
@@ -484,15 +447,11 @@ def test_vae_loss_weight_and_decoder_only() -> None:
     err = (recon - x).abs()
     full = run()
     assert torch.allclose(full, err.mean() + KL_WEIGHT * posterior.kl().mean(), rtol=1e-6)
-    assert torch.allclose(run(decoder_only=True), err.mean(), rtol=1e-6)
-    assert torch.allclose(run(weight=torch.full((2, 1, 32, 32), 5.0), decoder_only=True), err.mean(), rtol=1e-6)
+    kl = KL_WEIGHT * posterior.kl().mean()
+    assert torch.allclose(run(weight=torch.full((2, 1, 32, 32), 5.0)), err.mean() + kl, rtol=1e-6)
     spot = torch.zeros(2, 1, 32, 32)
     spot[1, 0, 4, 7] = 1.0
-    assert torch.allclose(run(weight=spot, decoder_only=True), err[1, :, 4, 7].mean(), rtol=1e-5)
-    vae.zero_grad(set_to_none=True)
-    run(decoder_only=True).backward()
-    assert all(p.grad is None for p in vae.encoder.parameters())
-    assert any(p.grad is not None and p.grad.abs().sum() > 0 for p in vae.decoder.parameters())
+    assert torch.allclose(run(weight=spot), err[1, :, 4, 7].mean() + kl, rtol=1e-5)
 
 
 def test_frame_batch_masks_keep_the_draws(items: list[D.Item]) -> None:
@@ -507,91 +466,3 @@ def test_frame_batch_masks_keep_the_draws(items: list[D.Item]) -> None:
                 masks_of.setdefault(pool[f].tobytes(), []).append(masks[f])
     for frame, mask in zip(both["frame"], both["mask"], strict=True):
         assert any(np.array_equal(m, mask) for m in masks_of[frame.tobytes()])
-
-
-def test_train_image_encoder(items: list[D.Item], tmp_path: Path) -> None:
-    """`--stage image --train-image-encoder`: the CLIP image encoder trains with the U-Net (its
-    embedding is the context, so the loss reaches it) and its trained weights are exported; without
-    the option it stays as it was; the option is refused on other stages."""
-    from mfollow.models.bundle import ModelBundle
-
-    init = _perturbed_init(tmp_path, "image")
-    s = settings("image", init=str(init), train_image_encoder=True)
-    s.check()
-    modules, _ = _models(s)
-    before = {f"{k}.{n}": t.clone() for k, m in modules.items() for n, t in m.state_dict().items()}
-    trainable = {n for n, _ in _trainable(s, modules)}
-    assert any(n.startswith("image_encoder.") for n in trainable)
-    r = train(s, tmp_path / "run", items=items)
-    after = _state(tmp_path / "run")
-    changed = {k for k in before if not torch.equal(before[k], after[k])}
-    assert any(k.startswith("image_encoder.") for k in changed)
-    assert not any(k.startswith("vae.") for k in changed)
-    exported = ModelBundle.from_pretrained(Path(r["export"])).image_encoder.state_dict()
-    for n, t in exported.items():
-        assert torch.equal(t.float(), after[f"image_encoder.{n}"].float())
-    frozen = train(settings("image", init=str(init)), tmp_path / "frozen", items=items)
-    unchanged = ModelBundle.from_pretrained(Path(frozen["export"])).image_encoder.state_dict()
-    for n, t in unchanged.items():
-        assert torch.equal(t, before[f"image_encoder.{n}"].to(t.dtype))
-    with pytest.raises(UsageError, match="--train-image-encoder applies"):
-        settings("video", train_image_encoder=True).check()
-
-
-def test_min_timestep_draws_only_the_high_noise_end() -> None:
-    """`--min-timestep N` draws t from [N, T); at the zero-terminal-SNR end (t = T - 1, abar = 0)
-    the v target is -z0, what a one-step sampler predicts; the option is refused where no
-    timesteps are drawn."""
-    from types import SimpleNamespace
-
-    from mfollow.models.presets import SCHEDULER
-    from mfollow.training.objectives import alphas_cumprod, diffusion_loss
-
-    abar = alphas_cumprod(dict(SCHEDULER))
-    assert float(abar[-1]) == 0.0
-    seen: list[torch.Tensor] = []
-
-    class Zero(nn.Module):  # records t and predicts 0, so the loss is mean(v^2)
-        def forward(self, zt, t, ctx, pose_features=None, appearance=None):  # type: ignore[no-untyped-def]
-            seen.append(t)
-            return SimpleNamespace(sample=torch.zeros_like(zt))
-
-        def appearance_features(self, reference, reference_pose=None):  # type: ignore[no-untyped-def]
-            return None
-
-    z0 = torch.randn(4, 2, 1, 3, 3, generator=torch.Generator().manual_seed(0))
-    args = (Zero(), lambda p: None, z0, None, None, torch.zeros(4, 1, 8), abar)
-    loss = diffusion_loss(*args, torch.Generator().manual_seed(1), min_timestep=999)  # type: ignore[arg-type]
-    assert seen[-1].tolist() == [999] * 4
-    assert torch.allclose(loss, (z0**2).mean())  # v = -z0 at abar = 0
-    diffusion_loss(*args, torch.Generator().manual_seed(1), min_timestep=600)  # type: ignore[arg-type]
-    assert int(seen[-1].min()) >= 600
-    diffusion_loss(*args, torch.Generator().manual_seed(1))  # type: ignore[arg-type]
-    assert int(seen[-1].min()) < 600  # the default draws every timestep (seeded: this draw goes low)
-    with pytest.raises(UsageError, match="--min-timestep applies"):
-        settings("vae", min_timestep=900).check()
-    with pytest.raises(UsageError, match="is not in"):
-        settings("image", min_timestep=1000).check()
-
-
-def test_adapter_pose_trains_the_pose_inputs_and_exports_them(items: list[D.Item], tmp_path: Path) -> None:
-    """`--adapter-pose` from an --init without it: the ReCtr gains pose inputs that start at zero
-    and train (the batch carries the reference frames' own pose renders); the export keeps the
-    option, so edits with it read the source poses; other stages refuse it."""
-    from mfollow.models.bundle import ModelBundle
-
-    init = _perturbed_init(tmp_path, "image")
-    s = settings("image", init=str(init), adapter_pose=True)
-    s.check()
-    batch = D.clip_batch(items, np.random.default_rng(0), 2, 1)
-    assert batch["reference_pose"].shape == batch["reference"].shape
-    for ref, ref_pose in zip(batch["reference"][:, 0], batch["reference_pose"][:, 0], strict=True):
-        (where,) = [(it, i) for it in items for i in range(FRAMES) if np.array_equal(it.frames[i], ref)]
-        assert np.array_equal(ref_pose, where[0].poses[where[1]])  # the reference frame's own pose
-    r = train(s, tmp_path / "run", items=items)
-    w = _state(tmp_path / "run")["unet.appearance_adapter.conv_in.weight"]
-    assert w.shape[1] == 2 * 3 * 64 and w[:, 192:].abs().max() > 0  # the pose inputs moved off zero
-    exported = ModelBundle.from_pretrained(Path(r["export"]))
-    assert exported.unet.config.adapter_pose
-    with pytest.raises(UsageError, match="--adapter-pose applies"):
-        settings("vae", adapter_pose=True).check()

@@ -11,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from official import write_official
 
 from mfollow.models.bundle import ModelBundle
-from mfollow.models.checkpoint import load_state_dict, save_state_dict, write_official
+from mfollow.models.checkpoint import load_state_dict, save_state_dict
 from mfollow.models.official import import_official, inspect_file
 from mfollow.models.unet3d import UNet3D
 from mfollow.runtime.errors import WeightsError

@@ -19,8 +19,9 @@ from typing import Annotated, Any, get_args
 
 import typer
 
-from mfollow.edit.request import Device, Dtype
+from mfollow.edit.choices import Device, Dtype
 from mfollow.runtime.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, MfollowError
+from mfollow.runtime.progress import ProgressMode
 
 
 def choices(name: str, literal: Any) -> type[StrEnum]:
@@ -29,11 +30,7 @@ def choices(name: str, literal: Any) -> type[StrEnum]:
     return StrEnum(name, {value: value for value in get_args(literal)})  # type: ignore[return-value]
 
 
-class ProgressChoice(StrEnum):
-    auto = "auto"
-    rich = "rich"
-    plain = "plain"
-    none = "none"
+ProgressChoice = choices("ProgressChoice", ProgressMode)
 
 
 # Shared options, declared once and used by the commands they apply to.

@@ -32,15 +32,9 @@ from mfollow.cli.common import (
     guard,
     stderr_line,
 )
-from mfollow.edit.request import (
-    EditMaskChoice,
-    EditRequest,
-    OutputSize,
-    PresetChoice,
-)
-from mfollow.edit.request import (
-    Fit as FitLiteral,
-)
+from mfollow.edit.choices import EditMaskChoice, OutputSize, PresetChoice
+from mfollow.edit.choices import Fit as FitLiteral
+from mfollow.edit.request import EditRequest
 from mfollow.preprocess.pose import ColorOrder
 from mfollow.preprocess.pose.backends import PoseChoice
 from mfollow.runtime.errors import UsageError

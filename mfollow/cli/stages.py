@@ -3,50 +3,26 @@ Each runs one cached stage of :mod:`mfollow.preprocess.stages`."""
 
 from __future__ import annotations
 
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from mfollow.cli.common import DebugOpt, JsonOpt, ProjectOpt, QuietOpt, emit_json, guard, stderr_line
+from mfollow.cli.common import DebugOpt, JsonOpt, ProjectOpt, QuietOpt, choices, emit_json, guard, stderr_line
+from mfollow.preprocess import EditMaskSource
+from mfollow.preprocess import Role as RoleLiteral
+from mfollow.preprocess.pose import AlignMethod as AlignLiteral
+from mfollow.preprocess.pose import Anchor as AnchorLiteral
+from mfollow.preprocess.pose import HeightFrom as HeightLiteral
+from mfollow.preprocess.pose import PoseSource
 from mfollow.runtime.errors import UsageError
 
-
-class Role(StrEnum):
-    source = "source"
-    target = "target"
-
-
-class AlignMethod(StrEnum):
-    motioneditor = "motioneditor"
-    linear = "linear"
-    none = "none"
-
-
-class PoseBackend(StrEnum):
-    dwpose = "dwpose"
-    mediapipe = "mediapipe"
-    file = "file"
-
-
-class HeightFrom(StrEnum):
-    skeleton = "skeleton"
-    box = "box"
-
-
-class Anchor(StrEnum):
-    ground = "ground"
-    median = "median"
-    first = "first"
-    target = "target"
-
-
-class EditMaskBackend(StrEnum):
-    hull = "hull"
-    warp = "warp"
-    file = "file"
-    segdit = "segdit"
+Role = choices("Role", RoleLiteral)
+AlignMethod = choices("AlignMethod", AlignLiteral)
+PoseBackend = choices("PoseBackend", PoseSource)
+HeightFrom = choices("HeightFrom", HeightLiteral)
+Anchor = choices("Anchor", AnchorLiteral)
+EditMaskBackend = choices("EditMaskBackend", EditMaskSource)
 
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage even if it is fresh.")]

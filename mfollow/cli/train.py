@@ -94,36 +94,6 @@ def train(
             help="Extra loss weight on the persons (image/video: M_r and M_e; vae: the frame's person).",
         ),
     ] = 0.0,
-    decoder_only: Annotated[
-        bool,
-        typer.Option(
-            "--decoder-only",
-            help="Stage vae with --init: train the decoder alone (the latents, and so the U-Net, stay valid).",
-        ),
-    ] = False,
-    train_image_encoder: Annotated[
-        bool,
-        typer.Option(
-            "--train-image-encoder",
-            help="Stage image: train the CLIP image encoder with the U-Net (for an untrained one, e.g. tiny's).",
-        ),
-    ] = False,
-    min_timestep: Annotated[
-        int,
-        typer.Option(
-            "--min-timestep",
-            min=0,
-            max=999,
-            help="Stages image/video: draw training timesteps from [N, 1000) (0: all, the paper's).",
-        ),
-    ] = 0,
-    adapter_pose: Annotated[
-        bool,
-        typer.Option(
-            "--adapter-pose",
-            help="Stages image/video: the ReCtr also reads the source poses (an --init gains zeroed pose inputs).",
-        ),
-    ] = False,
     restart: Annotated[bool, typer.Option("--restart", help="Discard the run's checkpoint and start over.")] = False,
     seed: SeedOpt = 0,
     device: DeviceOpt = "cpu",  # type: ignore[assignment]
@@ -164,10 +134,6 @@ def train(
             checkpointing=checkpointing,
             edit_rate=edit_rate,
             region_weight=region_weight,
-            decoder_only=decoder_only,
-            train_image_encoder=train_image_encoder,
-            min_timestep=min_timestep,
-            adapter_pose=adapter_pose,
         )
         settings.check()  # before torch and the training loop load: a bad option costs no time
         from mfollow.runtime.distributed import is_main_process

@@ -53,7 +53,7 @@ class WindowConditioner:
             source_pose = self._video(c.source_poses.get(a, b), 0.0, 1.0)
             out["pose_r"] = self.b.poctr(source_pose)
             frames = self._video(c.frames.get(a, b), -1.0, 1.0)
-            for k, f in enumerate(self.b.unet.appearance_features(frames, source_pose)):
+            for k, f in enumerate(self.b.unet.appearance_features(frames)):
                 out[f"appearance.{k}"] = f
         out["M_e"] = torch.from_numpy(c.edit_masks.get(a, b)).to(self.device, torch.float32)[None, None]
         out["M_r"] = torch.from_numpy(c.source_masks.get(a, b)).to(self.device, torch.float32)[None, None]

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from mfollow.edit.request import EditMaskChoice
+from mfollow.edit.choices import EditMaskChoice
 from mfollow.preprocess.pose.backends import PoseChoice, choose_pose_backend
 from mfollow.runtime.errors import UsageError, WeightsError
 

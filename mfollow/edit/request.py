@@ -5,8 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
+from mfollow.edit.choices import Device, Dtype, EditMaskChoice, Fit, OutputSize
 from mfollow.preprocess.pose import ColorOrder
 from mfollow.preprocess.pose.backends import PoseChoice
 from mfollow.sampling import OVERLAP, WINDOW, BlendScheme, GuidanceMode
@@ -17,13 +18,6 @@ if TYPE_CHECKING:
     from mfollow.models.presets import Preset
 
 EDIT_MAX_FRAMES = WINDOW  # `edit` works in one window of at most this many frames
-# The choice sets of an edit's options (the command line builds its option types from these)
-EditMaskChoice = Literal["auto", "hull", "warp", "segdit"]  # M_e when not given; auto: a fresh stage, else hull
-Fit = Literal["trim", "loop", "hold"]  # edit poses shorter than the source
-OutputSize = Literal["source", "working"]  # write at the source's size or the model's
-PresetChoice = Literal["auto", "sd15", "tiny"]  # auto: sd15 when installed, else the bundled tiny model
-Device = Literal["cpu", "cuda", "mps"]
-Dtype = Literal["float32", "float16", "bfloat16"]
 
 
 @dataclass(frozen=True)

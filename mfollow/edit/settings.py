@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from mfollow.edit.request import Fit, OutputSize
+from mfollow.edit.choices import Fit, OutputSize
 from mfollow.io.media import IMAGE_FPS
 from mfollow.preprocess.pose.render import ColorOrder
 from mfollow.sampling.state import SamplerSettings

@@ -223,22 +223,3 @@ def read_official(directory: Path, base_unet: StateDict | None = None) -> tuple[
     poctr = normalise_keys(load_state_dict(directory / "poctr.pth"), census)
     census.files["poctr.pth"] = len(poctr)
     return unet, poctr, census
-
-
-def write_official(unet: StateDict, poctr: StateDict, directory: Path, *, with_pe: bool = True) -> None:
-    """Export under the official naming and file split (for round-trip tests and for users of the
-    official code): motion modules (with their position tables) to ``motion_module.pth``,
-    everything else of the U-Net to ``denoising_unet.pth``, the PoCtr to ``poctr.pth``."""
-    from mfollow.models.motion import sinusoidal_table
-
-    directory.mkdir(parents=True, exist_ok=True)
-    motion = {k: v for k, v in unet.items() if ".motion_modules." in k}
-    spatial = {k: v for k, v in unet.items() if ".motion_modules." not in k}
-    if with_pe:
-        blocks = {k.rsplit(".to_q.weight", 1)[0] for k in motion if k.endswith(".to_q.weight")}
-        for block in sorted(blocks):
-            dim = motion[f"{block}.to_q.weight"].shape[0]
-            motion[f"{block}.pos_encoder.pe"] = sinusoidal_table(32, dim)
-    torch.save(spatial, directory / "denoising_unet.pth")
-    torch.save(motion, directory / "motion_module.pth")
-    torch.save(dict(poctr), directory / "poctr.pth")

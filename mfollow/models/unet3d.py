@@ -10,8 +10,6 @@ name), plus
 - ``appearance_adapter`` (ReCtr), whose i-th feature map is added to down block i after its last
   layer's transformer (or resnet), before that layer's motion module and the downsampler;
 - the PoCtr features added to the ``conv_in`` output;
-- with ``adapter_pose`` (not the paper's; off in ``sd15``), the ReCtr also reads the source
-  frames' pose renders, so each appearance feature says which body part it shows;
 - feature taps: the outputs of chosen up blocks (default 1 and 2), the guidance features F.
 
 Frames are folded into the batch for every spatial op, so spatial layers (GroupNorms included)
@@ -84,7 +82,6 @@ class UNet3D(ModelMixin, ConfigMixin):
         adapter_blocks_per_stage: int = 2,
         adapter_unshuffle: int = 8,
         adapter_ksize: int = 1,
-        adapter_pose: bool = False,
         feature_taps: Sequence[int] = (1, 2),
     ) -> None:
         super().__init__()
@@ -109,38 +106,15 @@ class UNet3D(ModelMixin, ConfigMixin):
             adapter_blocks_per_stage,
             adapter_unshuffle,
             adapter_ksize,
-            6 if adapter_pose else 3,
         )
         self.gradient_checkpointing = False
         self.motion_bypass = False  # training stage 1 (paper §2.2): frames pass the motion modules untouched
 
     # ------------------------------------------------------------------------------ helpers
-    def appearance_features(self, source: torch.Tensor, source_pose: torch.Tensor | None = None) -> list[torch.Tensor]:
+    def appearance_features(self, source: torch.Tensor) -> list[torch.Tensor]:
         """ReCtr features of source frames (B, 3, F, H, W) in [-1, 1]: one (B*F, C_i, h_i, w_i) map
-        per down block. Independent of noise and timestep: compute once per sampling call.
-
-        ``source_pose`` (B, 3, F, H, W) in [0, 1], the frames' own pose renders, is read when the
-        config has ``adapter_pose`` (and required then); otherwise it is ignored."""
-        if not self.config.adapter_pose:
-            return self.appearance_adapter(source)
-        if source_pose is None:
-            raise ValueError("this U-Net's ReCtr reads the source poses (adapter_pose): pass source_pose")
-        return self.appearance_adapter(torch.cat([source, source_pose.to(source.dtype)], dim=1))  # (B, 6, F, H, W)
-
-    def with_adapter_pose(self) -> UNet3D:
-        """A copy whose ReCtr also reads the source poses, computing the same function as this one
-        until trained: the pose inputs of ``conv_in`` start at zero. PixelUnshuffle puts input
-        channel c's 64 sub-pixels at channels 64c..64c+63, so the frames keep channels 0..191."""
-        if self.config.adapter_pose:
-            return self
-        config = {k: v for k, v in self.config.items() if not k.startswith("_")}
-        wide = UNet3D(**{**config, "adapter_pose": True})
-        wide.motion_bypass, wide.gradient_checkpointing = self.motion_bypass, self.gradient_checkpointing
-        state = self.state_dict()
-        w = state["appearance_adapter.conv_in.weight"]  # (C0, 192, 3, 3)
-        state["appearance_adapter.conv_in.weight"] = torch.cat([w, torch.zeros_like(w)], dim=1)  # -> (C0, 384, 3, 3)
-        wide.load_state_dict(state)
-        return wide.to(w.device, w.dtype)
+        per down block. Independent of noise and timestep: compute once per sampling call."""
+        return self.appearance_adapter(source)
 
     def _run(self, fn: Callable[..., torch.Tensor], *args: Any) -> torch.Tensor:
         """Call ``fn``, through activation checkpointing when enabled and gradients are on (this

@@ -17,18 +17,18 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
+from mfollow.preprocess import EditMaskSource, Role
 from mfollow.preprocess.masks.files import mask_name, read_masks, write_mask
+from mfollow.preprocess.pose import PoseSource
 from mfollow.preprocess.pose.align import AlignSettings, Transform, align
 from mfollow.preprocess.pose.camera_track import CameraTrack, estimate_track
 from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.preprocess.project import STAGE_CODE_VERSIONS, Project, StageRef, StageSpec
 from mfollow.runtime.errors import MediaError, UsageError
-
-Role = Literal["source", "target"]
 
 
 def _run(proj: Project, spec: StageSpec, build: Any, force: bool) -> dict[str, Any]:
@@ -54,7 +54,7 @@ def pose_stage(
     role: Role,
     keypoints: Path | None = None,
     *,
-    backend: Literal["file", "dwpose", "mediapipe"] = "file",
+    backend: PoseSource = "file",
     weights: Path | None = None,
     person: str | int = "largest",
     preview: bool = False,
@@ -156,7 +156,7 @@ def mask_stage(
     *,
     source_masks: Path | None = None,
     source_video: Path | None = None,
-    edit_backend: Literal["warp", "hull", "file", "segdit"] = "hull",
+    edit_backend: EditMaskSource = "hull",
     target_masks: Path | None = None,
     edit_masks: Path | None = None,
     preview: bool = False,

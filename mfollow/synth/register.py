@@ -61,12 +61,3 @@ def registered(pair: Pair, delta: tuple[float, float]) -> Pair:
     anchor = (edit.puppet.anchor[0] + delta[0], edit.puppet.anchor[1] + delta[1])
     moved = PuppetVideo(replace(edit.puppet, anchor=anchor), edit.motion, edit.scene, edit.frames, edit.fps, edit.size)
     return replace(pair, edit=moved)
-
-
-def residual_error(pair: Pair, edit_poses: PoseSequence, delta: tuple[float, float]) -> float:
-    """Mean distance (image pixels) of the seen body points of ``edit_poses`` from the registered
-    edit's joints: what registration leaves of the poses' error."""
-    n = pair.frames
-    d = edit_poses.pixels("body")[:n] - registered(pair, delta).edit.skeleton.body  # (F, 18, 2)
-    seen = edit_poses.seen("body")[:n]
-    return float(np.linalg.norm(d[seen], axis=-1).mean()) if seen.any() else float("nan")

@@ -81,8 +81,7 @@ def synth_cache(
     Rendering writes into ``synth-KEY.partial/`` in pair order and records there, every ``every``
     pairs, how many are complete, so an interrupted render resumes where it stopped; the folder is
     renamed into place when complete. One process renders into a cache folder at a time (its
-    ``.lock``; another live renderer raises :class:`ProjectLockedError`). A cache from before this
-    format (one ``synth-KEY.npz``) is converted once."""
+    ``.lock``; another live renderer raises :class:`ProjectLockedError`)."""
     key = hashlib.sha256(json.dumps(["synth", 1, seed, count, frames, size]).encode()).hexdigest()[:16]
     final = cache / f"synth-{key}"
     if final.is_dir():
@@ -101,14 +100,8 @@ def synth_cache(
         partial = cache / f"synth-{key}.partial"
         partial.mkdir(exist_ok=True)
         progress = partial / _PROGRESS
-        legacy = cache / f"synth-{key}.npz"
-        if not progress.is_file() and legacy.is_file():
-            with np.load(legacy) as arrays:
-                for f in FIELDS:
-                    np.save(partial / f"{f}.npy", arrays[f])
-        else:
-            done = json.loads(progress.read_text())["pairs"] if progress.is_file() else 0
-            _render_into(partial, seed, count, frames, size, done, workers, every)
+        done = json.loads(progress.read_text())["pairs"] if progress.is_file() else 0
+        _render_into(partial, seed, count, frames, size, done, workers, every)
         progress.unlink(missing_ok=True)
         os.replace(partial, final)
     finally:
@@ -240,11 +233,10 @@ def batch_rng(seed: int, step: int, rank: int, purpose: int) -> np.random.Genera
 def clip_batch(
     items: list[Item], rng: np.random.Generator, batch: int, length: int, edit_rate: float = EDIT_TARGET_RATE
 ) -> dict[str, np.ndarray]:
-    """Clip pairs (B, L, S, S, 3): ``reference`` frames with their own ``reference_pose``
-    renders, and ``target`` frames and ``target_pose`` renders of the same video — a distinct
-    frame/clip of it, or (for a synthetic item, with probability ``edit_rate``) its ground-truth
-    edit at the reference's frame indices. ``length`` 1 gives
-    stage 1's image pairs. Where the item has masks, ``region`` (B, L, S, S) bool is the union of
+    """Clip pairs (B, L, S, S, 3): ``reference`` frames, and ``target`` frames and ``target_pose``
+    renders of the same video — a distinct frame/clip of it, or (for a synthetic item, with
+    probability ``edit_rate``) its ground-truth edit at the reference's frame indices. ``length`` 1
+    gives stage 1's image pairs. Where the item has masks, ``region`` (B, L, S, S) bool is the union of
     the person's masks in the reference and the target (M_r ∪ M_e of the pair)."""
     return _stack([_pair(items, rng, length, edit_rate) for _ in range(batch)])
 
@@ -269,7 +261,6 @@ def _pair(items: list[Item], rng: np.random.Generator, length: int, edit_rate: f
     out: dict[str, np.ndarray]
     if item.edit_frames is not None and item.edit_poses is not None and rng.random() < edit_rate:
         out = {"reference": item.frames[ref], "target": item.edit_frames[ref], "target_pose": item.edit_poses[ref]}
-        out["reference_pose"] = item.poses[ref]
         target_masks = item.edit_masks
         tgt = ref
     else:  # another start (a distinct frame or clip) of the same video
@@ -279,7 +270,6 @@ def _pair(items: list[Item], rng: np.random.Generator, length: int, edit_rate: f
         b = starts[int(rng.integers(len(starts)))]
         tgt = slice(b, b + length)
         out = {"reference": item.frames[ref], "target": item.frames[tgt], "target_pose": item.poses[tgt]}
-        out["reference_pose"] = item.poses[ref]
         target_masks = item.masks
     if item.masks is not None and target_masks is not None:
         out["region"] = item.masks[ref] | target_masks[tgt]

@@ -53,14 +53,10 @@ class Trainee(nn.Module):
         modules: dict[str, nn.Module],
         bundle: Any | None,
         region_weight: float = 0.0,
-        decoder_only: bool = False,
-        min_timestep: int = 0,
     ) -> None:
         super().__init__()
-        self.min_timestep = min_timestep
         self.stage = stage
         self.region_weight = region_weight
-        self.decoder_only = decoder_only
         self.nets = nn.ModuleDict(modules)
         self._bundle = bundle  # frozen helpers (VAE, CLIP) live here, outside the DDP module tree
         self._abar = None if bundle is None else alphas_cumprod(bundle.scheduler_config)
@@ -70,7 +66,7 @@ class Trainee(nn.Module):
             weight = None
             if self.region_weight:
                 weight = 1.0 + self.region_weight * batch["mask"][:, None].float()  # (B, H, W) -> (B, 1, H, W)
-            return vae_loss(self.nets["vae"], batch["frame"], generator, weight=weight, decoder_only=self.decoder_only)
+            return vae_loss(self.nets["vae"], batch["frame"], generator, weight=weight)
         if self.stage == "mask":
             return mask_loss(self.nets["segdit"], batch["frame"], batch["pose"], batch["mask"])
         b = self._bundle
@@ -85,11 +81,7 @@ class Trainee(nn.Module):
             if self.region_weight:
                 weight = 1.0 + self.region_weight * latent_region(batch["region"], b.vae_factor)
         references = batch["reference_uint8"].reshape(-1, h, w, 3).cpu().numpy()  # (B, F, H, W, 3) -> (B*F, H, W, 3)
-        if "image_encoder" in self.nets:  # trained with the U-Net: its embeddings keep their gradient
-            context = self.nets["image_encoder"](pixel_values=b.clip_pixels(references)).image_embeds  # (B*F, D)
-        else:
-            context = b.clip_context(references)  # (B*F, D), frozen
-        context = context.reshape(bsz, frames, -1)  # (B*F, D) -> (B, F, D)
+        context = b.clip_context(references).reshape(bsz, frames, -1)  # frozen: (B*F, D) -> (B, F, D)
         return diffusion_loss(
             self.nets["unet"],
             self.nets["poctr"],
@@ -100,8 +92,6 @@ class Trainee(nn.Module):
             self._abar,
             generator,
             weight=weight,
-            min_timestep=self.min_timestep,
-            reference_pose=batch["reference_pose"],
         )
 
 
@@ -151,7 +141,6 @@ def _draw(s: TrainSettings, items: list[D.Item], step: int, rank: int, micro: in
         "reference_uint8": torch.from_numpy(pairs["reference"]),
         "target": _video(pairs["target"], -1.0, 1.0, dev),
         "target_pose": _video(pairs["target_pose"], 0.0, 1.0, dev),
-        "reference_pose": _video(pairs["reference_pose"], 0.0, 1.0, dev),
     }
     if s.region_weight:
         if "region" not in pairs:
@@ -189,8 +178,6 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
         bundle = ModelBundle.random(s.preset, seed=s.seed)
     if s.vae:  # a retrained autoencoder under a trained U-Net (the U-Net then adapts to its latents)
         bundle.vae = load_component(Path(s.vae), "vae")
-    if s.adapter_pose:
-        bundle.unet = bundle.unet.with_adapter_pose()
     bundle.to(s.device, torch.float32)
     return bundle.modules(), bundle
 
@@ -208,16 +195,12 @@ def _trainable(s: TrainSettings, modules: dict[str, nn.Module]) -> list[tuple[st
                 p.requires_grad_(True)
                 chosen.append((f"{prefix}.{n}", p))
 
-    if s.stage == "vae" and s.decoder_only:  # the latent space stays the one the U-Net was trained on
-        take("vae", modules["vae"], lambda n: n.startswith(("decoder.", "post_quant_conv.")))
-    elif s.stage in ("vae", "mask"):
+    if s.stage in ("vae", "mask"):
         name = "vae" if s.stage == "vae" else "segdit"
         take(name, modules[name])
     elif s.stage == "image":  # PoCtr, ReCtr and the U-Net's spatial layers; motion modules bypassed
         take("unet", modules["unet"], lambda n: ".motion_modules." not in n)
         take("poctr", modules["poctr"])
-        if s.train_image_encoder:
-            take("image_encoder", modules["image_encoder"])
         modules["unet"].motion_bypass = True  # type: ignore[assignment]
     else:  # video: only the motion modules
         take("unet", modules["unet"], lambda n: ".motion_modules." in n)
@@ -358,9 +341,7 @@ def train(
     opt = torch.optim.AdamW([p for _, p in params], lr=s.lr, weight_decay=0.0)
     done = _load_checkpoint(run, modules, opt)
     rows = _read_log(run, done)
-    trainee: nn.Module = Trainee(
-        s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle, s.region_weight, s.decoder_only, s.min_timestep
-    )
+    trainee: nn.Module = Trainee(s.stage, {k: modules[k] for k in _trained_modules(s)}, bundle, s.region_weight)
     if dist.world > 1:
         trainee = nn.parallel.DistributedDataParallel(trainee)
     started = time.perf_counter()
@@ -418,8 +399,6 @@ def learning_rate(s: TrainSettings, step: int) -> float:
 
 def _trained_modules(s: TrainSettings) -> tuple[str, ...]:
     """The modules inside the trainee (and, launched by torchrun, under DistributedDataParallel)."""
-    if s.train_image_encoder:
-        return ("unet", "poctr", "image_encoder")
     return {"vae": ("vae",), "mask": ("segdit",), "image": ("unet", "poctr"), "video": ("unet", "poctr")}[s.stage]
 
 
@@ -429,7 +408,7 @@ def _export(s: TrainSettings, run: Path, modules: dict[str, nn.Module], bundle: 
 
     if s.stage == "mask":
         return export_segdit(modules["segdit"], run / "segdit")
-    if s.stage == "vae" and not s.decoder_only:
+    if s.stage == "vae":
         from mfollow.training.export import fit_latent_scale
 
         fit_latent_scale(bundle.vae, items, s.seed, s.device)

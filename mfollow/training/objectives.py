@@ -36,8 +36,6 @@ def diffusion_loss(
     abar: torch.Tensor,
     generator: torch.Generator,
     weight: torch.Tensor | None = None,
-    min_timestep: int = 0,
-    reference_pose: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """v-prediction MSE for one batch; with ``weight``, the weighted mean
     sum(w * (v_theta - v)^2) / sum(w) over every latent value.
@@ -47,28 +45,21 @@ def diffusion_loss(
         reference: (B, 3, F, H, W) reference frames in [-1, 1] (the ReCtr input).
         pose: (B, 3, F, H, W) target pose renders in [0, 1] (the PoCtr input).
         context: (B, F, D) CLIP image embeddings of the reference frames.
-        abar: (T,) cumulative alphas; t is drawn uniformly from [min_timestep, T).
+        abar: (T,) cumulative alphas; t is drawn uniformly from [0, T).
         generator: a CPU generator; draws t, the noise and the context dropout (drawn on the CPU
             and moved, so a batch's draws do not depend on the device that trains).
         weight: (B, 1, F, h, w) per-latent-pixel weights (broadcast over channels), or None.
-        min_timestep: the lowest t drawn (0: every timestep, the paper's objective). Where the
-            schedule ends at abar = 0 (zero terminal SNR), t = T - 1 is pure noise and the v target
-            there is -z0, so a high ``min_timestep`` trains what one sampling step draws.
-        reference_pose: (B, 3, F, H, W) the reference frames' pose renders in [0, 1], read by a
-            ReCtr with ``adapter_pose`` (ignored otherwise).
     """
     b = z0.shape[0]
     dev = z0.device
-    t = torch.randint(min_timestep, len(abar), (b,), generator=generator).to(dev)
+    t = torch.randint(0, len(abar), (b,), generator=generator).to(dev)
     eps = torch.randn(z0.shape, generator=generator, dtype=z0.dtype).to(dev)
     keep = (torch.rand((b,), generator=generator) >= CONTEXT_DROP).to(dev, context.dtype)
     a = abar.to(dev)[t].to(z0.dtype).view(b, 1, 1, 1, 1)  # (B,) -> (B, 1, 1, 1, 1): broadcast over C, F, h, w
     zt = a.sqrt() * z0 + (1 - a).sqrt() * eps
     v = a.sqrt() * eps - (1 - a).sqrt() * z0
     ctx = context * keep.view(b, 1, 1)  # (B,) -> (B, 1, 1): zero the whole context of dropped rows
-    pred = unet(
-        zt, t, ctx, pose_features=poctr(pose), appearance=unet.appearance_features(reference, reference_pose)
-    ).sample
+    pred = unet(zt, t, ctx, pose_features=poctr(pose), appearance=unet.appearance_features(reference)).sample
     if weight is None:
         return F.mse_loss(pred.float(), v.float())
     w = weight.float().expand_as(pred)  # (B, 1, F, h, w) -> (B, C, F, h, w)
@@ -81,17 +72,14 @@ def vae_loss(
     generator: torch.Generator,
     *,
     weight: torch.Tensor | None = None,
-    decoder_only: bool = False,
 ) -> torch.Tensor:
     """frames (B, 3, H, W) in [-1, 1]: mean |D(E(x)) - x| + KL_WEIGHT * KL(q(z|x) || N(0, I)).
     ``generator`` (CPU) draws the posterior sample, moved to the frames' device.
 
     ``weight`` (B, 1, H, W) makes the L1 a weighted mean (sum w |D(E(x)) - x| / sum w, over the
-    channels too); ``decoder_only`` encodes without gradients and drops the KL term, which then
-    has nothing to train."""
-    with torch.set_grad_enabled(torch.is_grad_enabled() and not decoder_only):
-        posterior = vae.encode(frames).latent_dist
-        z = posterior.sample(generator=generator)
+    channels too)."""
+    posterior = vae.encode(frames).latent_dist
+    z = posterior.sample(generator=generator)
     recon = vae.decode(z).sample
     err = (recon - frames).abs()
     if weight is None:
@@ -99,8 +87,6 @@ def vae_loss(
     else:
         w = weight.to(err.dtype).expand_as(err)  # (B, 1, H, W) -> (B, 3, H, W)
         l1 = (w * err).sum() / w.sum()
-    if decoder_only:
-        return l1
     return l1 + KL_WEIGHT * posterior.kl().mean()
 
 

@@ -41,10 +41,6 @@ class TrainSettings:
     checkpointing: bool = False  # activation checkpointing in the U-Net (less memory)
     edit_rate: float = EDIT_TARGET_RATE  # synthetic data: probability of a ground-truth-edit target
     region_weight: float = 0.0  # extra loss weight on the persons (image/video: M_r ∪ M_e; vae: the frame's mask)
-    decoder_only: bool = False  # vae: train the decoder alone; the encoder and latent scale stay (the U-Net's latents)
-    train_image_encoder: bool = False  # image: the CLIP image encoder trains too (the paper keeps it frozen)
-    min_timestep: int = 0  # image/video: draw t from [min_timestep, T) (0: the paper's uniform draw)
-    adapter_pose: bool = False  # image/video: the ReCtr also reads the source poses (an --init gains zeroed inputs)
 
     def check(self) -> None:
         if self.stage not in STAGES:
@@ -62,19 +58,8 @@ class TrainSettings:
             raise UsageError("--region-weight must be 0 or more")
         if self.region_weight and self.stage not in ("image", "video", "vae"):
             raise UsageError(f"--region-weight applies to --stage image, video or vae, not {self.stage}")
-        if self.decoder_only and (self.stage != "vae" or self.init is None):
-            raise UsageError("--decoder-only applies to --stage vae with --init (the autoencoder it keeps encoding)")
-        if self.min_timestep and self.stage not in ("image", "video"):
-            raise UsageError(f"--min-timestep applies to --stage image or video, not {self.stage}")
-        if self.adapter_pose and self.stage not in ("image", "video"):
-            raise UsageError(f"--adapter-pose applies to --stage image or video, not {self.stage}")
-        from mfollow.models.presets import SCHEDULER, get_preset
+        from mfollow.models.presets import get_preset
 
-        steps = int(SCHEDULER["num_train_timesteps"])  # the schedule both presets train with
-        if not 0 <= self.min_timestep < steps:
-            raise UsageError(f"--min-timestep {self.min_timestep} is not in [0, {steps})")
-        if self.train_image_encoder and self.stage != "image":
-            raise UsageError(f"--train-image-encoder applies to --stage image, not {self.stage}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
         if self.vae is not None and self.stage not in ("image", "video"):

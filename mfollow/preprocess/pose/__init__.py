@@ -8,3 +8,7 @@ The colour orders of rendered poses are defined here, once, free of heavy import
 from typing import Literal
 
 ColorOrder = Literal["official", "standard"]  # the release's poses have red and blue swapped
+PoseSource = Literal["file", "dwpose", "mediapipe"]  # where a pose stage's keypoints come from
+AlignMethod = Literal["motioneditor", "linear", "none"]
+HeightFrom = Literal["box", "skeleton"]  # a person's height: the box's, or the skeleton's
+Anchor = Literal["ground", "median", "first", "target"]  # where the edit person stands

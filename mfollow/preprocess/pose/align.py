@@ -39,18 +39,17 @@ from __future__ import annotations
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
+from mfollow.preprocess.pose import AlignMethod as Method
+from mfollow.preprocess.pose import Anchor
+from mfollow.preprocess.pose import HeightFrom as Height
 from mfollow.preprocess.pose.camera_track import CameraTrack
 from mfollow.preprocess.pose.keypoints import PoseSequence, mid_hip
 from mfollow.preprocess.pose.retarget import retarget
 from mfollow.runtime.errors import MediaError
 
-Method = Literal["motioneditor", "linear", "none"]
-Height = Literal["box", "skeleton"]
-Anchor = Literal["ground", "median", "first", "target"]
 FIT_POINTS = (0, 1, 2, 5, 8, 11, 14, 15, 16, 17)  # nose, neck, shoulders, hips, eyes, ears
 HEAD, ANKLES = (0, 14, 15, 16, 17), (10, 13)
 #: The ``ground`` anchor's height: this percentile of the clip's per-frame bottom (image y grows
