@@ -104,3 +104,21 @@ def test_nothing_inside_imports_the_package_root() -> None:
 def test_the_top_level_is_the_layers() -> None:
     top = sorted(p.name for p in ROOT.iterdir() if (p.suffix == ".py" or (p / "__init__.py").is_file()))
     assert top == sorted(["__init__.py", "__main__.py", "version.py", *LAYERS])
+
+
+def test_every_citation_in_the_package_resolves_inside_the_repository() -> None:
+    """Docstrings cite docs/*.md (and sections of docs/method.md); each must exist."""
+    import re
+
+    docs = ROOT.parent / "docs"
+    sections = set(re.findall(r"^## (\d+)\. ", (docs / "method.md").read_text(encoding="utf-8"), re.M))
+    cited: set[str] = set()
+    for path in ROOT.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        assert not re.search(r"design §|reference §|shared/reference", text), path
+        cited |= set(re.findall(r"docs/[\w.-]+\.md", text))
+        for number in re.findall(r"docs/method\.md, §(\d+)", text):
+            assert number in sections, (path, number)
+    assert cited and all((ROOT.parent / c).is_file() for c in cited), sorted(
+        c for c in cited if not (ROOT.parent / c).is_file()
+    )

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from mfollow.cli import edit as E
+from mfollow.cli import edit as cli_edit
 from mfollow.cli import stages as cli_stages
 from mfollow.cli import train as cli_train
 from mfollow.cli.common import (
@@ -32,7 +32,7 @@ from mfollow.cli.common import (
     stderr_line,
 )
 from mfollow.cli.weights import weights_app
-from mfollow.metrics.learned import settings as FVD
+from mfollow.metrics.learned import settings as learned_settings
 from mfollow.runtime.devices import check_device
 from mfollow.runtime.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, UsageError
 from mfollow.version import __version__
@@ -248,10 +248,10 @@ def eval_(
     ] = None,
     fid: Annotated[bool, typer.Option("--fid", help="Also FID between the frames (weights fid-inception).")] = False,
     fvd: Annotated[bool, typer.Option("--fvd", help="Also FVD between the clips (weights fvd-i3d).")] = False,
-    fvd_clip: Annotated[int, typer.Option("--fvd-clip", min=1, help="FVD: frames per clip.")] = FVD.CLIP,
+    fvd_clip: Annotated[int, typer.Option("--fvd-clip", min=1, help="FVD: frames per clip.")] = learned_settings.CLIP,
     fvd_stride: Annotated[
         int, typer.Option("--fvd-stride", min=1, help="FVD: a clip starts every N frames.")
-    ] = FVD.STRIDE,
+    ] = learned_settings.STRIDE,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="Folder searched first for the learned metrics' weights.")
     ] = None,
@@ -288,7 +288,7 @@ def eval_(
         settings = EvalSettings(length="trim" if trim else "error", size="resize" if resize else "error")
         dev = getattr(device, "value", str(device))
         check_device(dev)
-        learned = FVD.LearnedSettings(
+        learned = learned_settings.LearnedSettings(
             lpips=None if lpips is None else lpips.value,  # type: ignore[arg-type]
             fid=fid,
             fvd=fvd,
@@ -322,8 +322,8 @@ def demo(
     steps: Annotated[
         int | None, typer.Option("--steps", min=1, help="Sampling steps (default: the tiny preset's).")
     ] = None,
-    guidance: E.GuidanceOpt = E.Guidance.paper,
-    guidance_scale: E.GuidanceScale = None,
+    guidance: cli_edit.GuidanceOpt = cli_edit.Guidance.paper,
+    guidance_scale: cli_edit.GuidanceScale = None,
     camera: Annotated[
         Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
     ] = None,
@@ -437,7 +437,7 @@ def report(
 
 cli_stages.register(app)
 cli_train.register(app)
-E.register(app)
+cli_edit.register(app)
 
 
 app.add_typer(weights_app, name="weights")

@@ -33,14 +33,14 @@ def execute(
     preset: str = "auto",
     reporter: Any = None,
     note: Note | None = None,
-    bundle: tuple[Any, str] | None = None,
+    model: tuple[Any, str] | None = None,
     project: Path | None = None,
     preflighted: bool = False,
 ) -> dict[str, Any]:
     """One request through the library's one edit path: its preflight (unless ``preflighted``:
     then ``project`` is what the preflight returned), the weights checked from their files, then
     :func:`mfollow.edit.pipeline.run_request`; the model is loaded only once the inputs are known
-    good (``bundle``: an already loaded one and its identity). ``long`` under ``torchrun`` spreads
+    good (``model``: an already loaded bundle and its identity). ``long`` under ``torchrun`` spreads
     its windows over the ranks. ``reporter``: a :class:`mfollow.runtime.progress.Reporter`."""
     from mfollow.edit.pipeline import run_request
     from mfollow.models.presets import get_preset
@@ -49,23 +49,23 @@ def execute(
     say = note or (lambda _: None)
     if not preflighted:
         project = preflight(r)
-    model: Any
-    if bundle is not None:
-        name, model = bundle[0].preset, bundle
+    loader: Any
+    if model is not None:
+        name, loader = model[0].preset, model
     else:
         from mfollow.models.loading import check_weights, load_bundle
 
         # the weights are there (or one line and exit 3) before any preprocessing or model loading
         name = check_weights(preset, r.weights)
-        model = lambda: load_bundle(name, r.weights)  # noqa: E731  (called once the inputs are checked)
+        loader = lambda: load_bundle(name, r.weights)  # noqa: E731  (called once the inputs are checked)
     if not preflighted and project is not None and r.project is None:
         say(f"project: {project}")
     group = join(r.device) if r.long and launched_world() > 1 else None
-    bundled_default = bundle is None and preset == "auto" and name == "tiny" and r.weights is None
+    bundled_default = model is None and preset == "auto" and name == "tiny" and r.weights is None
     total = get_preset(name).sampling_steps(r.steps)
 
     def run(progress: Callable[[int, int], None] | None) -> dict[str, Any]:
-        return run_request(r, project, preset=name, model=model, bundled_default=bundled_default, note=say,
+        return run_request(r, project, preset=name, model=loader, bundled_default=bundled_default, note=say,
                            progress=progress, group=group)  # fmt: skip
 
     if reporter is None:
@@ -131,18 +131,18 @@ def run_batch(
                 j["project"] = preflight(j["request"])
             except MfollowError as exc:
                 j["error"] = exc
-    bundle = None
+    model = None
     if any("error" not in j for j in mine):
         from mfollow.models.loading import load_bundle
 
-        bundle = load_bundle(preset, base.weights)  # once for every job
+        model = load_bundle(preset, base.weights)  # once for every job
     results = []
     for j in mine:
         result: dict[str, Any] = {"job": j["job"]}
         try:
             if "error" in j:
                 raise j["error"]
-            report = execute(j["request"], bundle=bundle, project=j["project"], preflighted=True)
+            report = execute(j["request"], model=model, project=j["project"], preflighted=True)
             result.update(ok=True, **report)
         except MfollowError as exc:
             result.update(ok=False, error=str(exc), exit_code=exc.exit_code)

@@ -22,9 +22,9 @@ class WindowConditioner:
     window, otherwise writes it to ``spill_dir`` and reads it back on later steps."""
 
     def __init__(
-        self, bundle: ModelBundle, clip: ClipSource, device: torch.device, dtype: torch.dtype, spill_dir: Path | None
+        self, bundle: ModelBundle, inputs: ClipSource, device: torch.device, dtype: torch.dtype, spill_dir: Path | None
     ) -> None:
-        self.b, self.clip, self.device, self.dtype, self.spill = bundle, clip, device, dtype, spill_dir
+        self.b, self.inputs, self.device, self.dtype, self.spill = bundle, inputs, device, dtype, spill_dir
         self._context: dict[int, torch.Tensor] = {}  # chunk index -> (n, D)
         self._memory: dict[tuple[int, int], Conditioning] = {}
 
@@ -32,11 +32,11 @@ class WindowConditioner:
         """(1, N, D) CLIP embeddings of the window's source frames. Computed once per chunk of 16
         frames on a fixed grid (frames 16k..16k+15), so a frame's embedding does not depend on
         which windows a process runs."""
-        n = self.clip.n
+        n = self.inputs.n
         for k in range(w.start // CONTEXT_CHUNK, (w.stop - 1) // CONTEXT_CHUNK + 1):
             if k not in self._context:
                 a, b = k * CONTEXT_CHUNK, min(n, (k + 1) * CONTEXT_CHUNK)
-                self._context[k] = self.b.clip_context(self.clip.frames.get(a, b)).to(self.device, self.dtype)
+                self._context[k] = self.b.clip_context(self.inputs.frames.get(a, b)).to(self.device, self.dtype)
         first = w.start // CONTEXT_CHUNK
         chunks = torch.cat([self._context[k] for k in range(first, (w.stop - 1) // CONTEXT_CHUNK + 1)])
         return chunks[w.start - first * CONTEXT_CHUNK : w.stop - first * CONTEXT_CHUNK][None]  # (N, D) -> (1, N, D)
@@ -47,7 +47,7 @@ class WindowConditioner:
         return (lo + (hi - lo) * x).to(self.dtype)
 
     def _build(self, w: Window) -> dict[str, torch.Tensor]:
-        c, a, b = self.clip, w.start, w.stop
+        c, a, b = self.inputs, w.start, w.stop
         with torch.no_grad():
             out = {"pose_e": self.b.poctr(self._video(c.edit_poses.get(a, b), 0.0, 1.0))}
             source_pose = self._video(c.source_poses.get(a, b), 0.0, 1.0)

@@ -1,4 +1,4 @@
-"""The inputs of an edit, at the working size, read lazily by frame range (design §5: streamed).
+"""The inputs of an edit, at the working size, read lazily by frame range (docs/method.md, §5: streamed).
 
 A :class:`ClipSource` holds one lazily read sequence per input: source frames (video ranges by
 seek, or image files), source and edit pose images (rendered from keypoint JSON, or read from

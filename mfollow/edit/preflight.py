@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def preflight(r: EditRequest) -> Path | None:
     """Check every input, option and output of one edit before anything loads (exit 2/4/5 in
     about a second). Returns the project folder the edit will use (None: none needed)."""
-    from mfollow.io import checks as P
+    from mfollow.io import checks
     from mfollow.preprocess.project import default_project_dir
     from mfollow.runtime.devices import check_device
 
@@ -35,17 +35,17 @@ def preflight(r: EditRequest) -> Path | None:
         inputs = [("--case", r.case), ("SRC", case.source), *((n, getattr(case, n)) for n in PATH_FIELDS)]
     else:
         assert r.source is not None
-        source_info = P.check_source(r.source)
+        source_info = checks.check_source(r.source)
         inputs = [("SRC", r.source)]
     if r.target is not None:
-        target_info = P.check_video(r.target, "TGT")
+        target_info = checks.check_video(r.target, "TGT")
         inputs.append(("TGT", r.target))
     for key in PATH_FIELDS:
         if getattr(r, key) is not None:
-            P.check_exists(getattr(r, key), f"--{key.replace('_', '-')}")
+            checks.check_exists(getattr(r, key), f"--{key.replace('_', '-')}")
             inputs.append((f"--{key.replace('_', '-')}", getattr(r, key)))
     if r.target_masks is not None:
-        P.check_exists(r.target_masks, "--target-masks")
+        checks.check_exists(r.target_masks, "--target-masks")
     if r.warp_person:  # asked for: the person moves along keypoints, which pose images do not carry
         given = [(key, getattr(r, key)) for key in ("source_poses", "edit_poses")]
         if r.case is not None:
@@ -63,7 +63,7 @@ def preflight(r: EditRequest) -> Path | None:
         from mfollow.edit.prepare import StagePlan
 
         StagePlan(edit_mask_backend=r.edit_mask_backend, target_masks=r.target_masks).check()  # type: ignore[arg-type]
-    P.check_output(r.output, inputs)
+    checks.check_output(r.output, inputs)
     n = None if r.long or r.case is not None else _edit_length(r, source_info, target_info)
     if n is not None and n > r.max_frames:  # found here, not after the stages have run
         raise UsageError(
@@ -74,9 +74,9 @@ def preflight(r: EditRequest) -> Path | None:
     project = None
     if needs_project:
         project = r.project or default_project_dir(r.output)
-        P.check_project(project)
+        checks.check_project(project)
         if r.long and not r.restart:
-            P.check_checkpoint(project / "long" / "state.safetensors")
+            checks.check_checkpoint(project / "long" / "state.safetensors")
     check_device(r.device)
     return project
 

@@ -1,5 +1,5 @@
 """The preprocessing an edit needs when poses and masks are not given: run or reuse the pose,
-align and mask stages of a project (design §1) and hand their outputs to the edit.
+align and mask stages of a project (docs/method.md, §1) and hand their outputs to the edit.
 
 Reuse: with the ``auto`` choices (the defaults), a stage already in the project that is fresh for
 these inputs is used whatever backend or settings made it (``mfollow pose --backend mediapipe -p

@@ -1,5 +1,5 @@
 """Preflight: every input, option and output of a command checked before any model loads
-(design §7), so that a mistake costs a second, never the GPU time.
+(docs/editing.md, "Preflight"), so that a mistake costs a second, never the GPU time.
 
 Nothing here imports torch or the networks: only path look-ups, PyAV's probe and Pillow. The
 checks raise the typed errors of :mod:`mfollow.runtime.errors` (usage 2, media 4, project 5).

@@ -141,7 +141,7 @@ class ModelBundle:
         """The image encoder's input for each frame: (F, H, W, 3) uint8 -> (F, 3, S, S).
 
         Frames are resized to the encoder's square input with bicubic filtering and normalised
-        with the OpenAI CLIP mean and std (the official preprocessing, reference §3.6).
+        with the OpenAI CLIP mean and std (the official preprocessing, docs/method.md, §2).
         """
         from PIL import Image
 

@@ -1,6 +1,6 @@
 """Reading and writing state dicts, and importing the official MotionFollower checkpoints.
 
-The official release ships three pickles (reference §4.1-4.2):
+The official release ships three pickles (docs/method.md, §7):
 
 - ``denoising_unet.pth``: the fine-tuned spatial U-Net and the ReCtr (``appearance_adapter.*``),
   possibly motion modules too;

@@ -1,4 +1,4 @@
-"""The two lightweight controllers of MotionFollower (paper §2.2; reference §3.4-3.5).
+"""The two lightweight controllers of MotionFollower (paper §2.2; docs/method.md, §2).
 
 - :class:`PoseController` (PoCtr): pose renders in [0, 1] -> features at latent size, added to the
   U-Net's ``conv_in`` output. Key names of the official ``poctr.pth``.

@@ -1,4 +1,4 @@
-"""AnimateDiff-v2 "Vanilla" motion module, as MotionFollower ships it (reference §3.3).
+"""AnimateDiff-v2 "Vanilla" motion module, as MotionFollower ships it (docs/method.md, §2).
 
 Parameter names follow the official checkpoints (``temporal_transformer.norm``, ``proj_in``,
 ``transformer_blocks.0.attention_blocks.{0,1}.to_{q,k,v}``, ``to_out.0``, ``norms.{0,1}``,

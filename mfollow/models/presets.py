@@ -36,7 +36,7 @@ class Preset:
 
     def default_guidance_scale(self, guidance: str) -> float:
         """``--guidance-scale`` when not given: the preset's for ``paper``; 1.0 (the release's own
-        constants, reference §5.4) for ``official``."""
+        constants, docs/method.md, §6) for ``official``."""
         return self.guidance_scale if guidance == "paper" else 1.0
 
 

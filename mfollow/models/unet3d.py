@@ -1,4 +1,4 @@
-"""The MotionFollower 3D U-Net (paper §2.2; reference §3.1-3.5).
+"""The MotionFollower 3D U-Net (paper §2.2; docs/method.md, §2).
 
 Built from diffusers' public 2-D blocks: the down, mid and up blocks, ``conv_in``, the time
 embedding and the output head are exactly those of a ``UNet2DConditionModel`` of the same config

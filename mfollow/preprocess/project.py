@@ -1,4 +1,4 @@
-"""The project directory: manifest, stage keys, freshness, atomic stage outputs, lock (design §2).
+"""The project directory: manifest, stage keys, freshness, atomic stage outputs, lock (docs/project.md).
 
 Layout of a project ``DIR``::
 

@@ -1,4 +1,4 @@
-"""The preprocessing stages, cached in a project directory (design §1-2, §6).
+"""The preprocessing stages, cached in a project directory (docs/method.md, §1; docs/preprocessing.md).
 
 - ``pose-source`` / ``pose-target``: the poses of each video (``file``: our keypoint JSON or an
   OpenPose output folder; ``dwpose`` or ``mediapipe``: estimated), as ``poses.json``, with an

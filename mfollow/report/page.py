@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from mfollow.io.atomic import atomic_write_text
-from mfollow.report import media as M
+from mfollow.report import media as report_media
 from mfollow.runtime.errors import MediaError, ProjectError
 
 PLOTTED = ("psnr", "ssim", "psnr_fg", "psnr_bg")  # per-frame metrics drawn when present
@@ -85,15 +85,20 @@ def write_report(
 
         info = media_info(source)
         timing = (list(info.timestamps), info.time_base)
-        size = M.display_size(info.display_width, info.display_height, settings.max_side)
+        size = report_media.display_size(info.display_width, info.display_height, settings.max_side)
         say("source")
-        clips = [("Source", rel(M.write_clip(media / "source.mp4", M.video_frames(source, size), *timing)))]
+        clips = [
+            (
+                "Source",
+                rel(report_media.write_clip(media / "source.mp4", report_media.video_frames(source, size), *timing)),
+            )
+        ]
         if target is not None:
             t_info = media_info(target)
-            t_size = M.display_size(t_info.display_width, t_info.display_height, settings.max_side)
+            t_size = report_media.display_size(t_info.display_width, t_info.display_height, settings.max_side)
             say("target")
-            frames = M.video_frames(target, t_size)
-            clips.append(("Target", rel(M.write_clip(media / "target.mp4", frames, list(t_info.timestamps),
+            frames = report_media.video_frames(target, t_size)
+            clips.append(("Target", rel(report_media.write_clip(media / "target.mp4", frames, list(t_info.timestamps),
                                                      t_info.time_base))))  # fmt: skip
         sections.append(_section("Source and target", _videos(clips)))
         pose_clips = _pose_clips(proj, media, source, size, timing, say, rel)
@@ -102,16 +107,18 @@ def write_report(
         if "mask" in records:
             say("masks")
             mask_dir = proj.stage_dir("mask")
-            frames = M.masks_over(
-                M.video_frames(source, size), mask_dir / "source_masks", mask_dir / "edit_masks", size
+            frames = report_media.masks_over(
+                report_media.video_frames(source, size), mask_dir / "source_masks", mask_dir / "edit_masks", size
             )
-            path = M.write_clip(media / "masks_over_source.mp4", frames, *timing)
+            path = report_media.write_clip(media / "masks_over_source.mp4", frames, *timing)
             sections.append(_section("Masks", _videos([("M_r (red) and M_e (green) over the source", rel(path))])))
         result = _result(project)
         if result is not None:
             say("result")
-            frames = M.side_by_side(M.video_frames(source, size), M.video_frames(result, size))
-            path = M.write_clip(media / "source_and_result.mp4", frames, *timing)
+            frames = report_media.side_by_side(
+                report_media.video_frames(source, size), report_media.video_frames(result, size)
+            )
+            path = report_media.write_clip(media / "source_and_result.mp4", frames, *timing)
             sections.append(_section("Result", _videos([(f"Source | result ({html.escape(str(result))})", rel(path))])))
     plot = _metrics_plot(project)
     if plot is not None:
@@ -149,14 +156,14 @@ def _pose_clips(proj: Any, media: Path, source: Path, size: tuple[int, int], tim
             continue
         say(stage)
         poses = PoseSequence.load(proj.output(stage, name))
-        path = M.write_clip(media / f"{stage}.mp4", M.pose_frames(poses, size), *timing)
+        path = report_media.write_clip(media / f"{stage}.mp4", report_media.pose_frames(poses, size), *timing)
         clips.append((label, rel(path)))
         drawn.append(poses)
     if drawn:
-        frames = M.video_frames(source, size)
+        frames = report_media.video_frames(source, size)
         for poses in drawn:  # each skeleton over the source (the second over the first)
-            frames = M.over(frames, M.pose_frames(poses, size))
-        path = M.write_clip(media / "poses_over_source.mp4", frames, *timing)
+            frames = report_media.over(frames, report_media.pose_frames(poses, size))
+        path = report_media.write_clip(media / "poses_over_source.mp4", frames, *timing)
         clips.append(("Both over the source" if len(drawn) == 2 else "Over the source", rel(path)))
     return clips
 

@@ -1,7 +1,7 @@
 """Typed errors raised at the library boundary.
 
 Library code raises these; only :mod:`mfollow.cli` maps them to exit codes and messages
-(design §7). Each class carries its documented exit code so the mapping lives in one place:
+(README.md, "Exit codes"). Each class carries its documented exit code so the mapping lives in one place:
 
 ====  =========================================
 code  meaning

@@ -1,4 +1,4 @@
-"""Camera mode: masked key/value injection into the decoder's self-attention (reference §3.8).
+"""Camera mode: masked key/value injection into the decoder's self-attention (docs/method.md, §6).
 
 In a step where camera mode is active, the reconstruction pass of a window *saves* the keys and
 values of every decoder self-attention layer (``attn1`` of up blocks 1-3); the editing passes of
@@ -10,7 +10,7 @@ the same window and step then *inject* them: each layer attends over
 so the edited video can read the source's background (and so its camera motion) while its own
 tokens keep to the predicted person. Queries are untouched; masked tokens stay in the softmax with
 zero keys (as the release does). Unlike the release, nothing is stored across steps: the
-reconstruction pass of the same step provides the keys and values (design §4).
+reconstruction pass of the same step provides the keys and values (docs/method.md, §4).
 """
 
 from __future__ import annotations

@@ -159,7 +159,7 @@ def loss_bg(F_e: torch.Tensor, F_r: torch.Tensor, m: dict[str, torch.Tensor], w:
 
 # ----------------------------------------------------------------- the released variant
 def official_level(F_e: torch.Tensor, F_r: torch.Tensor, m: dict[str, torch.Tensor]) -> tuple[torch.Tensor, ...]:
-    """One level of the release's losses (reference §5.5): per-frame means averaged over frames,
+    """One level of the release's losses (docs/method.md, §6): per-frame means averaged over frames,
     the fg term 4 / (1 + 4 s), the pull term on M_body, the push term on M_over, the inpaint term
     with (s + 1) / 2 similarities. Returns (fg, content, contrast, inpaint) before level weights."""
 

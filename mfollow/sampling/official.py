@@ -1,7 +1,6 @@
 """The released code's sampler (``--guidance official``), beside the paper's with the same
 signature: its schedule of guided steps, replays and masked SDE noise, and its update, in which
-the guided v moves x0 alone (shared/reference: official-motionfollower.md §5.4-5.5, summarised in
-docs/method.md).
+the guided v moves x0 alone (docs/method.md, §6).
 
 At step i of n (fractions of the release's 50 steps): guidance on steps 0-9 and the even steps
 10-28; the even steps 22-28 taken three times, re-noised from t_prev back to t in between

@@ -1,4 +1,4 @@
-"""The windows of a long video spread over the ranks of a process group (design §5 "Scale-out").
+"""The windows of a long video spread over the ranks of a process group (docs/method.md, §5; docs/scaling.md).
 
 Each rank runs a contiguous block of windows (:func:`share`). At every step it sends the others
 only its windows' contributions to the frames that windows of several ranks cover (the overlaps

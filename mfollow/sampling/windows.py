@@ -1,4 +1,4 @@
-"""Sliding windows for long videos (design §5): layout and per-frame blending weights.
+"""Sliding windows for long videos (docs/method.md, §5): layout and per-frame blending weights.
 
 Windows of ``window`` frames overlap by ``overlap`` frames; the last window is snapped to the end
 of the video (so it may overlap its neighbour more), and a video no longer than one window is one

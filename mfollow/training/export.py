@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from mfollow.training import data as D
+from mfollow.training import data
 
 
 def _swap_in(staging: Path, final: Path) -> Path:
@@ -36,12 +36,12 @@ def export_segdit(model: Any, folder: Path) -> Path:
 
 
 @torch.no_grad()
-def fit_latent_scale(vae: Any, items: list[D.Item], seed: int, device: str, frames: int = 256) -> float:
+def fit_latent_scale(vae: Any, items: list[data.Item], seed: int, device: str, frames: int = 256) -> float:
     """Set the VAE's ``scaling_factor`` to 1 / std of its latents over ``frames`` training frames
     (as Stable Diffusion's 0.18215 was chosen), so the diffusion sees unit-variance latents.
     Returns the factor set."""
-    rng = D.batch_rng(seed, 65535, 0, 99)  # a batch key of its own (purpose 99 is no micro-batch)
-    batch = D.frame_batch(items, rng, frames)["frame"]
+    rng = data.batch_rng(seed, 65535, 0, 99)  # a batch key of its own (purpose 99 is no micro-batch)
+    batch = data.frame_batch(items, rng, frames)["frame"]
     x = torch.from_numpy(batch).permute(0, 3, 1, 2).float() / 127.5 - 1.0  # (B, H, W, 3) -> (B, 3, H, W) in [-1, 1]
     was_training = vae.training
     vae.eval()

@@ -34,7 +34,7 @@ from torch import nn
 from mfollow.io.atomic import atomic_write_json
 from mfollow.runtime.distributed import join
 from mfollow.runtime.errors import ProjectError, UsageError
-from mfollow.training import data as D
+from mfollow.training import data
 from mfollow.training.objectives import alphas_cumprod, diffusion_loss, mask_loss, vae_loss
 from mfollow.training.plot import plot_losses
 from mfollow.training.settings import LR_SCHEDULES, RESUMABLE_CHANGES, STAGES, Stage, TrainSettings
@@ -115,27 +115,27 @@ def _image(x: np.ndarray, lo: float, hi: float, device: str) -> torch.Tensor:
     return _video(x[:, None], lo, hi, device)[:, :, 0]
 
 
-def _draw(s: TrainSettings, items: list[D.Item], step: int, rank: int, micro: int) -> dict[str, torch.Tensor]:
+def _draw(s: TrainSettings, items: list[data.Item], step: int, rank: int, micro: int) -> dict[str, torch.Tensor]:
     """The batch of (step, rank, micro-batch) as tensors on the device."""
-    rng = D.batch_rng(s.seed, step, rank, micro)
+    rng = data.batch_rng(s.seed, step, rank, micro)
     dev = s.device
     if s.stage == "vae":
-        f = D.frame_batch(items, rng, s.batch, masks=s.region_weight > 0)
+        f = data.frame_batch(items, rng, s.batch, masks=s.region_weight > 0)
         out = {"frame": _image(f["frame"], -1.0, 1.0, dev)}
         if s.region_weight:
             out["mask"] = torch.from_numpy(f["mask"]).to(dev)  # (B, H, W) bool
         return out
     if s.stage == "mask":
-        m = D.mask_batch(items, rng, s.batch)
+        m = data.mask_batch(items, rng, s.batch)
         return {
             "frame": _image(m["frame"], -1.0, 1.0, dev),
             "pose": _image(m["pose"], 0.0, 1.0, dev),
             "mask": torch.from_numpy(m["mask"]).to(dev),
         }
     if s.stage == "image":
-        pairs = D.clip_batch(items, rng, s.batch, 1, s.edit_rate)
+        pairs = data.clip_batch(items, rng, s.batch, 1, s.edit_rate)
     else:
-        _, pairs = D.video_stage_batch(items, rng, s.batch, s.clip_length, s.edit_rate)
+        _, pairs = data.video_stage_batch(items, rng, s.batch, s.clip_length, s.edit_rate)
     out = {
         "reference": _video(pairs["reference"], -1.0, 1.0, dev),
         "reference_uint8": torch.from_numpy(pairs["reference"]),
@@ -287,7 +287,7 @@ def train(
     run: Path,
     *,
     restart: bool = False,
-    items: list[D.Item] | None = None,
+    items: list[data.Item] | None = None,
     data_cache: Path | None = None,
     data_workers: int = 1,
     callback: Callable[[dict[str, Any]], None] | None = None,
@@ -329,11 +329,13 @@ def train(
         if s.data == "synth":
             synth = (s.seed + 1000, s.synth_pairs, s.synth_frames, s.size)
             if data_cache is None:
-                items = D.synth_items(*synth, workers=data_workers)
+                items = data.synth_items(*synth, workers=data_workers)
             else:  # rank 0 renders (or resumes) the cache; every rank then maps the same files
-                items = D.open_cache(dist.on_main(lambda: D.synth_cache(*synth, data_cache, workers=data_workers)))
+                items = data.open_cache(
+                    dist.on_main(lambda: data.synth_cache(*synth, data_cache, workers=data_workers))
+                )
         else:
-            items = D.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask" or s.region_weight > 0)
+            items = data.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask" or s.region_weight > 0)
     modules, bundle = _models(s)
     params = _trainable(s, modules)
     if s.checkpointing and "unet" in modules:
@@ -402,7 +404,7 @@ def _trained_modules(s: TrainSettings) -> tuple[str, ...]:
     return {"vae": ("vae",), "mask": ("segdit",), "image": ("unet", "poctr"), "video": ("unet", "poctr")}[s.stage]
 
 
-def _export(s: TrainSettings, run: Path, modules: dict[str, nn.Module], bundle: Any, items: list[D.Item]) -> Path:
+def _export(s: TrainSettings, run: Path, modules: dict[str, nn.Module], bundle: Any, items: list[data.Item]) -> Path:
     """Save the trained model for use: ``RUN/segdit`` or ``RUN/bundle`` (replaced atomically)."""
     from mfollow.training.export import export_bundle, export_segdit
 

@@ -1,4 +1,4 @@
-"""Where model weights come from and where they live (design §3 "Weights").
+"""Where model weights come from and where they live (docs/weights.md).
 
 A **component** is a named set of files (see :data:`REGISTRY`). Each is looked for, in order:
 

@@ -1,4 +1,4 @@
-"""Video I/O through PyAV: probe, read, write. The only package that imports ``av`` (design §8).
+"""Video I/O through PyAV: probe, read, write. The only package that imports ``av`` (docs/video.md).
 
 - :func:`probe` reports what a file holds without decoding every frame: frame count and
   per-frame presentation timestamps (from the demuxed packets), time base, average fps, duration,

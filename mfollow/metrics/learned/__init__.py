@@ -1,7 +1,7 @@
 """Learned video-quality metrics (``mfollow eval --lpips/--fid/--fvd``; extra ``mfollow[metrics]``).
 
 Each metric names its lineage, because published numbers from different code bases are not
-comparable (``../shared/reference/landscape.md`` §5 of the design notes):
+comparable (docs/metrics.md):
 
 - **LPIPS** v0.1 (Zhang et al. 2018) with the ``alex`` or ``vgg`` trunk, inputs mapped to [-1, 1]
   and the spatial mean of each layer (the ``lpips`` package's defaults; the

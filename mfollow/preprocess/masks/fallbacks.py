@@ -1,7 +1,7 @@
-"""Weight-free estimates of M_e, the source person's mask in the edit pose (design §6).
+"""Weight-free estimates of M_e, the source person's mask in the edit pose (docs/method.md, §8).
 
-- ``warp``: the target's own person mask moved by the alignment transform (pose reference §3.6:
-  the release's aligned target masks reach IoU 0.83-0.89 with its predicted masks).
+- ``warp``: the target's own person mask moved by the alignment transform (measured on the authors'
+  cases: the release's aligned target masks reach IoU 0.83-0.89 with its predicted masks).
 - ``hull``: the edit pose drawn as a body: capsules along the limbs, a disc for the head and a
   convex torso, with widths measured on the source mask M_r around the source's own limbs, so the
   estimate has the source person's build.

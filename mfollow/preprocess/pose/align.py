@@ -1,4 +1,4 @@
-"""Aligning the target's poses to the source person (pose reference §3; paper: MotionEditor [40]).
+"""Aligning the target's poses to the source person (docs/method.md, §10; paper: MotionEditor [40]).
 
 All methods produce one similarity transform without rotation, p' = dst + s (p - src), applied to
 every keypoint (body, feet, hands, face) and to the person box, in pixels: target-frame pixels in,

@@ -1,4 +1,4 @@
-"""DWPose whole-body pose estimation through ONNX Runtime (pose reference §1).
+"""DWPose whole-body pose estimation through ONNX Runtime (docs/method.md, §10).
 
 Two models: the YOLOX-L person detector (``yolox_l.onnx``, input 1x3x640x640, output 1x8400x85)
 and the dw-ll_ucoco_384 pose model (input 1x3x384x288, SimCC outputs 1x133x576 and 1x133x768).

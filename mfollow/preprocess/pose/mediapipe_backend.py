@@ -1,10 +1,10 @@
-"""The offline mediapipe backends (pose reference §4): BlazePose via Holistic for poses and
+"""The offline mediapipe backends (docs/preprocessing.md): BlazePose via Holistic for poses and
 hands, SelfieSegmentation for the source person's mask M_r.
 
 mediapipe 0.10.14 ships these models inside its wheel (model complexity 1 only) and runs without
 network. It is an optional extra; install it slim (docs/preprocessing.md). Single person only.
 
-BlazePose-33 -> OpenPose-18 (reference §4.2): the neck is the shoulders' midpoint with the smaller
+BlazePose-33 -> OpenPose-18 (docs/method.md, §10): the neck is the shoulders' midpoint with the smaller
 visibility; visibility stands for the score; points well outside the frame get score 0 (those just
 past its edge are kept, as DWPose keeps them). Feet: foot index
 for the big toe, heel for the heel, no small toe. Holistic's hands use the OpenPose hand order.

@@ -1,4 +1,4 @@
-"""OpenPose-style skeleton images, the pose conditioning PoCtr sees (pose reference §2).
+"""OpenPose-style skeleton images, the pose conditioning PoCtr sees (docs/method.md, §10).
 
 Black canvas; body limbs as filled ellipse polygons (half-width 4, sampled every degree like
 OpenCV's ``ellipse2Poly``) in the 18-colour table; the canvas is then dimmed to 60% (truncated);

@@ -5,7 +5,7 @@ person keeps the *target's* proportions: a long-legged source performing a short
 motion is drawn short-legged, and the masks and the pose controller follow those limbs. What the
 edit should show is the source's body doing the target's motion: the target's bone directions on
 the source's bone lengths (how the synthetic world makes its ground truth, and what users ask for:
-pose reference §5, items 10-11).
+docs/method.md, §10).
 
 :func:`retarget` rebuilds every frame outward from the root (the mid-hip) along the OpenPose-18
 tree :data:`BONES`::
