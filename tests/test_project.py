@@ -76,9 +76,11 @@ def test_key_depends_on_content_weights_and_code_not_on_path(tmp_path: Path, src
 def test_touched_but_identical_input_stays_fresh_and_is_rehashed(tmp_path: Path, src: Path, monkeypatch) -> None:
     with P.Project.open(tmp_path / "proj") as proj:
         _run(proj, _spec(src))
+    from mfollow.io import hashing
+
     calls = []
-    real = P.sha256_file
-    monkeypatch.setattr(P, "sha256_file", lambda p: calls.append(p) or real(p))
+    real = hashing.sha256_file
+    monkeypatch.setattr(hashing, "sha256_file", lambda p: calls.append(p) or real(p))
     with P.Project.open(tmp_path / "proj") as proj:
         assert _run(proj, _spec(src)) is True
         assert calls == []  # size and mtime unchanged: the recorded hash is reused
