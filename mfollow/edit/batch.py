@@ -17,8 +17,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from mfollow.edit.pipeline import run_request
 from mfollow.edit.preflight import preflight
 from mfollow.edit.request import EditRequest
+from mfollow.models.presets import get_preset
 from mfollow.runtime.errors import EXIT_INTERNAL, MediaError, MfollowError, UsageError
 
 Note = Callable[[str], None]
@@ -42,8 +44,6 @@ def execute(
     :func:`mfollow.edit.pipeline.run_request`; the model is loaded only once the inputs are known
     good (``model``: an already loaded bundle and its identity). ``long`` under ``torchrun`` spreads
     its windows over the ranks. ``reporter``: a :class:`mfollow.runtime.progress.Reporter`."""
-    from mfollow.edit.pipeline import run_request
-    from mfollow.models.presets import get_preset
     from mfollow.runtime.distributed import join, launched_world
 
     say = note or (lambda _: None)

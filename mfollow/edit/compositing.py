@@ -20,6 +20,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from mfollow.preprocess.masks.morphology import edge
+
 
 def person_alpha(M_e: np.ndarray, M_r: np.ndarray, margin: int) -> np.ndarray:
     """(N, H, W) boolean masks -> (N, H, W) float32 alpha: 1 on M_e ∪ M_r, (margin + 1 - d) /
@@ -55,7 +57,6 @@ def feathered_alpha(mask: np.ndarray) -> np.ndarray:
     """(..., H, W) bool -> float32 alpha of a cut-out pasted with a soft edge: 1 inside ``mask``,
     1/2 on its edge (its pixels with a neighbour outside it, :func:`mfollow.preprocess.masks.morphology.edge`),
     0 outside. A pixel on a cut-out's edge is partly the object and partly what lay behind it."""
-    from mfollow.preprocess.masks.morphology import edge
 
     return np.where(edge(mask), np.float32(0.5), mask.astype(np.float32))
 

@@ -27,6 +27,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from mfollow.io.atomic import atomic_write_json
+from mfollow.preprocess.pose.keypoints import PoseSequence
 
 if TYPE_CHECKING:
     from mfollow.preprocess.pose.align import AlignSettings
@@ -184,7 +185,6 @@ def registered_truth(pair: Any, staged: dict[str, Path], out: Path) -> tuple[Any
     """The pair's ground-truth edit registered to the staged (aligned) edit poses
     (:mod:`mfollow.synth.register`), written to ``out`` (its ``edit_gt.mp4`` and ``edit_masks``,
     what :func:`scores` reads): (the registered pair, ``out``, the offset in world pixels)."""
-    from mfollow.preprocess.pose.keypoints import PoseSequence
     from mfollow.synth.files import write_pair
     from mfollow.synth.register import placement_offset, registered
 

@@ -17,6 +17,7 @@ from mfollow.io.video import VideoWriter
 from mfollow.io.video.read import Geometry, restore_frame
 from mfollow.io.video.write import average_rate
 from mfollow.models.bundle import ModelBundle
+from mfollow.preprocess.pose.warp import warp_person
 
 DECODE_CHUNK = 4  # frames decoded and written at a time
 
@@ -53,7 +54,6 @@ def _warped(
     ``M_r`` (n, H, W), the same frames' source and mask) pasted over them within the edit person
     M_e (n, H, W), with a soft edge (:func:`mfollow.edit.compositing.feathered_alpha`). Both pose
     inputs are keypoints (checked before sampling)."""
-    from mfollow.preprocess.pose.warp import warp_person
 
     src_kp, edit_kp = pose_points(clip.source_poses, start, stop), pose_points(clip.edit_poses, start, stop)
     assert src_kp is not None and edit_kp is not None

@@ -22,7 +22,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from mfollow.edit.preflight import preflight
+from mfollow.edit.prepare import StagePlan, prepare_stages
 from mfollow.edit.request import PATH_FIELDS, PATH_OPTIONS, EditRequest
+from mfollow.models.presets import PRESETS, get_preset
+from mfollow.runtime.devices import check_device
 from mfollow.runtime.errors import UsageError
 
 if TYPE_CHECKING:
@@ -64,8 +67,6 @@ class MotionFollowerPipeline:
             WeightsError: the weights are not installed or do not match.
         """
         from mfollow.models.loading import choose_preset, load_bundle
-        from mfollow.models.presets import PRESETS
-        from mfollow.runtime.devices import check_device
 
         check_device(device)
         weights = None
@@ -141,7 +142,6 @@ def run_request(
     from mfollow.edit.preview import PREVIEW_DIR
     from mfollow.edit.resume import StateStore, run_key
     from mfollow.edit.run import run_edit
-    from mfollow.models.presets import get_preset
     from mfollow.runtime.distributed import Group, rank_device
 
     say = note or (lambda _: None)
@@ -214,7 +214,6 @@ def run_request(
 
 def _prepare(r: EditRequest, project: Path, note: Note) -> tuple[dict[str, Path], dict[str, Any]]:
     """The pose, align and mask stages in the project (run, cached or reused)."""
-    from mfollow.edit.prepare import StagePlan, prepare_stages
 
     plan = StagePlan(
         pose_backend=r.pose_backend, edit_mask_backend=r.edit_mask_backend,  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from mfollow.edit.request import PATH_FIELDS, EditRequest
+from mfollow.runtime.devices import check_device
 from mfollow.runtime.errors import UsageError
 
 if TYPE_CHECKING:
@@ -19,7 +20,6 @@ def preflight(r: EditRequest) -> Path | None:
     about a second). Returns the project folder the edit will use (None: none needed)."""
     from mfollow.io import checks
     from mfollow.preprocess.project import default_project_dir
-    from mfollow.runtime.devices import check_device
 
     if r.output is None or (r.source is None and r.case is None):
         raise UsageError("an edit needs SRC (or a case folder) and an output")

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from mfollow.edit.inputs import EditInputs
 from mfollow.edit.settings import OUTPUT_ONLY, EditSettings
+from mfollow.io.hashing import fingerprint
 from mfollow.runtime.errors import MediaError, ProjectError
 from mfollow.sampling.state import SamplerState
 
@@ -52,7 +53,6 @@ def run_key(inputs: EditInputs, s: EditSettings, weights: str) -> str:
     """What a run's sampler state depends on: input file (or folder) contents, settings and the
     weights' identity. Settings that only shape the written frames (:data:`OUTPUT_ONLY`) are left
     out, so an interrupted ``long`` can resume with, e.g., ``--no-composite``."""
-    from mfollow.io.hashing import fingerprint
 
     h = hashlib.sha256()
     for p in (inputs.source, inputs.source_poses, inputs.edit_poses, inputs.source_masks, inputs.edit_masks):

@@ -27,7 +27,9 @@ from mfollow.edit.resume import StateStore
 from mfollow.edit.settings import EditSettings
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.project import SPILL_PREFIX
+from mfollow.runtime.determinism import deterministic_kernels
 from mfollow.runtime.errors import UsageError
+from mfollow.sampling import camera as camera_mode
 from mfollow.sampling.ddim import initial_noise, schedule
 from mfollow.sampling.sampler import sample
 from mfollow.sampling.spread import share
@@ -61,7 +63,6 @@ def run_edit(
     arguments; each samples its share of the windows (:mod:`mfollow.sampling.spread`); rank 0
     alone holds the ``store`` (its checkpoint, read and broadcast on resume), decodes and writes
     ``output``; the other ranks return ``{"rank": r}``."""
-    from mfollow.runtime.determinism import deterministic_kernels
 
     with deterministic_kernels(torch.device(s.device)):
         return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
@@ -142,8 +143,6 @@ def _run_edit(
         before["state"] = event["state"]
         if progress is not None:
             progress(event)
-
-    from mfollow.sampling import camera as camera_mode
 
     with _spill_folder(work_dir if len(windows) > 1 else None, group) as spill:
         conditioner = WindowConditioner(bundle, clip, device, dtype, None if len(windows) == 1 else Path(spill))

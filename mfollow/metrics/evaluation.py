@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image
 
 from mfollow.io.atomic import atomic_write_text
+from mfollow.io.checks import check_writable_folder
 from mfollow.metrics.frames import NAMES, REGIONS, SSIM_VARIANT, Report, evaluate
 from mfollow.runtime.errors import MediaError
 
@@ -118,7 +119,6 @@ def json_number(v: float) -> float | str | None:
 
 def check_writable(path: Path) -> None:
     """Fail before any work when a file cannot be written at ``path`` (raises :class:`MediaError`)."""
-    from mfollow.io.checks import check_writable_folder
 
     check_writable_folder(path.parent, str(path))
 

@@ -27,6 +27,7 @@ from mfollow.models.presets import SCHEDULER, get_preset
 from mfollow.models.unet3d import UNet3D
 from mfollow.runtime.errors import WeightsError
 from mfollow.version import __version__
+from mfollow.weights.registry import resolve
 
 COMPONENTS = ("unet", "poctr", "vae", "image_encoder")
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
@@ -105,8 +106,6 @@ class ModelBundle:
         PoCtr, the ``sd-vae-ft-mse`` VAE and the ``sd-image-variations`` image encoder."""
         from diffusers import AutoencoderKL
         from transformers import CLIPVisionModelWithProjection
-
-        from mfollow.weights.registry import resolve
 
         _quiet_hf()
         mf, vae, siv = (resolve(n, explicit) for n in ("motionfollower", "sd-vae-ft-mse", "sd-image-variations"))

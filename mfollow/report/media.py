@@ -15,6 +15,7 @@ from PIL import Image
 
 from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.preprocess.pose.render import render_sequence
+from mfollow.runtime.errors import MediaError
 
 M_R_TINT = np.array([255, 64, 64], np.float32)  # M_r: red
 M_E_TINT = np.array([64, 255, 64], np.float32)  # M_e: green
@@ -75,7 +76,6 @@ def write_clip(path: Path, frames: Iterable[np.ndarray], timestamps: list[int], 
     """Frames as an H.264 mp4 at the given timing (as many frames as both have), streamed: memory
     does not grow with the video's length."""
     from mfollow.io.video import VideoWriter
-    from mfollow.runtime.errors import MediaError
 
     writer = None
     try:

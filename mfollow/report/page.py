@@ -28,8 +28,11 @@ from pathlib import Path
 from typing import Any
 
 from mfollow.io.atomic import atomic_write_text
+from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.report import media as report_media
+from mfollow.report.records import EVAL_DIR, RESULT
 from mfollow.runtime.errors import MediaError, ProjectError
+from mfollow.version import __version__
 
 PLOTTED = ("psnr", "ssim", "psnr_fg", "psnr_bg")  # per-frame metrics drawn when present
 
@@ -146,7 +149,6 @@ def _recorded_video(records: dict[str, Any], stage: str) -> Path | None:
 
 
 def _pose_clips(proj: Any, media: Path, source: Path, size: tuple[int, int], timing: Any, say: Any, rel: Any) -> list:
-    from mfollow.preprocess.pose.keypoints import PoseSequence
 
     clips = []
     drawn = []
@@ -169,7 +171,6 @@ def _pose_clips(proj: Any, media: Path, source: Path, size: tuple[int, int], tim
 
 
 def _result(project: Path) -> Path | None:
-    from mfollow.report.records import RESULT
 
     path = project / RESULT
     if not path.is_file():
@@ -182,7 +183,6 @@ def _result(project: Path) -> Path | None:
 
 
 def _metrics_plot(project: Path) -> str | None:
-    from mfollow.report.records import EVAL_DIR
 
     path = project / EVAL_DIR / "per_frame.csv"
     if not path.is_file():
@@ -290,7 +290,6 @@ svg.plot text { font-size: 11px; fill: #444; } svg.plot .title { font-weight: bo
 
 
 def _page(project: Path, sections: list[str]) -> str:
-    from mfollow.version import __version__
 
     title = html.escape(f"mfollow report: {project.resolve().name}")
     return (

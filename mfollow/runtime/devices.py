@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from mfollow.runtime.errors import UsageError
+
 
 def check_device(device: str) -> None:
     """Refuse a device this machine does not have (usage error, before any work)."""
     if device == "cpu":
         return
     import torch
-
-    from mfollow.runtime.errors import UsageError
 
     if device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no CUDA device is available")

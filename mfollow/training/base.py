@@ -9,6 +9,7 @@ from typing import Any
 import torch
 
 from mfollow.runtime.errors import WeightsError
+from mfollow.weights.registry import resolve
 
 
 def sd15_base_bundle(seed: int = 0) -> Any:
@@ -16,7 +17,6 @@ def sd15_base_bundle(seed: int = 0) -> Any:
     from transformers import CLIPVisionModelWithProjection
 
     from mfollow.models.bundle import ModelBundle
-    from mfollow.weights.registry import resolve
 
     siv, vae_dir = resolve("sd-image-variations"), resolve("sd-vae-ft-mse")  # missing -> exit 3
     bundle = ModelBundle.random("sd15", seed=seed)

@@ -27,6 +27,7 @@ import numpy as np
 
 from mfollow.io.atomic import atomic_write_json
 from mfollow.preprocess.lock import ProjectLock
+from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 
 #: Probability that a video-stage batch is a batch of image pairs (paper §2.2, stage 2).
@@ -186,7 +187,6 @@ def folder_items(folder: Path, size: int, *, need_masks: bool = False) -> list[I
 
     from mfollow.io.video import iter_frames, probe
     from mfollow.preprocess.masks.files import read_masks
-    from mfollow.preprocess.pose.keypoints import PoseSequence
     from mfollow.preprocess.pose.render import render_sequence
 
     if not folder.is_dir():

@@ -31,10 +31,11 @@ import numpy as np
 import torch
 from torch import nn
 
-from mfollow.io.atomic import atomic_write_json
+from mfollow.io.atomic import atomic_write_json, atomic_write_text
 from mfollow.runtime.distributed import join
 from mfollow.runtime.errors import ProjectError, UsageError
 from mfollow.training import data
+from mfollow.training.export import export_bundle, export_segdit
 from mfollow.training.objectives import alphas_cumprod, diffusion_loss, mask_loss, vae_loss
 from mfollow.training.plot import plot_losses
 from mfollow.training.settings import LR_SCHEDULES, RESUMABLE_CHANGES, STAGES, Stage, TrainSettings
@@ -268,7 +269,6 @@ def _read_log(run: Path, upto: int) -> list[tuple[int, float, float]]:
 
 
 def _write_log(run: Path, rows: list[tuple[int, float, float]]) -> None:
-    from mfollow.io.atomic import atomic_write_text
 
     atomic_write_text(run / "log.csv", "step,loss,seconds\n" + "".join(f"{a},{b:.6g},{c:.3f}\n" for a, b, c in rows))
 
@@ -406,7 +406,6 @@ def _trained_modules(s: TrainSettings) -> tuple[str, ...]:
 
 def _export(s: TrainSettings, run: Path, modules: dict[str, nn.Module], bundle: Any, items: list[data.Item]) -> Path:
     """Save the trained model for use: ``RUN/segdit`` or ``RUN/bundle`` (replaced atomically)."""
-    from mfollow.training.export import export_bundle, export_segdit
 
     if s.stage == "mask":
         return export_segdit(modules["segdit"], run / "segdit")

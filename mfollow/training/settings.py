@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from mfollow.models.meta import read_meta
+from mfollow.models.presets import get_preset
 from mfollow.runtime.errors import UsageError, WeightsError
 from mfollow.training.data import EDIT_TARGET_RATE
 
@@ -58,7 +60,6 @@ class TrainSettings:
             raise UsageError("--region-weight must be 0 or more")
         if self.region_weight and self.stage not in ("image", "video", "vae"):
             raise UsageError(f"--region-weight applies to --stage image, video or vae, not {self.stage}")
-        from mfollow.models.presets import get_preset
 
         if self.lr_schedule not in LR_SCHEDULES:
             raise UsageError(f"unknown --lr-schedule {self.lr_schedule!r}; choose from {', '.join(LR_SCHEDULES)}")
@@ -78,7 +79,6 @@ class TrainSettings:
             if self.init and not (Path(self.init) / "config.json").is_file():
                 raise WeightsError(f"{self.init}: not a SegDiT folder (no config.json)")
             return
-        from mfollow.models.meta import read_meta
 
         for option, folder in (("--init", self.init), ("--vae", self.vae)):
             if folder is None:

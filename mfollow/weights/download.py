@@ -15,6 +15,7 @@ from pathlib import Path
 from mfollow.io.atomic import atomic_write_json
 from mfollow.io.hashing import sha256_file
 from mfollow.runtime.errors import WeightsError
+from mfollow.version import __version__
 from mfollow.weights.registry import OFFICIAL_URL, STAMP, Component, WeightFile, data_dir, get_component
 
 
@@ -169,7 +170,6 @@ _urlopen = urllib.request.urlopen
 
 def _https_fetch(f: WeightFile, staging: Path) -> Path:
     """Stream ``f.url`` into ``staging/f.path``."""
-    from mfollow.version import __version__
 
     assert f.url is not None
     if not f.url.startswith("https://"):

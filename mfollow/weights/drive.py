@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from mfollow.runtime.errors import WeightsError
-from mfollow.weights.registry import OFFICIAL_FILES
+from mfollow.weights.registry import OFFICIAL_FILES, data_dir
 
 #: The folder linked from the authors' README (github.com/Francis-Rings/MotionFollower).
 OFFICIAL_DRIVE_FOLDER = "1yWRNmd4-vbJfV1Ji_zhpNSwNpuJVat7o"
@@ -64,7 +64,6 @@ def download_official(
     """
     from mfollow.io.hashing import sha256_file
     from mfollow.models.official import base_unet_state, import_official
-    from mfollow.weights.registry import data_dir
     from mfollow.weights.stamps import write_stamp
 
     root = Path(to) if to is not None else data_dir()

@@ -16,15 +16,14 @@ import torch
 from torch import nn
 
 from mfollow.metrics.learned.frechet import feature_distance
-from mfollow.metrics.learned.i3d import i3d_features
+from mfollow.metrics.learned.i3d import i3d_features, load_i3d
+from mfollow.metrics.learned.inception import FIDInception
+from mfollow.metrics.learned.lpips import LPIPS
 from mfollow.metrics.learned.settings import LearnedSettings
 
 
 def load_models(settings: LearnedSettings, weights: Path | None = None) -> dict[str, nn.Module]:
     """The networks the settings ask for, from the weights resolver (exit 3 with what to run)."""
-    from mfollow.metrics.learned.i3d import load_i3d
-    from mfollow.metrics.learned.inception import FIDInception
-    from mfollow.metrics.learned.lpips import LPIPS
     from mfollow.weights.registry import resolve
 
     models: dict[str, nn.Module] = {}

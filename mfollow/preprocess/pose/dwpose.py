@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from mfollow.runtime.errors import WeightsError
+from mfollow.runtime.errors import MediaError, WeightsError
 
 DETECT_RESOLUTION = 512
 MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
@@ -250,7 +250,6 @@ def estimate_video(
     no person was found (filled by :func:`fill_gaps`)."""
     from mfollow.io.media import media_frames, media_info
     from mfollow.preprocess.pose.keypoints import PoseSequence
-    from mfollow.runtime.errors import MediaError
 
     info = media_info(video)
     w, h = detect_resolution(info.display_width, info.display_height)

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from mfollow.preprocess.pose.keypoints import SEEN
+from mfollow.preprocess.pose.dwpose import fill_gaps
+from mfollow.preprocess.pose.keypoints import SEEN, PoseSequence
 from mfollow.runtime.errors import MediaError, WeightsError
 
 #: OpenPose-18 index -> BlazePose index (the neck, 1, is computed)
@@ -116,8 +117,6 @@ def estimate_frames(
 def estimate_video(video: Path, max_gap: int = 8) -> tuple[Any, list[int]]:
     """Poses of every frame (a :class:`PoseSequence`) and the frames without a person (filled)."""
     from mfollow.io.media import media_frames, media_info
-    from mfollow.preprocess.pose.dwpose import fill_gaps
-    from mfollow.preprocess.pose.keypoints import PoseSequence
 
     info = media_info(video)
     n = info.frame_count
