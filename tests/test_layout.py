@@ -122,3 +122,10 @@ def test_every_citation_in_the_package_resolves_inside_the_repository() -> None:
     assert cited and all((ROOT.parent / c).is_file() for c in cited), sorted(
         c for c in cited if not (ROOT.parent / c).is_file()
     )
+
+
+def test_the_tests_mirror_the_layers() -> None:
+    tests = Path(__file__).parent
+    folders = {p.name for p in tests.iterdir() if p.is_dir() and not p.name.startswith((".", "_"))}
+    assert folders - {"golden"} <= set(LAYERS)
+    assert all(any(folder.glob("test_*.py")) for folder in (tests / name for name in folders - {"golden"}))

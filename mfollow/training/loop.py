@@ -156,7 +156,7 @@ def _generator(s: TrainSettings, step: int, rank: int, micro: int) -> torch.Gene
 
 
 # ----------------------------------------------------------------------------- set-up
-def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
+def build_models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
     """(every module of the run by name, the bundle or None) from ``--init`` or a fresh start."""
     if s.stage == "mask":
         from mfollow.preprocess.masks.segdit import SEGDIT_SIZES, SegDiT
@@ -183,7 +183,7 @@ def _models(s: TrainSettings) -> tuple[dict[str, nn.Module], Any]:
     return bundle.modules(), bundle
 
 
-def _trainable(s: TrainSettings, modules: dict[str, nn.Module]) -> list[tuple[str, nn.Parameter]]:
+def trainable_parameters(s: TrainSettings, modules: dict[str, nn.Module]) -> list[tuple[str, nn.Parameter]]:
     """Freeze everything, then unfreeze what the stage trains; (qualified name, parameter) pairs."""
     for m in modules.values():
         m.requires_grad_(False).eval()
@@ -336,8 +336,8 @@ def train(
                 )
         else:
             items = data.folder_items(Path(s.data), s.size, need_masks=s.stage == "mask" or s.region_weight > 0)
-    modules, bundle = _models(s)
-    params = _trainable(s, modules)
+    modules, bundle = build_models(s)
+    params = trainable_parameters(s, modules)
     if s.checkpointing and "unet" in modules:
         modules["unet"].gradient_checkpointing = True  # type: ignore[assignment]
     opt = torch.optim.AdamW([p for _, p in params], lr=s.lr, weight_decay=0.0)

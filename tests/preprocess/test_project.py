@@ -218,6 +218,7 @@ def test_lock_held_by_another_live_process(tmp_path: Path) -> None:
         assert json.loads((root / ".lock").read_text())["pid"] == os.getpid()
 
 
+@pytest.mark.slow
 def test_stale_locks_are_recovered(tmp_path: Path) -> None:
     root = tmp_path / "proj"
     root.mkdir()
@@ -250,6 +251,7 @@ def test_atomic_write_interrupted_by_exception_keeps_previous(tmp_path: Path) ->
     assert target.read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["m.json"]
 
 
+@pytest.mark.slow
 def test_atomic_write_killed_mid_way_keeps_previous(tmp_path: Path) -> None:
     target = tmp_path / "big.bin"
     target.write_bytes(b"previous")

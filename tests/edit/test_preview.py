@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from test_editing import bundle, inputs_of, pair, settings  # noqa: F401  (fixtures)
+from test_editing import inputs_of, settings
 
 from mfollow.edit import preview
 from mfollow.edit import run as editing
@@ -29,7 +29,7 @@ def test_clean_estimate_inverts_a_ddim_step() -> None:
     assert clean_estimate(z_t, z_prev, a_t, 1.0) is z_prev  # the last step lands on x0
 
 
-def test_previews_every_k_steps(tmp_path: Path, bundle, pair, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_previews_every_k_steps(tmp_path: Path, bundle, pair, monkeypatch: pytest.MonkeyPatch) -> None:
     written: list[int] = []
     real = preview.write_preview
 
@@ -53,7 +53,7 @@ def test_previews_every_k_steps(tmp_path: Path, bundle, pair, monkeypatch: pytes
     assert sorted(p.name for p in (tmp_path / "preview").iterdir()) == ["latest"]  # no staging left
 
 
-def test_no_preview_costs_nothing(tmp_path: Path, bundle, pair, monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
+def test_no_preview_costs_nothing(tmp_path: Path, bundle, pair, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(editing, "write_preview", lambda *a: pytest.fail("no preview was asked for"))
     monkeypatch.setattr(editing, "clean_estimate", lambda *a: pytest.fail("no preview was asked for"))
     run_edit(bundle, inputs_of(pair), settings(), tmp_path / "o.mp4")

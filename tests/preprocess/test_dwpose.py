@@ -109,9 +109,10 @@ def _weights(tmp_path: Path, score: float) -> Path:
     return root
 
 
+@pytest.mark.slow
 def test_pose_stage_with_dwpose_models(tmp_path: Path) -> None:
+    from clirun import mfollow, one_line_error
     from media import make_video
-    from test_cli import mfollow, one_line_error
 
     from mfollow.preprocess.pose.keypoints import PoseSequence
     from mfollow.preprocess.stages import pose_stage
@@ -136,10 +137,11 @@ COCO_BODY = [
 ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_edit_runs_the_stages_itself(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     import json
 
-    from test_cli import mfollow, one_line_error
+    from clirun import mfollow, one_line_error
 
     from mfollow.models.bundle import ModelBundle
     from mfollow.synth import make_pair

@@ -74,6 +74,7 @@ def test_stages_with_mediapipe(astronaut: np.ndarray, tmp_path: Path) -> None:
     assert m_r.shape == (3, 512, 512) and 0.3 < m_r.mean() < 0.8
 
 
+@pytest.mark.slow
 def test_headline_edit_of_real_photographs_offline(astronaut: np.ndarray, tmp_path: Path) -> None:
     """`mfollow edit src.mp4 tgt.mp4 -o out.mp4` on photographed people, on a machine without
     DWPose: mediapipe poses and segments them, the bundled model edits (nothing else given but a
@@ -81,9 +82,9 @@ def test_headline_edit_of_real_photographs_offline(astronaut: np.ndarray, tmp_pa
     import json
     from fractions import Fraction
 
+    from clirun import run
     from PIL import Image
     from skimage import data
-    from test_preflight import run
 
     from mfollow.io.video import probe, write_video
 

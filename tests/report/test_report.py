@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from clirun import mfollow, one_line_error
 from PIL import Image
-from test_cli import mfollow, one_line_error
 
 from mfollow.io.video import probe
 from mfollow.report.page import svg_plot
@@ -54,6 +54,7 @@ def demo_project(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out / "project"
 
 
+@pytest.mark.slow
 def test_page_and_media_from_the_cache(demo_project: Path, tmp_path: Path) -> None:
     page = tmp_path / "copy" / "page.html"
     r = mfollow("report", "-p", str(demo_project), "-o", str(page), "--json", "-q")
@@ -73,6 +74,7 @@ def test_page_and_media_from_the_cache(demo_project: Path, tmp_path: Path) -> No
     assert text.count("<svg") == 4 and "fresh" in text and "&quot;edit_backend&quot;: &quot;segdit&quot;" in text
 
 
+@pytest.mark.slow
 def test_report_errors(tmp_path: Path) -> None:
     one_line_error(mfollow("report", "-p", str(tmp_path / "none")), 5, "no such project")
     (tmp_path / "p").mkdir()
@@ -88,6 +90,7 @@ def test_svg_plot_draws_every_point() -> None:
     assert len(points) == 3 and points[1].endswith(",22.0") and points[0].endswith(",36.0")  # max at the top
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(CHROMIUM is None, reason="no Chromium installed (Debian: apt-get install chromium)")
 def test_the_page_loads_in_a_real_browser(demo_project: Path, tmp_path: Path) -> None:
     r = mfollow("report", "-p", str(demo_project), "-q")

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import mfollow, one_line_error
 from media import make_audio_only, make_empty_video, make_video
 from procs import project_locked_by_child
 
@@ -16,23 +17,7 @@ from mfollow import __version__
 from mfollow.preprocess import project as P
 
 
-def mfollow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MFOLLOW_DEBUG"}
-    return subprocess.run(
-        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
-    )
-
-
-def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
-    assert result.returncode == code, result.stderr
-    assert result.stdout == ""
-    lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1, result.stderr
-    assert "Traceback" not in result.stderr
-    for needle in needles:
-        assert needle in lines[0], lines[0]
-
-
+@pytest.mark.slow
 def test_version_and_help() -> None:
     r = mfollow("--version")
     assert r.returncode == 0 and r.stdout.strip() == f"mfollow {__version__}"
@@ -43,12 +28,14 @@ def test_version_and_help() -> None:
         assert r.returncode == 0 and "Usage" in r.stdout
 
 
+@pytest.mark.slow
 def test_console_script_is_installed() -> None:
     exe = Path(sys.executable).with_name("mfollow")
     r = subprocess.run([str(exe), "--version"], capture_output=True, text=True)
     assert r.returncode == 0 and __version__ in r.stdout
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv", [["--help"], ["info", "--help"], ["status", "--help"], ["--version"]])
 def test_help_does_not_import_heavy_libraries(argv: list[str]) -> None:
     code = (
@@ -61,6 +48,7 @@ def test_help_does_not_import_heavy_libraries(argv: list[str]) -> None:
     assert r.stdout.strip().splitlines()[-1] == "HEAVY [] 0"
 
 
+@pytest.mark.slow
 def test_info_json_and_text(tmp_path: Path) -> None:
     video = make_video(tmp_path / "clip.mp4", n=10, audio="aac", rotation=90)
     r = mfollow("info", str(video), "--json")
@@ -74,6 +62,7 @@ def test_info_json_and_text(tmp_path: Path) -> None:
     assert r.returncode == 0 and "frames     10 (constant frame rate, average 25 fps)" in r.stdout
 
 
+@pytest.mark.slow
 def test_bad_media_inputs_exit_4(tmp_path: Path) -> None:
     (tmp_path / "notes.txt").write_text("not a video")
     cases = {
@@ -87,6 +76,7 @@ def test_bad_media_inputs_exit_4(tmp_path: Path) -> None:
         one_line_error(mfollow("info", path), 4, path, needle)
 
 
+@pytest.mark.slow
 def test_usage_errors_exit_2() -> None:
     one_line_error(mfollow("info"), 2, "Missing argument 'VIDEO'")
     one_line_error(mfollow("info", "x.mp4", "--bogus"), 2, "No such option: --bogus")
@@ -94,6 +84,7 @@ def test_usage_errors_exit_2() -> None:
     one_line_error(mfollow("status"), 2, "--project")
 
 
+@pytest.mark.slow
 def test_debug_shows_the_traceback(tmp_path: Path) -> None:
     r = mfollow("info", str(tmp_path / "missing.mp4"), "--debug")
     assert r.returncode == 4 and "Traceback" in r.stderr and "no such file" in r.stderr
@@ -109,6 +100,7 @@ def _project_with_stage(tmp_path: Path) -> tuple[Path, Path]:
     return root, src
 
 
+@pytest.mark.slow
 def test_status_json(tmp_path: Path) -> None:
     root, src = _project_with_stage(tmp_path)
     r = mfollow("status", "-p", str(root), "--json")
@@ -127,6 +119,7 @@ def test_status_json(tmp_path: Path) -> None:
     assert r.returncode == 0 and "pose         stale    input video" in r.stdout
 
 
+@pytest.mark.slow
 def test_project_errors_exit_5(tmp_path: Path) -> None:
     one_line_error(mfollow("status", "-p", str(tmp_path / "nope")), 5, "no such project directory")
     root, _ = _project_with_stage(tmp_path)
@@ -137,6 +130,7 @@ def test_project_errors_exit_5(tmp_path: Path) -> None:
     assert manifest.read_text() == '{"format": 1, "stages": '
 
 
+@pytest.mark.slow
 def test_locked_project_exits_5(tmp_path: Path) -> None:
     root, _ = _project_with_stage(tmp_path)
     with project_locked_by_child(root) as owner:
@@ -182,6 +176,7 @@ def _all_commands() -> list[list[str]]:
     return walk(typer.main.get_command(app), [])
 
 
+@pytest.mark.slow
 def test_help_of_every_command_is_plain() -> None:
     """Flags show no value placeholder; docstrings show no reStructuredText markup."""
     from mfollow.cli import main
@@ -196,6 +191,7 @@ def test_help_of_every_command_is_plain() -> None:
     assert main(["long", "--restart", "--help"]) == 0
 
 
+@pytest.mark.slow
 def test_closed_pipe_exits_quietly(tmp_path: Path) -> None:
     video = make_video(tmp_path / "v.mp4", n=3)
     proc = subprocess.Popen(

@@ -238,7 +238,7 @@ def test_scorer_streams_frames_and_clips() -> None:
 # ---------------------------------------------------------------------------------------- CLI
 @pytest.mark.slow
 def test_cli_eval_learned_metrics(tmp_path: Path) -> None:
-    from test_cli import mfollow, one_line_error
+    from clirun import mfollow, one_line_error
 
     pair = tmp_path / "pair"
     assert mfollow("synth", str(pair), "--seed", "3", "--frames", "8", "--size", "64", "-q").returncode == 0

@@ -107,12 +107,13 @@ def test_a_still_image_stands_for_every_frame_of_the_edit(tmp_path: Path, pair: 
     assert m_e.shape == (12, 64, 64)  # one M_e per target frame, from the one source image
 
 
+@pytest.mark.slow
 def test_cli_edit_of_a_folder_of_photographs(tmp_path: Path) -> None:
     """`mfollow edit frames/ tgt.mp4 -o out.mp4` with frames named frame_0 … frame_5 (mediapipe
     poses and segments them), then the project's report."""
     pytest.importorskip("mediapipe")
     data = pytest.importorskip("skimage.data")
-    from test_preflight import run
+    from clirun import run
 
     from mfollow.io.video import write_video
 
@@ -132,9 +133,9 @@ def test_cli_edit_of_a_folder_of_photographs(tmp_path: Path) -> None:
     assert (tmp_path / "out.mfollow" / "report" / "report.html").is_file()
 
 
+@pytest.mark.slow
 def test_a_folder_of_two_sizes_is_refused_before_anything_runs(tmp_path: Path, pair: Path) -> None:
-    from test_cli import one_line_error
-    from test_preflight import run
+    from clirun import one_line_error, run
 
     frames = as_folder(read_frames(pair / "source.mp4")[:3], tmp_path / "frames")
     Image.fromarray(np.zeros((32, 48, 3), np.uint8)).save(frames / "frame_2.png")

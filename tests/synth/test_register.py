@@ -14,7 +14,7 @@ from mfollow.synth import make_pair
 from mfollow.synth.files import MASK_DIRS, POSE_NAMES, VIDEO_NAMES, write_pair
 from mfollow.synth.register import placement_offset, registered
 
-sys.path.insert(0, str(Path(__file__).parents[1] / "benchmarks"))
+sys.path.insert(0, str(Path(__file__).parents[2] / "benchmarks"))
 from placement import residual_error
 
 

@@ -7,8 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
+from clirun import mfollow, one_line_error
 from media import make_video
-from test_cli import mfollow, one_line_error
 
 
 @pytest.fixture(scope="module")
@@ -21,6 +21,7 @@ def pair_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_synth_writes_the_layout_and_is_reproducible(pair_dir: Path, tmp_path: Path) -> None:
     names = {p.name for p in pair_dir.iterdir()}
     assert names == {
@@ -39,6 +40,7 @@ def test_synth_writes_the_layout_and_is_reproducible(pair_dir: Path, tmp_path: P
         assert (again / name).read_bytes() == (pair_dir / name).read_bytes()
 
 
+@pytest.mark.slow
 def test_eval_source_against_ground_truth_and_itself(pair_dir: Path, tmp_path: Path) -> None:
     r = mfollow(
         "eval", str(pair_dir / "source.mp4"), str(pair_dir / "edit_gt.mp4"),
@@ -58,6 +60,7 @@ def test_eval_source_against_ground_truth_and_itself(pair_dir: Path, tmp_path: P
     assert perfect["psnr"] == "inf" and perfect["ssim"] == pytest.approx(1.0) and perfect["l1"] == 0
 
 
+@pytest.mark.slow
 def test_eval_refuses_mismatches_unless_told(pair_dir: Path, tmp_path: Path) -> None:
     ref = pair_dir / "edit_gt.mp4"
     bigger = make_video(tmp_path / "big.mp4", n=10, width=96, height=96)
@@ -70,6 +73,7 @@ def test_eval_refuses_mismatches_unless_told(pair_dir: Path, tmp_path: Path) -> 
     one_line_error(mfollow("eval", str(ref), str(ref), "--fg-masks", str(tmp_path)), 4, "holds no mask images")
 
 
+@pytest.mark.slow
 def test_unwritable_output_locations_exit_4(pair_dir: Path, tmp_path: Path) -> None:
     blocker = tmp_path / "a-file"
     blocker.write_text("x")
@@ -78,6 +82,7 @@ def test_unwritable_output_locations_exit_4(pair_dir: Path, tmp_path: Path) -> N
     one_line_error(mfollow("eval", ref, ref, "--per-frame", str(blocker / "t.csv")), 4, "t.csv")
 
 
+@pytest.mark.slow
 def test_synth_usage_errors_exit_2(tmp_path: Path) -> None:
     one_line_error(mfollow("synth", str(tmp_path / "x"), "--fps", "abc"), 2, "--fps")
     one_line_error(mfollow("synth", str(tmp_path / "x"), "--camera", "dolly"), 2, "dolly")

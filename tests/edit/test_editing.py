@@ -24,8 +24,6 @@ from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.masks.files import mask_name, write_mask
 from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 from mfollow.sampling.state import SamplerSettings
-from mfollow.synth import make_pair
-from mfollow.synth.files import write_pair
 
 
 @dataclass
@@ -51,18 +49,6 @@ def load_clip(inputs: EditInputs, s: EditSettings) -> Clip:
 
 
 FAST = SamplerSettings(steps=2, cfg=2.0, guidance="paper", guidance_scale=1.0)
-
-
-@pytest.fixture(scope="module")
-def bundle() -> ModelBundle:
-    return ModelBundle.random("tiny", seed=0).eval()
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("pair")
-    write_pair(make_pair(2, frames=12, size=64, camera="pan"), out)
-    return out
 
 
 def inputs_of(pair: Path, **over: Path) -> EditInputs:

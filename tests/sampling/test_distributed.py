@@ -9,18 +9,16 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from mfollow.io.video import read_frames
-from mfollow.models.bundle import ModelBundle
 from mfollow.runtime.distributed import Group
 from mfollow.sampling.spread import Spread, share
 from mfollow.sampling.windows import layout
-from mfollow.synth import make_pair
-from mfollow.synth.files import write_pair
 
 ENV = {"OMP_NUM_THREADS": "1", "MFOLLOW_DIST_TIMEOUT": "120"}  # one thread a process, in both layouts
 
@@ -43,11 +41,8 @@ def run(cmd: list[str], **env: str) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("dist")
-    write_pair(make_pair(6, frames=30, size=64, camera="pan"), root / "pair")
-    ModelBundle.random("tiny", seed=0).save_pretrained(root / "bundle")
-    return root
+def world(synth_world: Callable[..., Path]) -> Path:
+    return synth_world(6, 30)
 
 
 def long_args(world: Path, out: Path, project: Path, *extra: str) -> list[str]:
@@ -76,6 +71,7 @@ def test_share_and_spread_bookkeeping() -> None:
             assert frames == mine & others
 
 
+@pytest.mark.slow
 def test_two_and_three_ranks_give_the_same_bits_as_one_process(world: Path, tmp_path: Path) -> None:
     r = run(one(*long_args(world, tmp_path / "one.mp4", tmp_path / "p1", "--steps", "2")))
     assert r.returncode == 0, r.stderr
@@ -89,6 +85,7 @@ def test_two_and_three_ranks_give_the_same_bits_as_one_process(world: Path, tmp_
         assert list((project / "long").iterdir()) == []  # no spill, no checkpoint left
 
 
+@pytest.mark.slow
 def test_killed_under_two_ranks_resumes_in_one_process(world: Path, tmp_path: Path) -> None:
     args = ("--steps", "3", "--guidance", "none")  # unguided: cheap steps; the kill lands after the first
     r = run(one(*long_args(world, tmp_path / "ref.mp4", tmp_path / "ref", *args)))
@@ -134,6 +131,7 @@ def _state(pid: int) -> str:
         return "Z"
 
 
+@pytest.mark.slow
 def test_a_failing_rank_ends_every_rank(world: Path, tmp_path: Path) -> None:
     """Rank 1's windows fail (a media error, injected at start-up): every rank stops with exit 4,
     rank 0 says why, nothing is written, nothing hangs."""
@@ -157,6 +155,7 @@ def test_a_failing_rank_ends_every_rank(world: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "out.mp4").exists()
 
 
+@pytest.mark.slow
 def test_batch_jobs_are_split_over_the_ranks(world: Path, tmp_path: Path) -> None:
     p = world / "pair"
     common = {"source_poses": str(p / "source_poses.json"), "edit_poses": str(p / "edit_poses.json"),

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 import torch
+from clirun import one_line_error
 from official import write_official
-from test_cli import one_line_error
 
 from mfollow.models.bundle import ModelBundle
 
@@ -32,6 +32,7 @@ def official(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_list_import_verify(tmp_path: Path, official: Path) -> None:
     r = run("weights", "list", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -58,6 +59,7 @@ def test_list_import_verify(tmp_path: Path, official: Path) -> None:
     one_line_error(run("weights", "verify", "motionfollower", home=tmp_path), 3, "does not match")
 
 
+@pytest.mark.slow
 def test_inspect(tmp_path: Path, official: Path) -> None:
     r = run("weights", "inspect", str(official / "motion_module.pth"), "--preset", "tiny", "--json", home=tmp_path)
     assert r.returncode == 0, r.stderr
@@ -67,6 +69,7 @@ def test_inspect(tmp_path: Path, official: Path) -> None:
     assert r.returncode == 0 and "16 shape mismatches" in r.stdout
 
 
+@pytest.mark.slow
 def test_weights_errors_exit_3(tmp_path: Path, official: Path) -> None:
     bad = tmp_path / "bad.pth"
     bad.write_bytes(b"not a checkpoint")

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from test_cli import mfollow, one_line_error
+from clirun import mfollow, one_line_error
 
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.masks.files import read_masks
@@ -105,6 +105,7 @@ def test_openpose_import_body25_and_person_selection(tmp_path: Path) -> None:
         read_openpose(tmp_path, 200, 100, person=5)
 
 
+@pytest.mark.slow
 def test_cli_flow_into_edit(tmp_path: Path, pair: Path) -> None:
     ModelBundle.random("tiny", seed=0).save_pretrained(tmp_path / "bundle")
     p = str(tmp_path / "proj")

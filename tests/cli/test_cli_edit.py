@@ -3,23 +3,18 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli import mfollow, one_line_error
+from clirun import mfollow, one_line_error
 
 from mfollow.io.video import probe
-from mfollow.models.bundle import ModelBundle
-from mfollow.synth import make_pair
-from mfollow.synth.files import write_pair
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    write_pair(make_pair(6, frames=30, size=64, camera="pan"), root / "pair")
-    ModelBundle.random("tiny", seed=0).save_pretrained(root / "bundle")
-    return root
+def world(synth_world: Callable[..., Path]) -> Path:
+    return synth_world(6, 30)
 
 
 def args(world: Path, *extra: str) -> list[str]:
@@ -32,6 +27,7 @@ def args(world: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_edit_end_to_end(world: Path, tmp_path: Path) -> None:
     out = tmp_path / "new" / "folder" / "out.mp4"  # made by the writer, not by the preflight
     r = mfollow("edit", *args(world, "-o", str(out), "--frames", "12", "--start", "3", "--json"))
@@ -43,6 +39,7 @@ def test_edit_end_to_end(world: Path, tmp_path: Path) -> None:
     assert doc["warp_person"] is True  # the tiny preset's default
 
 
+@pytest.mark.slow
 def test_long_end_to_end_with_windows(world: Path, tmp_path: Path) -> None:
     out = tmp_path / "long.mp4"
     extra = (
@@ -64,6 +61,7 @@ def test_long_end_to_end_with_windows(world: Path, tmp_path: Path) -> None:
     assert probe(out).timestamps == probe(world / "pair" / "source.mp4").timestamps
 
 
+@pytest.mark.slow
 def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
     p = world / "pair"
     one_line_error(mfollow("edit", str(p / "source.mp4"), "-o", str(tmp_path / "x.mp4")), 2, "--source-poses", "--case")
@@ -97,6 +95,7 @@ def test_edit_usage_and_weights_errors(world: Path, tmp_path: Path) -> None:
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.slow
 def test_batch_isolates_failures_and_shards(world: Path, tmp_path: Path) -> None:
     p = world / "pair"
     common = {

@@ -49,6 +49,7 @@ def test_bundled_model_loads_and_is_the_default(bare_home: dict[str, str]) -> No
     assert sum(p.numel() for p in model.parameters()) < 1_000_000
 
 
+@pytest.mark.slow
 def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     out = tmp_path / "demo"
     cmd = [sys.executable, "-m", "mfollow", "demo", str(out), "--frames", "4", "--steps", "2", "--json", "-q"]
@@ -90,6 +91,7 @@ def test_demo_end_to_end(tmp_path: Path, bare_home: dict[str, str]) -> None:
     assert (alone / "result.mp4").read_bytes() != (out / "result.mp4").read_bytes()
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on a machine without CUDA")
 def test_demo_refuses_a_missing_device(tmp_path: Path, bare_home: dict[str, str]) -> None:
     cmd = [sys.executable, "-m", "mfollow", "demo", str(tmp_path / "d"), "--device", "cuda"]

@@ -18,7 +18,7 @@ import torch
 from mfollow.runtime.errors import MediaError, ProjectError, UsageError
 from mfollow.training import TrainSettings, train
 from mfollow.training import data as D
-from mfollow.training.loop import _models, _trainable
+from mfollow.training.loop import build_models, trainable_parameters
 
 SIZE, FRAMES, PAIRS = 64, 6, 3
 
@@ -45,7 +45,7 @@ def _perturbed_init(tmp: Path, stage: str) -> Path | None:
     """A starting point whose every parameter is non-zero noise (zero-initialised projections
     would otherwise block the gradient of the layers before them in a first step)."""
     s = settings(stage)
-    modules, bundle = _models(s)
+    modules, bundle = build_models(s)
     g = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for m in modules.values():
@@ -62,9 +62,9 @@ def _perturbed_init(tmp: Path, stage: str) -> Path | None:
 def test_one_step_changes_exactly_the_stage_parameters(stage: str, items: list[D.Item], tmp_path: Path) -> None:
     init = _perturbed_init(tmp_path, stage)
     s = settings(stage, init=str(init))
-    modules, _ = _models(s)
+    modules, _ = build_models(s)
     before = {f"{k}.{n}": t.clone() for k, m in modules.items() for n, t in m.state_dict().items()}
-    trainable = {n for n, _ in _trainable(s, modules)}
+    trainable = {n for n, _ in trainable_parameters(s, modules)}
     train(s, tmp_path / "run", items=items)
     after = _state(tmp_path / "run")
     assert set(after) == set(before)
@@ -280,8 +280,9 @@ def test_vae_from_another_bundle(items: list[D.Item], tmp_path: Path) -> None:
             settings(stage, vae=str(tmp_path / "other")).check()
 
 
+@pytest.mark.slow
 def test_cli_train_errors_and_json(tmp_path: Path) -> None:
-    from test_cli import mfollow, one_line_error
+    from clirun import mfollow, one_line_error
 
     one_line_error(mfollow("train", str(tmp_path / "r"), "--stage", "mask", "--size", "50"), 2, "multiple of 32")
     no_init = ["train", str(tmp_path / "r0"), "--stage", "mask", "--init", str(tmp_path / "none")]
@@ -307,6 +308,7 @@ def test_cli_train_errors_and_json(tmp_path: Path) -> None:
     one_line_error(mfollow(*args, "--lr", "1"), 5, "other settings (lr)")
 
 
+@pytest.mark.slow
 def test_distributed_two_processes_end_identical(tmp_path: Path) -> None:
     """torchrun, two CPU processes, gloo: both ranks end with the same weights, which moved."""
     run = tmp_path / "ddp"
@@ -430,6 +432,7 @@ def test_region_weight_trains_and_is_checked(items: list[D.Item], tmp_path: Path
         settings("image", region_weight=-1.0).check()
 
 
+@pytest.mark.slow
 def test_vae_loss_weight() -> None:
     """The weighted L1 is sum(w |D(E(x)) - x|) / sum(w) plus the KL term; a uniform weight is the
     plain mean."""

@@ -3,26 +3,21 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli import mfollow
+from clirun import mfollow
 
 from mfollow import EditRequest, MotionFollowerPipeline
 from mfollow.io.video import probe
-from mfollow.models.bundle import ModelBundle
 from mfollow.models.presets import get_preset
 from mfollow.runtime.errors import MediaError, UsageError
-from mfollow.synth import make_pair
-from mfollow.synth.files import write_pair
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("api")
-    write_pair(make_pair(6, frames=12, size=64, camera="pan"), root / "pair")
-    ModelBundle.random("tiny", seed=0).save_pretrained(root / "bundle")
-    return root
+def world(synth_world: Callable[..., Path]) -> Path:
+    return synth_world(6, 12)
 
 
 def given(world: Path) -> dict[str, Path]:
@@ -31,6 +26,7 @@ def given(world: Path) -> dict[str, Path]:
             "source_masks": p / "source_masks", "edit_masks": p / "edit_masks"}  # fmt: skip
 
 
+@pytest.mark.slow
 def test_same_output_as_the_cli(world: Path, tmp_path: Path) -> None:
     p = world / "pair"
     pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")

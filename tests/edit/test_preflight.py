@@ -7,32 +7,17 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from test_cli import one_line_error
-
-from mfollow.models.bundle import ModelBundle
-from mfollow.synth import make_pair
-from mfollow.synth.files import write_pair
-
-
-def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")}
-    return subprocess.run(
-        [sys.executable, "-m", "mfollow", *args],
-        capture_output=True, text=True, cwd=cwd, env=base | (env or {}), timeout=600,
-    )  # fmt: skip
+from clirun import one_line_error, run
 
 
 @pytest.fixture(scope="module")
-def world(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = tmp_path_factory.mktemp("world")
-    write_pair(make_pair(6, frames=8, size=64, camera="none"), root / "pair")
-    (root / "no-weights").mkdir()
-    ModelBundle.random("tiny", seed=0).save_pretrained(root / "bundle")
+def world(synth_world: Callable[..., Path]) -> Path:
+    root = synth_world(6, 8, "none")
+    (root / "no-weights").mkdir(exist_ok=True)
     return root
 
 
@@ -45,6 +30,7 @@ def given(world: Path, *extra: str) -> list[str]:
     ]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_output_that_is_an_input_is_refused(world: Path, tmp_path: Path) -> None:
     src = tmp_path / "src.mp4"
     src.write_bytes((world / "pair" / "source.mp4").read_bytes())
@@ -60,6 +46,7 @@ def test_output_that_is_an_input_is_refused(world: Path, tmp_path: Path) -> None
     assert src.read_bytes() == before
 
 
+@pytest.mark.slow
 def test_bad_outputs_and_inputs_before_the_model(world: Path, tmp_path: Path) -> None:
     src = str(world / "pair" / "source.mp4")
     folder = tmp_path / "adir.mp4"
@@ -80,6 +67,7 @@ def test_bad_outputs_and_inputs_before_the_model(world: Path, tmp_path: Path) ->
     assert not (tmp_path / "o.mp4").exists()
 
 
+@pytest.mark.slow
 def test_corrupt_checkpoint_is_a_project_error(world: Path, tmp_path: Path) -> None:
     project = tmp_path / "proj"
     (project / "long").mkdir(parents=True)
@@ -88,6 +76,7 @@ def test_corrupt_checkpoint_is_a_project_error(world: Path, tmp_path: Path) -> N
     one_line_error(run("long", *args, *given(world)), 5, "unreadable checkpoint", "--restart")
 
 
+@pytest.mark.slow
 def test_batch_paths_are_relative_to_the_jobs_file(world: Path, tmp_path: Path) -> None:
     p = world / "pair"
     jobs_dir = tmp_path / "jobs"
@@ -114,6 +103,7 @@ def test_batch_paths_are_relative_to_the_jobs_file(world: Path, tmp_path: Path) 
     assert json.loads(r.stdout)["ok"] and (jobs_dir / "out" / "a.mp4").is_file()
 
 
+@pytest.mark.slow
 def test_auto_pose_backend_reuses_poses_made_by_hand(world: Path, tmp_path: Path) -> None:
     """The headline flow on a machine without DWPose: poses made first into the default project
     are reused by `edit` whatever made them; the JSON says which backend."""
