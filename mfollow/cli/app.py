@@ -324,6 +324,7 @@ def demo(
     ] = None,
     guidance: cli_edit.GuidanceOpt = cli_edit.Guidance.paper,
     guidance_scale: cli_edit.GuidanceScale = None,
+    guidance_scale_alias: cli_edit.GuidanceScaleAlias = None,
     camera: Annotated[
         Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
     ] = None,
@@ -360,7 +361,7 @@ def demo(
             frames=frames,
             steps=steps,
             guidance=guidance.value,
-            guidance_scale=guidance_scale,
+            guidance_scale=cli_edit.guidance_step(guidance_scale, guidance_scale_alias),
             camera=None if camera is None else camera.value,
             device=device.value,
             warp_person=warp_person,

@@ -55,11 +55,20 @@ GuidanceOpt = Annotated[Guidance, typer.Option("--guidance", help="Consistency g
 GuidanceScale = Annotated[
     float | None,
     typer.Option(
-        "--guidance-step",
-        "--guidance-scale",  # the old spelling (diffusers' guidance_scale is the CFG weight: ours is --cfg)
-        help="Step size of the consistency guidance (default: the preset's, see docs/method.md).",
+        "--guidance-step", help="Step size of the consistency guidance (default: the preset's, see docs/method.md)."
     ),
 ]
+# the old spelling, hidden (diffusers' guidance_scale is the CFG weight: ours is --cfg)
+GuidanceScaleAlias = Annotated[float | None, typer.Option("--guidance-scale", hidden=True)]
+
+
+def guidance_step(step: float | None, old_spelling: float | None) -> float | None:
+    """``--guidance-step``, or its old spelling ``--guidance-scale`` (not both)."""
+    if old_spelling is None:
+        return step
+    if step is not None:
+        raise UsageError("--guidance-scale is the old spelling of --guidance-step: give one of them")
+    return old_spelling
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -110,6 +119,7 @@ SHARED = [
         "--cfg", help="Classifier-free guidance on the CLIP context, 1 = off (default: the preset's).")], DEFAULT.cfg),
     _option("guidance", GuidanceOpt, Guidance(DEFAULT.guidance)),
     _option("guidance_scale", GuidanceScale, DEFAULT.guidance_scale),
+    _option("guidance_scale_alias", GuidanceScaleAlias, None),
     _option("seed", SeedOpt, DEFAULT.seed),
     _option("size", Annotated[int | None, typer.Option(
         "--size", min=64, help="Working short side, a multiple of 64 (default: the preset's: sd15 512, tiny 128).")],
@@ -179,6 +189,7 @@ def request_of(options: dict[str, Any], long: bool) -> EditRequest:
     """The parsed options as the library's request: each option is the field of its name (SRC
     is ``source``, TGT ``target``; a case folder stands for the source)."""
     plain = {k: getattr(v, "value", v) for k, v in options.items()}
+    plain["guidance_scale"] = guidance_step(plain["guidance_scale"], plain.pop("guidance_scale_alias"))
     plain["source"] = None if plain["case"] is not None else plain.pop("src")
     plain["target"] = plain.pop("tgt")
     return EditRequest(long=long, **{k: v for k, v in plain.items() if k in _REQUEST_FIELDS})

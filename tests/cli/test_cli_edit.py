@@ -120,3 +120,19 @@ def test_batch_isolates_failures_and_shards(world: Path, tmp_path: Path) -> None
     r = mfollow("edit", "--batch", str(jobs_file), "--shard", "2/2", *base)
     assert [json.loads(line)["job"] for line in r.stdout.splitlines()] == [1, 3]
     one_line_error(mfollow("edit", "--batch", str(jobs_file), "--shard", "3/2", *base), 2, "K <= N")
+
+
+def test_guidance_step_keeps_its_old_spelling_hidden() -> None:
+    """``--guidance-step`` is the consistency-guidance step size; ``--guidance-scale``, its old
+    spelling, still works but is not shown, and giving both is a usage error."""
+    from typer.testing import CliRunner
+
+    from mfollow.cli import app
+    from mfollow.cli.edit import guidance_step
+    from mfollow.runtime.errors import UsageError
+
+    assert guidance_step(None, 3.0) == 3.0 and guidance_step(2.0, None) == 2.0 and guidance_step(None, None) is None
+    with pytest.raises(UsageError, match="old spelling"):
+        guidance_step(2.0, 3.0)
+    shown = CliRunner().invoke(app, ["long", "--help"], env={"COLUMNS": "200"}).output
+    assert "--guidance-step" in shown and "--guidance-scale" not in shown

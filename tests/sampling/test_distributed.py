@@ -3,6 +3,7 @@ world sizes, a failing rank ends every rank, batch jobs split over the ranks."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -100,7 +101,8 @@ def test_killed_under_two_ranks_resumes_in_one_process(world: Path, tmp_path: Pa
         time.sleep(0.05)
     ranks = _children(proc.pid)  # torchrun starts each rank in a session of its own
     for pid in [proc.pid, *ranks]:  # every rank and the launcher, mid-run
-        os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a helper process that has just ended
+            os.kill(pid, signal.SIGKILL)
     proc.wait()
     while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in ranks):
         time.sleep(0.05)  # until the ranks are gone (their lock is then stale)
