@@ -57,7 +57,7 @@ def _measure(tmp: Path, device: str) -> dict[str, object]:
     bundle = ModelBundle.random("tiny", seed=0).eval()
 
     def defaults(out: Path, store: StateStore | None = None, progress=None) -> None:  # type: ignore[no-untyped-def]
-        editing._run_edit(bundle, inputs, s, out, store, progress)
+        editing.run_edit(bundle, inputs, s, out, store=store, progress=progress, deterministic=False)
 
     def mfollow(out: Path, store: StateStore | None = None, progress=None) -> None:  # type: ignore[no-untyped-def]
         editing.run_edit(bundle, inputs, s, out, store=store, progress=progress)

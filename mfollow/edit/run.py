@@ -51,6 +51,7 @@ def run_edit(
     clip: ClipSource | None = None,
     work_dir: Path | None = None,
     group: Group | None = None,
+    deterministic: bool = True,
 ) -> dict[str, Any]:
     """Edit and write ``output``; returns a JSON-ready report. With a ``store``, the sampler state
     is saved after every step and a compatible saved state is resumed. ``clip``: the inputs
@@ -62,8 +63,10 @@ def run_edit(
     With a ``group`` of several ranks (``torchrun``), every rank calls this with the same
     arguments; each samples its share of the windows (:mod:`mfollow.sampling.spread`); rank 0
     alone holds the ``store`` (its checkpoint, read and broadcast on resume), decodes and writes
-    ``output``; the other ranks return ``{"rank": r}``."""
-
+    ``output``; the other ranks return ``{"rank": r}``. ``deterministic=False`` keeps PyTorch's
+    default kernels (what ``benchmarks/determinism.py`` compares against)."""
+    if not deterministic:
+        return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
     with deterministic_kernels(torch.device(s.device)):
         return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
 
