@@ -32,7 +32,7 @@ from mfollow.cli.common import (
     guard,
     stderr_line,
 )
-from mfollow.edit.choices import EditMaskChoice, OutputSize, PresetChoice
+from mfollow.edit.choices import EditMaskChoice, Noise, OutputSize, PresetChoice
 from mfollow.edit.choices import Fit as FitLiteral
 from mfollow.edit.request import EditRequest
 from mfollow.preprocess.pose import ColorOrder
@@ -48,6 +48,7 @@ Preset = choices("Preset", PresetChoice)
 PoseBackendChoice = choices("PoseBackendChoice", PoseChoice)
 EditMask = choices("EditMask", EditMaskChoice)
 Blend = choices("Blend", BlendScheme)
+NoiseChoice = choices("NoiseChoice", Noise)
 
 DEFAULT = EditRequest()  # the one place of every option's default
 
@@ -114,13 +115,18 @@ SHARED = [
     _option("weights", Annotated[Path | None, typer.Option(
         "--weights", help="A model bundle folder, or a weights root for sd15.")], None),
     _option("steps", Annotated[int | None, typer.Option(
-        "--steps", min=1, help="Denoising steps (default: the preset's).")], DEFAULT.steps),
+        "--steps", min=1, help="Denoising steps (default: the preset's; 50 with --guidance official, the release's "
+        "count: its schedule is written for 50 steps and other counts scale it by fractions).")], DEFAULT.steps),
     _option("cfg", Annotated[float | None, typer.Option(
         "--cfg", help="Classifier-free guidance on the CLIP context, 1 = off (default: the preset's).")], DEFAULT.cfg),
     _option("guidance", GuidanceOpt, Guidance(DEFAULT.guidance)),
     _option("guidance_scale", GuidanceScale, DEFAULT.guidance_scale),
     _option("guidance_scale_alias", GuidanceScaleAlias, None),
     _option("seed", SeedOpt, DEFAULT.seed),
+    _option("noise", Annotated[NoiseChoice, typer.Option(  # type: ignore[valid-type]
+        "--noise", help="keyed: from (seed, frame), for any windows (default); release: drawn as the release "
+        "draws it (its CPU generator seeded once: the initial latent, then the SDE steps' noise), one window "
+        "only. The release's default seed is 42, mfollow's 0.")], NoiseChoice(DEFAULT.noise)),
     _option("size", Annotated[int | None, typer.Option(
         "--size", min=64, help="Working short side, a multiple of 64 (default: the preset's: sd15 512, tiny 128).")],
         DEFAULT.size),

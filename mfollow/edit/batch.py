@@ -62,7 +62,7 @@ def execute(
         say(f"project: {project}")
     group = join(r.device) if r.long and launched_world() > 1 else None
     bundled_default = model is None and preset == "auto" and name == "tiny" and r.weights is None
-    total = get_preset(name).sampling_steps(r.steps)
+    total = r.sampling_steps(get_preset(name))
 
     def run(progress: Callable[[int, int], None] | None) -> dict[str, Any]:
         return run_request(r, project, preset=name, model=loader, bundled_default=bundled_default, note=say,

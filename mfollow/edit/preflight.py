@@ -25,6 +25,11 @@ def preflight(r: EditRequest) -> Path | None:
         raise UsageError("an edit needs SRC (or a case folder) and an output")
     if r.size is not None and r.size % 64:
         raise UsageError(f"--size {r.size} is not a multiple of 64")
+    if r.noise == "release" and r.long:
+        raise UsageError(
+            "--noise release draws the release's noise for one window; long's windows need keyed noise",
+            hint="use 'mfollow edit' (one window), or drop --noise release",
+        )
     if r.long and r.overlap >= r.window:
         raise UsageError(f"--overlap {r.overlap} must be smaller than --window {r.window}")
     source_info = target_info = None

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from mfollow.edit.choices import Device, Dtype, EditMaskChoice, Fit, OutputSize
+from mfollow.edit.choices import Device, Dtype, EditMaskChoice, Fit, Noise, OutputSize
 from mfollow.preprocess.pose import ColorOrder
 from mfollow.preprocess.pose.backends import PoseChoice
 from mfollow.sampling import OVERLAP, WINDOW, BlendScheme, GuidanceMode
@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from mfollow.models.presets import Preset
 
 EDIT_MAX_FRAMES = WINDOW  # `edit` works in one window of at most this many frames
+OFFICIAL_STEPS = 50  # the release's schedule is written in step indices of a 50-step run
 
 
 @dataclass(frozen=True)
@@ -41,7 +42,8 @@ class EditRequest:
     cfg: float | None = None  # None: the preset's
     guidance: GuidanceMode = "paper"
     guidance_scale: float | None = None  # None: the preset's
-    seed: int = 0
+    seed: int = 0  # the release's default is 42
+    noise: Noise = "keyed"  # release: drawn as the release does (one window)
     size: int | None = None  # working short side; None: the preset's
     start: int = 0
     frames: int | None = None
@@ -72,7 +74,7 @@ class EditRequest:
         from mfollow.sampling.state import SamplerSettings
 
         sampler = SamplerSettings(
-            steps=spec.sampling_steps(self.steps),
+            steps=self.sampling_steps(spec),
             cfg=spec.cfg if self.cfg is None else self.cfg,
             guidance=self.guidance,
             guidance_scale=spec.default_guidance_scale(self.guidance)
@@ -88,13 +90,20 @@ class EditRequest:
         if warp is None:
             warp = spec.warp_person and not any(Path(p).is_dir() for p in (inputs.source_poses, inputs.edit_poses))
         return EditSettings(
-            sampler=sampler, seed=self.seed, short_side=self.size or spec.working_size, start=self.start,
-            frames=self.frames, max_frames=None if self.long else self.max_frames, fit=self.fit,
+            sampler=sampler, seed=self.seed, noise=self.noise, short_side=self.size or spec.working_size,
+            start=self.start, frames=self.frames, max_frames=None if self.long else self.max_frames, fit=self.fit,
             colors=self.pose_colors, device=device, dtype=self.dtype, camera=self.camera,
             output_size=self.output_size, composite=self.composite, composite_margin=self.composite_margin,
             warp_person=warp, preview=None if preview is None or self.preview_every is None
             else PreviewSettings(self.preview_every, preview),
         )  # fmt: skip
+
+    def sampling_steps(self, spec: Preset) -> int:
+        """``steps`` as given, else 50 under ``official`` (the release's schedule is written for
+        50 steps; other counts scale it by fractions), else the preset's."""
+        if self.steps is None and self.guidance == "official":
+            return OFFICIAL_STEPS
+        return spec.sampling_steps(self.steps)
 
     @property
     def staged(self) -> bool:

@@ -30,7 +30,7 @@ from mfollow.preprocess.project import SPILL_PREFIX
 from mfollow.runtime.determinism import deterministic_kernels
 from mfollow.runtime.errors import UsageError
 from mfollow.sampling import camera as camera_mode
-from mfollow.sampling.ddim import initial_noise, schedule
+from mfollow.sampling.ddim import initial_noise, release_noise, schedule
 from mfollow.sampling.sampler import sample
 from mfollow.sampling.spread import share
 from mfollow.sampling.state import SamplerState
@@ -111,6 +111,9 @@ def _run_edit(
     else:
         bundle.unet.disable_gradient_checkpointing()
     n, (w, h) = clip.n, clip.size
+    windows = layout(n, s.sampler.window, s.sampler.overlap)
+    if s.noise == "release" and (len(windows) > 1 or store is not None):
+        raise UsageError("noise 'release' is the release's one stream for one window; this run has windows")
     timesteps, abar = schedule(bundle.scheduler_config, s.sampler.steps)
     spread = group is not None and group.world > 1
     checkpointed = False  # whether rank 0 needs the whole state after every step (for its store)
@@ -123,11 +126,15 @@ def _run_edit(
     resumed_from = 0 if state is None else state.step
     if state is not None:  # the file holds CPU tensors
         state = SamplerState(state.z_e.to(device, dtype), state.z_r.to(device, dtype), state.step)
-    else:
-        k = bundle.vae_factor
-        z = initial_noise(s.seed, n, (bundle.unet.config.in_channels, h // k, w // k)).to(device, dtype)
+    generator = None  # the release's noise stream (noise "release"), drawn in step order
+    if state is None:
+        k, channels = bundle.vae_factor, bundle.unet.config.in_channels
+        if s.noise == "release":
+            z, generator = release_noise(s.seed, (1, channels, n, h // k, w // k))
+        else:
+            z = initial_noise(s.seed, n, (channels, h // k, w // k))
+        z = z.to(device, dtype)
         state = SamplerState(z.clone(), z.clone(), 0)
-    windows = layout(n, s.sampler.window, s.sampler.overlap)
     world, rank = (group.world, group.rank) if group is not None else (1, 0)
     mine = share(len(windows), world)[rank]
 
@@ -157,7 +164,7 @@ def _run_edit(
         try:
             state = sample(
                 bundle.unet, state, timesteps, abar, conditioner, replace(s.sampler, seed=s.seed),
-                callback=step_done, camera=cam, group=group, gather_each_step=checkpointed,
+                callback=step_done, camera=cam, group=group, gather_each_step=checkpointed, generator=generator,
             )  # fmt: skip
         finally:
             if cam is not None:

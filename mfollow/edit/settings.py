@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
-from mfollow.edit.choices import Fit, OutputSize
+from mfollow.edit.choices import Fit, Noise, OutputSize
 from mfollow.io.media import IMAGE_FPS
 from mfollow.preprocess.pose.render import ColorOrder
 from mfollow.sampling.state import SamplerSettings
@@ -27,6 +27,7 @@ class PreviewSettings:
 class EditSettings:
     sampler: SamplerSettings = field(default_factory=SamplerSettings)
     seed: int = 0
+    noise: Noise = "keyed"  # keyed by (seed, frame), or the release's stream (one window)
     short_side: int = 512  # working size: short side, long side to a multiple of 64 (crop)
     start: int = 0
     frames: int | None = None  # how many source frames (default: all from ``start``)

@@ -43,6 +43,19 @@ def initial_noise(seed: int, frames: int, shape: Sequence[int], dtype: torch.dty
     return torch.stack(out, dim=1)[None].to(dtype)  # F x (C, h, w) -> (1, C, F, h, w)
 
 
+def release_noise(seed: int, shape: Sequence[int]) -> tuple[torch.Tensor, torch.Generator]:
+    """The initial latent (1, C, F, h, w) as the release draws it: a CPU generator seeded with
+    ``seed`` (the release re-seeds the global one, the same stream), float16; and that generator,
+    from which the release then draws its SDE steps' noise in order (:func:`release_step_noise`)."""
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float16), generator
+
+
+def release_step_noise(generator: torch.Generator, shape: Sequence[int]) -> torch.Tensor:
+    """The next SDE noise (1, C, F, h, w) of the release's stream: float16 from the CPU generator."""
+    return torch.randn(tuple(shape), generator=generator, dtype=torch.float16)
+
+
 def step_noise(seed: int, step: int, first_frame: int, shape: Sequence[int]) -> torch.Tensor:
     """(1, C, n, h, w) noise for one step; frame k's comes from (seed, step, k) alone."""
     _, ch, n, h, w = shape

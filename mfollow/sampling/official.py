@@ -18,7 +18,7 @@ from typing import Any
 import torch
 
 from mfollow.sampling import camera as camera_mode
-from mfollow.sampling.ddim import alphas_at, ddim_step, renoise, step_noise, v_to_x0_eps
+from mfollow.sampling.ddim import alphas_at, ddim_step, release_step_noise, renoise, step_noise, v_to_x0_eps
 from mfollow.sampling.passes import Losses, edit_prediction, features_of, predict
 from mfollow.sampling.state import Conditioning, SamplerSettings, SamplerState
 from mfollow.sampling.sweep import Sweep
@@ -69,22 +69,28 @@ def sample_official(
     *,
     camera: camera_mode.CameraState | None = None,
     callback: Callable[[dict[str, Any]], None] | None = None,
+    generator: torch.Generator | None = None,
 ) -> SamplerState:
     """The release's loop from ``state.step`` to the end; arguments as
-    :func:`mfollow.sampling.paper.sample_paper`."""
+    :func:`mfollow.sampling.paper.sample_paper`. The SDE steps' noise is keyed by (seed, step,
+    frame), or, with a ``generator`` (:func:`mfollow.sampling.ddim.release_noise`; one window),
+    drawn from it in step order as the release does.
+
+    Unlike Algorithm 1, guidance also acts at step 0, where abar_t = 0 under the zero-terminal-SNR
+    schedule: the release's v-form update is defined there (x0 = -(v + G), eps = z)."""
     n = len(timesteps)
     for i in range(state.step, n):
         t = timesteps[i]
         a_t, a_prev = alphas_at(alphas_cumprod, timesteps, i)
         plan = StepPlan.official(i, n)
-        guided = plan.guided and settings.guidance_scale != 0 and a_t > 1e-6
+        guided = plan.guided and settings.guidance_scale != 0  # at step 0 (abar_t = 0) too
         st = OfficialStep(i, t, timesteps[i + 1] if i + 1 < n else None, a_t, a_prev, guided, plan)
         cam = camera if camera is not None and i >= settings.camera_start * n else None
         losses: list[Losses] = []
 
         def window_step(window: Window, z_e: torch.Tensor, z_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             z_e_prev, z_r_prev, loss = official_window_step(
-                unet, z_e, z_r, st, condition(window), settings, cam, first_frame=window.start
+                unet, z_e, z_r, st, condition(window), settings, cam, first_frame=window.start, generator=generator
             )
             if loss is not None:
                 losses.append(loss)
@@ -106,9 +112,11 @@ def official_window_step(
     camera: camera_mode.CameraState | None = None,
     *,
     first_frame: int = 0,
+    generator: torch.Generator | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, Losses | None]:
     """One step of both branches on one window (its first frame ``first_frame`` keys the SDE
-    noise); returns the next z_e, z_r (1, C, n, h, w) and the last guided pass's losses."""
+    noise, or ``generator`` gives it); returns the next z_e, z_r (1, C, n, h, w) and the last
+    guided pass's losses."""
     with camera_mode.window(camera, c.M_e, c.M_r):  # the reconstruction saves K/V, the editing reads them
         with torch.no_grad():
             out_r = predict(unet, z_r, st.t, c.context, c.pose_r, c)
@@ -120,7 +128,7 @@ def official_window_step(
         for r in range(st.plan.replays):
             v, gradient, loss = edit_prediction(unet, x, st.t, c, s, F_r, st.guided)
             losses = loss if loss is not None else losses
-            x_prev = official_update(x, v, gradient, st, c, s, first_frame)
+            x_prev = official_update(x, v, gradient, st, c, s, first_frame, generator)
             if r + 1 < st.plan.replays and st.t_prev is not None:  # replay: re-noise t_prev -> t
                 camera_mode.switch(camera, "off")  # the release's replay pass never injects
                 with torch.no_grad():
@@ -138,9 +146,11 @@ def official_update(
     c: Conditioning,
     s: SamplerSettings,
     first_frame: int,
+    generator: torch.Generator | None = None,
 ) -> torch.Tensor:
     """The release's update: the guided v only moves x0, the direction uses the unguided v; on SDE
-    steps noise of strength 0.4 is added inside the edit mask only."""
+    steps noise of strength 0.4 is added inside the edit mask only (keyed by (seed, step, frame),
+    or the next draw of ``generator``)."""
     dtype = torch.promote_types(x.dtype, torch.float32)
     x32, v32 = x.to(dtype), v.to(dtype)
     v_g = v32 if gradient is None else v32 + OFFICIAL_SCALE * s.guidance_scale * gradient.to(dtype)
@@ -151,7 +161,10 @@ def official_update(
         return x_det.to(x.dtype)
     var = (1 - st.a_prev) / (1 - st.a_t) * (1 - st.a_t / st.a_prev)
     sigma = OFFICIAL_SDE_STRENGTH * var**0.5
-    noise = step_noise(s.seed, st.index, first_frame, x.shape).to(x.device, dtype)
+    if generator is None:
+        noise = step_noise(s.seed, st.index, first_frame, x.shape).to(x.device, dtype)
+    else:
+        noise = release_step_noise(generator, x.shape).to(x.device, dtype)
     x_sto = st.a_prev**0.5 * x0 + max(0.0, 1 - st.a_prev - sigma**2) ** 0.5 * eps + sigma * noise
     m = c.M_e_latent.to(dtype)
     return (m * x_sto + (1 - m) * x_det).to(x.dtype)

@@ -43,13 +43,16 @@ def sample_paper(
     *,
     camera: camera_mode.CameraState | None = None,
     callback: Callback | None = None,
+    generator: torch.Generator | None = None,
 ) -> SamplerState:
     """Algorithm 1 from ``state.step`` to the end (``settings.guidance`` "paper", or "none": the
     ablation without guidance). ``state`` holds z_e and z_r (1, C, F, h, w); ``condition(window)``
     a window's :class:`Conditioning`; ``sweep`` runs a window's step over the clip's windows and
     blends them; ``camera`` (:func:`mfollow.sampling.camera.install`) injects the reconstruction's
     background keys and values from ``settings.camera_start`` on. ``callback`` receives
-    ``{"step", "steps", "t", "state", "losses"}`` after every step."""
+    ``{"step", "steps", "t", "state", "losses"}`` after every step. ``generator`` is not drawn
+    from: after the initial latent Algorithm 1 is deterministic (the argument keeps the two samplers'
+    signatures the same)."""
     n = len(timesteps)
     for i in range(state.step, n):
         t = timesteps[i]

@@ -35,6 +35,7 @@ def sample(
     camera: CameraState | None = None,
     group: Group | None = None,
     gather_each_step: bool = False,
+    generator: torch.Generator | None = None,
 ) -> SamplerState:
     """Run (or continue) the sampler of ``settings.guidance`` from ``state.step`` to the end.
 
@@ -42,7 +43,11 @@ def sample(
     contiguous block of the windows and the result is the same bits for any number of ranks; the
     state is complete on rank 0 after the last step (and after every step with
     ``gather_each_step``, for its checkpoint). Raises :class:`mfollow.sampling.state.SamplingError`
-    on NaN/inf, naming the step."""
+    on NaN/inf, naming the step. ``generator``: the release's noise stream
+    (:func:`mfollow.sampling.ddim.release_noise`), for ``official`` in one window."""
     sweep = Sweep(state.z_e.shape[2], settings, state.z_e.device, group, gather_each_step)
     run = SAMPLERS[settings.guidance]
-    return run(unet, state, timesteps, alphas_cumprod, condition, settings, sweep, camera=camera, callback=callback)
+    return run(
+        unet, state, timesteps, alphas_cumprod, condition, settings, sweep, camera=camera, callback=callback,
+        generator=generator,
+    )  # fmt: skip

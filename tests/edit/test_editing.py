@@ -326,3 +326,37 @@ def test_deterministic_kernels_only_on_cuda_and_restored(monkeypatch: pytest.Mon
         assert torch.is_deterministic_algorithms_warn_only_enabled()
         assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":16:8"  # the user's value is kept
     assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_official_defaults_to_the_releases_50_steps() -> None:
+    """Under ``--guidance official`` the default is the release's 50 steps (its schedule is written
+    in step indices of a 50-step run); an explicit ``--steps`` wins; other guidance keeps the
+    preset's default. The run's settings and the progress total agree."""
+    from mfollow.edit.request import OFFICIAL_STEPS, EditRequest
+    from mfollow.models.presets import SD15, TINY
+
+    for spec in (TINY, SD15):
+        assert EditRequest(guidance="official").sampling_steps(spec) == OFFICIAL_STEPS == 50
+        assert EditRequest(guidance="official", steps=7).sampling_steps(spec) == 7
+        assert EditRequest(guidance="paper").sampling_steps(spec) == spec.sampling_steps(None)
+    inputs = EditInputs(Path("s.mp4"), Path("a.json"), Path("b.json"), Path("m"), Path("e"))
+    assert EditRequest(guidance="official").settings(TINY, inputs, "cpu", None).sampler.steps == 50
+
+
+def test_release_noise_runs_one_window_only(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:
+    """``noise="release"``: the edit runs and differs from keyed noise; several windows (or a
+    resumable store) are refused, and ``long`` with it is refused in the preflight."""
+    from mfollow.edit.preflight import preflight
+    from mfollow.edit.request import EditRequest
+
+    keyed = run_edit(bundle, inputs_of(pair), settings(), tmp_path / "keyed.mp4")
+    release = run_edit(bundle, inputs_of(pair), settings(noise="release"), tmp_path / "release.mp4")
+    assert keyed["frames"] == release["frames"] == 12
+    assert (tmp_path / "keyed.mp4").read_bytes() != (tmp_path / "release.mp4").read_bytes()
+    windows = settings(noise="release", sampler=replace(FAST, window=8, overlap=3))
+    with pytest.raises(UsageError, match="one window"):
+        run_edit(bundle, inputs_of(pair), windows, tmp_path / "w.mp4")
+    request = EditRequest(source=pair / "source.mp4", target=pair / "target.mp4", output=tmp_path / "l.mp4",
+                          long=True, noise="release")  # fmt: skip
+    with pytest.raises(UsageError, match="--noise release"):
+        preflight(request)

@@ -232,3 +232,64 @@ def test_official_replay_renoises_and_repeats(nets: tuple, conditioning: Conditi
     official_window_step(counting, z, z, st, conditioning, SamplerSettings(guidance="official", cfg=2.0))
     # reconstruction 1 + 3 x (edit cond + uncond) + 2 re-noising passes
     assert plan.replays == 3 and len(calls) == 1 + 3 * 2 + 2
+
+
+def test_official_guides_step_zero_in_closed_form(nets: tuple, conditioning: Conditioning) -> None:
+    """At step 0 (t = 999, abar = 0 under zero-terminal SNR) the release applies its guidance in the
+    v form: x0 = -(v + G), eps = z, so the guided latent is the unguided one minus
+    sqrt(abar_prev) G, with G = 160 * scale * the Eq. 7 gradient."""
+    from mfollow.sampling.ddim import alphas_at
+    from mfollow.sampling.official import OFFICIAL_SCALE, OfficialStep, StepPlan, official_window_step
+    from mfollow.sampling.passes import edit_prediction, features_of
+
+    unet, _ = nets
+    timesteps, abar = schedule(SCHEDULER, 50)
+    a_t, a_prev = alphas_at(abar, timesteps, 0)
+    assert a_t == 0.0 and StepPlan.official(0, 50).guided
+    s = SamplerSettings(guidance="official", cfg=1.0, guidance_scale=0.5)
+    z = initial_noise(0, FRAMES, (TINY.unet["in_channels"], LAT, LAT))
+    plan = StepPlan.official(0, 50)
+
+    def step(guided: bool) -> torch.Tensor:
+        st = OfficialStep(0, timesteps[0], timesteps[1], a_t, a_prev, guided, plan)
+        return official_window_step(unet, z, z, st, conditioning, s)[0]
+
+    with torch.no_grad():
+        F_r = [f.detach() for f in features_of(unet(z, timesteps[0], conditioning.context,
+                                                     pose_features=conditioning.pose_r,
+                                                     appearance=conditioning.appearance))]  # fmt: skip
+    _, g, _ = edit_prediction(unet, z, timesteps[0], conditioning, s, F_r, True)
+    assert g is not None and g.abs().max() > 0
+    expected = step(False) - a_prev**0.5 * OFFICIAL_SCALE * s.guidance_scale * g
+    torch.testing.assert_close(step(True), expected, rtol=1e-5, atol=1e-6)
+    # and the loop guides there (losses reported at step 1), while Algorithm 1 skips abar = 0
+    for guidance, guided_at_zero in (("official", True), ("paper", False)):
+        run = SamplerSettings(steps=50, guidance=guidance, cfg=1.0, guidance_scale=0.5)
+        events: list[dict] = []
+        sample(unet, start(), timesteps[:1], abar, window_of(conditioning), run, callback=events.append)
+        assert bool(events[0]["losses"]) is guided_at_zero, guidance
+
+
+def test_release_noise_is_the_releases_stream(nets: tuple, conditioning: Conditioning) -> None:
+    """``--noise release``: the initial latent is the first float16 draw of a CPU generator seeded
+    with the seed (as ``torch.manual_seed(seed)`` then ``randn`` draws), and the SDE steps 11-19
+    take the next nine draws of the latent's shape, in order; nothing else draws from it."""
+    from mfollow.sampling.ddim import release_noise
+
+    unet, _ = nets
+    shape = (1, TINY.unet["in_channels"], FRAMES, LAT, LAT)
+    torch.manual_seed(42)
+    expected = [torch.randn(shape, dtype=torch.float16) for _ in range(11)]
+    z, generator = release_noise(42, shape)
+    assert z.dtype == torch.float16 and torch.equal(z, expected[0])
+    timesteps, abar = schedule(SCHEDULER, 50)
+    s = SamplerSettings(steps=50, guidance="official", cfg=1.0, guidance_scale=0.0, seed=42)
+    state = SamplerState(z.float(), z.float().clone(), 0)
+    out = sample(unet, state, timesteps, abar, window_of(conditioning), s, generator=generator)
+    assert torch.isfinite(out.z_e).all()
+    assert torch.equal(torch.randn(shape, generator=generator, dtype=torch.float16), expected[10])  # 1 + 9 drawn
+    # the SDE noise came from the stream: another stream (same initial latent) moves the result
+    _, other = release_noise(43, shape)
+    moved = sample(unet, SamplerState(z.float(), z.float().clone(), 0), timesteps, abar, window_of(conditioning), s,
+                   generator=other)  # fmt: skip
+    assert not torch.equal(moved.z_e, out.z_e)
