@@ -197,6 +197,7 @@ def run_request(
         return report
     report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
     report["weights"] = weights_id
+    report["weights_source"] = bundle.source  # the folder(s) the model was loaded from
     if bundled_default:  # said after the run, so that an error stays a single line
         say(
             "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "

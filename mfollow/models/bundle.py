@@ -22,14 +22,14 @@ import torch
 
 from mfollow.io.atomic import atomic_write_json
 from mfollow.models.controllers import PoseController
-from mfollow.models.meta import BUNDLE_FILE, BUNDLE_FORMAT, read_meta
+from mfollow.models.meta import BUNDLE_COMPONENTS, BUNDLE_FILE, BUNDLE_FORMAT, read_meta
 from mfollow.models.presets import SCHEDULER, get_preset
 from mfollow.models.unet3d import UNet3D
 from mfollow.runtime.errors import WeightsError
 from mfollow.version import __version__
 from mfollow.weights.registry import resolve
 
-COMPONENTS = ("unet", "poctr", "vae", "image_encoder")
+COMPONENTS = BUNDLE_COMPONENTS
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)  # OpenAI CLIP preprocessing
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
@@ -42,6 +42,7 @@ class ModelBundle:
     vae: Any  # diffusers AutoencoderKL
     image_encoder: Any  # transformers CLIPVisionModelWithProjection
     scheduler_config: dict[str, Any]
+    source: str | None = None  # the folder it was loaded from (None: built in memory)
 
     @classmethod
     def random(cls, preset: str = "tiny", seed: int = 0) -> ModelBundle:
@@ -133,7 +134,9 @@ class ModelBundle:
         except (OSError, ValueError) as exc:
             raise WeightsError(f"{directory}: unreadable bundle metadata ({exc})") from exc
         loaded = {name: load_component(directory, name) for name in COMPONENTS}
-        return cls(preset=str(meta.get("preset")), scheduler_config=scheduler, **loaded).eval()
+        bundle = cls(preset=str(meta.get("preset")), scheduler_config=scheduler, **loaded).eval()
+        bundle.source = str(directory)
+        return bundle
 
     # -------------------------------------------------------------------------- conditioning
     def clip_pixels(self, frames: np.ndarray) -> torch.Tensor:

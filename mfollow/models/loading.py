@@ -27,21 +27,48 @@ def choose_preset(weights: Path | None) -> str:
     return "tiny"
 
 
-def check_weights(preset: str, weights: Path | None) -> str:
-    """What :func:`load_bundle` would load, checked from the files alone (no torch, no reading of
-    weights): the preset (``auto`` resolved), or the :class:`WeightsError` it would raise for a
-    missing component or a bundle of another preset."""
-    from mfollow.weights.registry import resolve
+def asked_weights(weights: Path | None) -> tuple[Path, str] | None:
+    """The weights folder the user asked for, and how they asked (``--weights`` wins over
+    ``MFOLLOW_WEIGHTS``); None when nothing was asked for."""
+    import os
 
+    from mfollow.weights.registry import ENV_VAR
+
+    if weights is not None:
+        return Path(weights), f"--weights {weights}"
+    if os.environ.get(ENV_VAR):
+        return Path(os.environ[ENV_VAR]), f"{ENV_VAR}={os.environ[ENV_VAR]}"
+    return None
+
+
+def check_weights(preset: str, weights: Path | None) -> str:
+    """What :func:`load_bundle` would load, checked from the files alone (no torch; safetensors
+    headers only): the preset (``auto`` resolved), or the :class:`WeightsError` it would raise.
+
+    Weights asked for (``--weights``, ``MFOLLOW_WEIGHTS``) must hold the model: a missing folder, an
+    incomplete or unreadable bundle, or a root without the preset's model is refused; the bundled
+    demo model is used only when nothing was asked for."""
+    from mfollow.models.meta import check_bundle
+    from mfollow.weights.registry import locate, resolve
+
+    asked = asked_weights(weights)
+    if asked is not None and not asked[0].is_dir():
+        raise WeightsError(f"{asked[1]}: no such folder", hint="give a model bundle folder or a weights root")
+    if weights is not None and (weights / BUNDLE_FILE).is_file():
+        found = check_bundle(weights).get("preset")
+        if preset not in ("auto", found):
+            raise WeightsError(f"{weights}: a '{found}' bundle, but --preset {preset} was asked for")
+        return str(found)
     if preset == "auto":
         preset = choose_preset(weights)
-    if weights is not None and (weights / BUNDLE_FILE).is_file():
-        found = read_meta(weights).get("preset")
-        if found != preset:
-            raise WeightsError(f"{weights}: a '{found}' bundle, but --preset {preset} was asked for")
-        return preset
     if preset == "tiny":
-        resolve("tiny", weights)
+        folder = resolve("tiny", weights)
+        if asked is not None and locate("tiny", weights).origin == "bundled":
+            raise WeightsError(
+                f"{asked[1]}: no model there (a bundle folder, a tiny/ bundle, or the sd15 components)",
+                hint="leave --weights out for the bundled demo model",
+            )
+        check_bundle(folder)
     elif preset == "sd15":
         for name in SD15_COMPONENTS:
             resolve(name, weights)
@@ -64,7 +91,9 @@ def load_bundle(preset: str, weights: Path | None) -> tuple[ModelBundle, str]:
         return ModelBundle.from_pretrained(folder), identity(folder)
     if preset == "sd15":
         bundle = ModelBundle.from_components(weights)
-        ids = [identity(resolve(n, weights)) for n in SD15_COMPONENTS]
+        folders = [resolve(n, weights) for n in SD15_COMPONENTS]
+        bundle.source = ", ".join(str(f) for f in folders)
+        ids = [identity(f) for f in folders]
         return bundle, hashlib.sha256("".join(ids).encode()).hexdigest()
     raise WeightsError(
         f"no weights for the '{preset}' preset",

@@ -165,3 +165,49 @@ def test_writable_folder_check_leaves_no_folder_behind(tmp_path: Path) -> None:
     with pytest.raises(MediaError, match="cannot write in"):
         check_writable_folder(tmp_path / "file" / "sub", "-o x")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine"]
+
+
+@pytest.mark.slow
+def test_weights_asked_for_must_hold_the_model(world: Path, tmp_path: Path) -> None:
+    """An explicit ``--weights`` (or ``MFOLLOW_WEIGHTS``) that is missing, holds no model, or holds
+    an unreadable bundle is exit 3 naming it, before any work and with nothing written; the bundled
+    demo model runs only when nothing was asked for, and ``--json`` says which weights ran."""
+    import shutil
+
+    p = world / "pair"
+    base = [str(p / "source.mp4"), str(p / "target.mp4"), "-o", str(tmp_path / "o.mp4"), "--size", "64",
+            "--source-poses", str(p / "source_poses.json"), "--edit-poses", str(p / "edit_poses.json"),
+            "--source-masks", str(p / "source_masks"), "--edit-masks", str(p / "edit_masks")]  # fmt: skip
+    junk = tmp_path / "junk"
+    shutil.copytree(world / "bundle", junk)
+    (junk / "vae" / "diffusion_pytorch_model.safetensors").write_bytes(b"not weights")
+    (tmp_path / "empty").mkdir()
+    cases = [
+        (["--weights", str(tmp_path / "nowhere")], {}, "no such folder"),
+        (["--weights", str(tmp_path / "empty")], {}, "no model there"),
+        (["--weights", str(junk)], {}, "diffusion_pytorch_model.safetensors: not a readable safetensors file"),
+        ([], {"MFOLLOW_WEIGHTS": str(tmp_path / "nowhere")}, "MFOLLOW_WEIGHTS="),
+    ]
+    for extra, env, needle in cases:
+        one_line_error(run("edit", *base, *extra, env=env), 3, needle)
+    assert not (tmp_path / "o.mp4").exists() and not (tmp_path / "o.mfollow").exists()
+    r = run("edit", *base, "--weights", str(world / "bundle"), "--steps", "1", "--json", "-q")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["weights_source"] == str(world / "bundle")
+
+
+def test_from_pretrained_refuses_what_load_would_fail_on(world: Path, tmp_path: Path) -> None:
+    import shutil
+
+    from mfollow import MotionFollowerPipeline
+    from mfollow.runtime.errors import WeightsError
+
+    junk = tmp_path / "junk"
+    shutil.copytree(world / "bundle", junk)
+    (junk / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(
+        (b"\x10" + b"\0" * 7) + b"{}"
+    )  # header too long
+    with pytest.raises(WeightsError, match="unet/diffusion_pytorch_model.safetensors"):
+        MotionFollowerPipeline.from_pretrained(junk)
+    with pytest.raises(WeightsError, match="no such folder"):
+        MotionFollowerPipeline.from_pretrained(tmp_path / "nowhere")
