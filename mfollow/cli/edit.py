@@ -115,7 +115,7 @@ SHARED = [
     _option("weights", Annotated[Path | None, typer.Option(
         "--weights", help="A model bundle folder, or a weights root for sd15.")], None),
     _option("steps", Annotated[int | None, typer.Option(
-        "--steps", min=1, help="Denoising steps (default: the preset's; 50 with --guidance official, the release's "
+        "--steps", help="Denoising steps (default: the preset's; 50 with --guidance official, the release's "
         "count: its schedule is written for 50 steps and other counts scale it by fractions).")], DEFAULT.steps),
     _option("cfg", Annotated[float | None, typer.Option(
         "--cfg", help="Classifier-free guidance on the CLIP context, 1 = off (default: the preset's).")], DEFAULT.cfg),
@@ -128,11 +128,11 @@ SHARED = [
         "draws it (its CPU generator seeded once: the initial latent, then the SDE steps' noise), one window "
         "only. The release's default seed is 42, mfollow's 0.")], NoiseChoice(DEFAULT.noise)),
     _option("size", Annotated[int | None, typer.Option(
-        "--size", min=64, help="Working short side, a multiple of 64 (default: the preset's: sd15 512, tiny 128).")],
+        "--size", help="Working short side, a multiple of 64 (default: the preset's: sd15 512, tiny 128).")],
         DEFAULT.size),
-    _option("start", Annotated[int, typer.Option("--start", min=0, help="First source frame.")], DEFAULT.start),
+    _option("start", Annotated[int, typer.Option("--start", help="First source frame.")], DEFAULT.start),
     _option("frames", Annotated[int | None, typer.Option(
-        "--frames", min=1, help="Number of source frames (default: to the end).")], DEFAULT.frames),
+        "--frames", help="Number of source frames (default: to the end).")], DEFAULT.frames),
     _option("fit", Annotated[FitChoice, typer.Option(  # type: ignore[valid-type]
         "--fit", help="Edit poses shorter than the source: trim, loop or hold.")], FitChoice(DEFAULT.fit)),
     _option("pose_colors", Annotated[Colors, typer.Option(  # type: ignore[valid-type]
@@ -146,14 +146,14 @@ SHARED = [
         "--composite/--no-composite", help="Keep the source's own pixels outside the people (default); "
         "--no-composite regenerates every pixel.")], DEFAULT.composite),
     _option("composite_margin", Annotated[int | None, typer.Option(
-        "--composite-margin", min=0, help="Band kept from the edit around the people, working px "
+        "--composite-margin", help="Band kept from the edit around the people, working px "
         "(default: size/64).")], DEFAULT.composite_margin),
     _option("warp_person", Annotated[bool | None, typer.Option(
         "--warp-person/--no-warp-person", help="Paste the source person's own pixels, moved bone by bone into the "
         "edit pose, over the model's drawing of them (docs/editing.md). Default: the model's preset's (on for the "
         "bundled tiny model, off for sd15), off with pose images.", show_default=False)], DEFAULT.warp_person),
     _option("preview_every", Annotated[int | None, typer.Option(
-        "--preview-every", min=1, help="Every K steps, write the clean-frame estimate into PROJECT/preview/ "
+        "--preview-every", help="Every K steps, write the clean-frame estimate into PROJECT/preview/ "
         "(report).")], DEFAULT.preview_every),
 ]  # fmt: skip
 
@@ -169,9 +169,9 @@ TAIL = [
 
 #: ``long``'s own options.
 LONG_ONLY = [
-    _option("window", Annotated[int, typer.Option("--window", min=1, help="Frames per window.")], DEFAULT.window),
+    _option("window", Annotated[int, typer.Option("--window", help="Frames per window.")], DEFAULT.window),
     _option("overlap", Annotated[int, typer.Option(
-        "--overlap", min=0, help="Frames shared by neighbouring windows.")], DEFAULT.overlap),
+        "--overlap", help="Frames shared by neighbouring windows.")], DEFAULT.overlap),
     _option("blend", Annotated[Blend, typer.Option(  # type: ignore[valid-type]
         "--blend", help="Blending of overlapping windows.")], Blend(DEFAULT.blend)),
     _option("restart", Annotated[bool, typer.Option("--restart", help="Discard any checkpoint and start over.")],
@@ -181,7 +181,7 @@ LONG_ONLY = [
 #: ``edit``'s own options.
 EDIT_ONLY = [
     _option("max_frames", Annotated[int, typer.Option(
-        "--max-frames", min=1, help="Longest clip edit accepts.")], DEFAULT.max_frames),
+        "--max-frames", help="Longest clip edit accepts.")], DEFAULT.max_frames),
     _option("batch", Annotated[Path | None, typer.Option(
         "--batch", help="A JSON Lines file of jobs, run with one model.")], None),
     _option("shard", Annotated[str | None, typer.Option(

@@ -21,17 +21,11 @@ def preflight(r: EditRequest) -> Path | None:
     from mfollow.io import checks
     from mfollow.preprocess.project import default_project_dir
 
+    r.check()  # types, ranges, choices and combinations: the same for the CLI, jobs files and the API
     if r.output is None or (r.source is None and r.case is None):
-        raise UsageError("an edit needs SRC (or a case folder) and an output")
-    if r.size is not None and r.size % 64:
-        raise UsageError(f"--size {r.size} is not a multiple of 64")
-    if r.noise == "release" and r.long:
         raise UsageError(
-            "--noise release draws the release's noise for one window; long's windows need keyed noise",
-            hint="use 'mfollow edit' (one window), or drop --noise release",
+            "an edit needs SRC (or a case folder) and an output", hint="mfollow edit SRC TGT -o OUT.mp4, or --batch JOBS"
         )
-    if r.long and r.overlap >= r.window:
-        raise UsageError(f"--overlap {r.overlap} must be smaller than --window {r.window}")
     source_info = target_info = None
     if r.case is not None:
         from mfollow.edit.inputs import case_inputs

@@ -3,9 +3,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, get_args
 
 from mfollow.edit.choices import Device, Dtype, EditMaskChoice, Fit, Noise, OutputSize
 from mfollow.preprocess.pose import ColorOrder
@@ -98,6 +99,53 @@ class EditRequest:
             else PreviewSettings(self.preview_every, preview),
         )  # fmt: skip
 
+    def check(self) -> None:
+        """Every field's type, range and choice, and the combinations one option alone cannot
+        check: the one validation of an edit, which the CLI, jobs files and the Python API share.
+
+        Raises:
+            UsageError: naming the option (its command-line spelling) and what is wrong.
+        """
+        from mfollow.runtime.errors import UsageError
+
+        for f in fields(self):
+            value, name = getattr(self, f.name), option_name(f.name)
+            if f.name in PATH_ALL:
+                if value is not None and not isinstance(value, Path):
+                    raise UsageError(f"{name}: a path is needed, not {value!r}")
+            elif f.name in INTEGERS:
+                low = INTEGERS[f.name]
+                if value is None and f.name in OPTIONAL:
+                    continue
+                if not isinstance(value, int) or isinstance(value, bool):
+                    raise UsageError(f"{name}: a whole number is needed, not {value!r}")
+                if value < low:
+                    raise UsageError(f"{name} {value}: must be at least {low}")
+            elif f.name in NUMBERS:
+                if value is None:
+                    continue
+                if not isinstance(value, int | float) or isinstance(value, bool) or not math.isfinite(value):
+                    raise UsageError(f"{name}: a finite number is needed, not {value!r}")
+                if value < 0:
+                    raise UsageError(f"{name} {value}: must not be negative")
+            elif f.name in CHOICES:
+                allowed = get_args(CHOICES[f.name])
+                if value not in allowed:
+                    raise UsageError(f"{name} {value!r}: choose from {', '.join(allowed)}")
+            elif f.name in FLAGS and not isinstance(value, bool) and not (value is None and f.name == "warp_person"):
+                raise UsageError(f"{name}: true or false is needed, not {value!r}")
+        if self.seed >= 2**63:
+            raise UsageError(f"--seed {self.seed}: must be below 2**63")
+        if self.size is not None and self.size % 64:
+            raise UsageError(f"--size {self.size} is not a multiple of 64")
+        if self.long and self.overlap >= self.window:
+            raise UsageError(f"--overlap {self.overlap} must be smaller than --window {self.window}")
+        if self.noise == "release" and self.long:
+            raise UsageError(
+                "--noise release draws the release's noise for one window; long's windows need keyed noise",
+                hint="use 'mfollow edit' (one window), or drop --noise release",
+            )
+
     def sampling_steps(self, spec: Preset) -> int:
         """``steps`` as given, else 50 under ``official`` (the release's schedule is written for
         50 steps; other counts scale it by fractions), else the preset's."""
@@ -113,3 +161,21 @@ class EditRequest:
 
 PATH_FIELDS = ("source_poses", "edit_poses", "source_masks", "edit_masks")
 PATH_OPTIONS = (*PATH_FIELDS, "target_masks", "case", "project", "weights")
+
+
+# What :meth:`EditRequest.check` checks, field by field (each field in one table).
+PATH_ALL = ("source", "target", "output", *PATH_OPTIONS)
+INTEGERS = {"steps": 1, "seed": 0, "size": 64, "start": 0, "frames": 1, "max_frames": 1, "window": 1, "overlap": 0,
+            "composite_margin": 0, "preview_every": 1}  # fmt: skip  # the least value of each
+OPTIONAL = ("steps", "size", "frames", "composite_margin", "preview_every")  # None: the default
+NUMBERS = ("cfg", "guidance_scale")  # finite, not negative; None: the preset's
+CHOICES = {"pose_backend": PoseChoice, "edit_mask_backend": EditMaskChoice, "guidance": GuidanceMode, "fit": Fit,
+           "pose_colors": ColorOrder, "output_size": OutputSize, "blend": BlendScheme, "noise": Noise,
+           "device": Device, "dtype": Dtype}  # fmt: skip
+FLAGS = ("camera", "composite", "warp_person", "long", "restart")
+SPELLING = {"source": "SRC", "target": "TGT", "output": "--output", "guidance_scale": "--guidance-step"}
+
+
+def option_name(field: str) -> str:
+    """A request field as the command line spells it (``steps`` -> ``--steps``)."""
+    return SPELLING.get(field, "--" + field.replace("_", "-"))

@@ -211,3 +211,61 @@ def test_from_pretrained_refuses_what_load_would_fail_on(world: Path, tmp_path: 
         MotionFollowerPipeline.from_pretrained(junk)
     with pytest.raises(WeightsError, match="no such folder"):
         MotionFollowerPipeline.from_pretrained(tmp_path / "nowhere")
+
+
+BAD_REQUESTS = [  # (CLI options, the same as request fields, the error)
+    (["--steps", "0"], {"steps": 0}, "--steps 0: must be at least 1"),
+    (["--start", "-1"], {"start": -1}, "--start -1: must be at least 0"),
+    (["--seed", "-3"], {"seed": -3}, "--seed -3: must be at least 0"),
+    (["--frames", "0"], {"frames": 0}, "--frames 0: must be at least 1"),
+    (["--cfg", "-1"], {"cfg": -1.0}, "--cfg -1.0: must not be negative"),
+]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("argv", "fields", "message"), BAD_REQUESTS)
+def test_the_cli_a_jobs_file_and_the_api_refuse_a_bad_request_alike(
+    world: Path, tmp_path: Path, argv: list[str], fields: dict, message: str
+) -> None:
+    """One validation (``EditRequest.check``) for every way in: the same line and exit code 2 from
+    the CLI, from a jobs-file line and from ``MotionFollowerPipeline``, before any stage or model."""
+    from mfollow import MotionFollowerPipeline
+    from mfollow.runtime.errors import UsageError
+
+    p = world / "pair"
+    src, tgt, out = p / "source.mp4", p / "target.mp4", tmp_path / "o.mp4"
+    one_line_error(run("edit", str(src), str(tgt), "-o", str(out), *argv), 2, message)
+    job = {"source": str(src), "target": str(tgt), "output": str(out), **fields}
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps(job) + "\n")
+    r = run("edit", "--batch", str(jobs), "--weights", str(world / "bundle"))
+    assert r.returncode == 2, r.stderr
+    assert json.loads(r.stdout)["error"].startswith(message) and message in r.stderr
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    with pytest.raises(UsageError) as caught:
+        pipe(src, tgt, out, **fields)
+    assert str(caught.value).startswith(message) and caught.value.exit_code == 2
+    assert not out.exists() and not (tmp_path / "o.mfollow").exists()
+
+
+def test_the_request_checks_types_choices_and_combinations() -> None:
+    from mfollow.edit.request import EditRequest
+    from mfollow.runtime.errors import UsageError
+
+    EditRequest().check()
+    bad = [
+        ({"steps": "five"}, "--steps: a whole number is needed"),
+        ({"steps": True}, "--steps: a whole number is needed"),
+        ({"size": 100}, "--size 100 is not a multiple of 64"),
+        ({"guidance_scale": float("nan")}, "--guidance-step: a finite number is needed"),
+        ({"fit": "stretch"}, "--fit 'stretch': choose from trim, loop, hold"),
+        ({"device": "tpu"}, "--device 'tpu': choose from cpu, cuda, mps"),
+        ({"camera": "yes"}, "--camera: true or false is needed"),
+        ({"source": "a.mp4"}, "SRC: a path is needed"),
+        ({"long": True, "window": 8, "overlap": 8}, "--overlap 8 must be smaller than --window 8"),
+        ({"long": True, "noise": "release"}, "--noise release draws the release's noise for one window"),
+    ]
+    for fields, message in bad:
+        with pytest.raises(UsageError) as caught:
+            EditRequest(**fields).check()  # type: ignore[arg-type]
+        assert str(caught.value).startswith(message), (fields, str(caught.value))
