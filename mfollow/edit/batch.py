@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from mfollow.edit.pipeline import run_request
-from mfollow.edit.preflight import preflight
+from mfollow.edit.preflight import check_memory, preflight
 from mfollow.edit.request import EditRequest
 from mfollow.models.presets import get_preset
 from mfollow.runtime.errors import EXIT_INTERNAL, MediaError, MfollowError, UsageError
@@ -58,6 +58,7 @@ def execute(
         # the weights are there (or one line and exit 3) before any preprocessing or model loading
         name = check_weights(preset, r.weights)
         loader = lambda: load_bundle(name, r.weights)  # noqa: E731  (called once the inputs are checked)
+    check_memory(r, get_preset(name))  # what the working size needs, before any stage or model
     if not preflighted and project is not None and r.project is None:
         say(f"project: {project}")
     group = join(r.device) if r.long and launched_world() > 1 else None

@@ -21,7 +21,7 @@ from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from mfollow.edit.preflight import preflight
+from mfollow.edit.preflight import check_memory, preflight
 from mfollow.edit.prepare import StagePlan, prepare_stages
 from mfollow.edit.request import PATH_FIELDS, PATH_OPTIONS, EditRequest
 from mfollow.models.presets import PRESETS, get_preset
@@ -105,6 +105,7 @@ class MotionFollowerPipeline:
             **{"device": self.device, "dtype": self.dtype, "weights": self.weights, **options, **paths},
         )  # fmt: skip
         project = preflight(request)
+        check_memory(request, get_preset(self.bundle.preset))
         return self.run(request, project, note=note, progress=progress)
 
     def run(

@@ -13,19 +13,19 @@ from mfollow.runtime.errors import UsageError
 
 if TYPE_CHECKING:
     from mfollow.io.video.probe import VideoInfo
+    from mfollow.models.presets import Preset
 
 
 def preflight(r: EditRequest) -> Path | None:
     """Check every input, option and output of one edit before anything loads (exit 2/4/5 in
     about a second). Returns the project folder the edit will use (None: none needed)."""
     from mfollow.io import checks
-    from mfollow.preprocess.project import default_project_dir
+    from mfollow.preprocess.project import MANIFEST, Project, default_project_dir
 
     r.check()  # types, ranges, choices and combinations: the same for the CLI, jobs files and the API
     if r.output is None or (r.source is None and r.case is None):
-        raise UsageError(
-            "an edit needs SRC (or a case folder) and an output", hint="mfollow edit SRC TGT -o OUT.mp4, or --batch JOBS"
-        )
+        hint = "mfollow edit SRC TGT -o OUT.mp4, or --batch JOBS"
+        raise UsageError("an edit needs SRC (or a case folder) and an output", hint=hint)
     source_info = target_info = None
     if r.case is not None:
         from mfollow.edit.inputs import case_inputs
@@ -74,6 +74,8 @@ def preflight(r: EditRequest) -> Path | None:
     if needs_project:
         project = r.project or default_project_dir(r.output)
         checks.check_project(project)
+        if (project / MANIFEST).exists():
+            Project.read(project)  # a corrupt manifest is exit 5 now, not after the stages
         if r.long and not r.restart:
             checks.check_checkpoint(project / "long" / "state.safetensors")
     check_device(r.device)
@@ -108,3 +110,32 @@ def _edit_length(r: EditRequest, source: VideoInfo | None, target: VideoInfo | N
         return None  # trimmed to edit poses whose length is not known yet
     masks = len(frame_files(r.edit_masks)) if r.edit_masks is not None else edit  # staged M_e: one per pose
     return min(n, edit, masks)
+
+
+def check_memory(r: EditRequest, spec: Preset) -> None:
+    """Refuse a working size whose sampling cannot fit the device's free memory, before any stage
+    or model: the estimate is a window's frames (``--window`` for ``long``, else ``--max-frames``,
+    at most the clip's) times the working pixels times what a guided step of the preset holds per
+    frame and pixel (:attr:`Preset.memory_per_pixel`, measured), plus the frames themselves in
+    float64 while they are resized. Nothing is refused where the free memory cannot be read."""
+    from mfollow.io.media import media_info
+    from mfollow.io.video.read import FramePolicy, working_geometry
+    from mfollow.runtime.memory import available_bytes, human
+
+    source = r.source if r.case is None else r.case / "source_images"
+    assert source is not None
+    info = media_info(source)
+    size = r.size or spec.working_size
+    geo = working_geometry(info.display_width, info.display_height, FramePolicy(short_side=size))
+    frames = r.window if r.long else r.max_frames
+    if info.frame_count > 1:  # a video or a folder of frames (a still stands for the target's length)
+        frames = max(1, min(frames, info.frame_count - r.start))
+    pixels = geo.width * geo.height
+    need = frames * pixels * (spec.memory_per_pixel + 3 * 8)
+    free = available_bytes(r.device)
+    if free is not None and need > free:
+        raise UsageError(
+            f"--size {size}: a {frames}-frame window at {geo.width}x{geo.height} needs about {human(need)} with the "
+            f"{spec.name} model, more than the {human(free)} free on {r.device}",
+            hint="lower --size (or --window), or use a device with more memory",
+        )

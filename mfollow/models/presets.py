@@ -24,6 +24,9 @@ class Preset:
     # default --warp-person: the source person's own pixels moved into the edit pose over the model's
     # drawing (mfollow.preprocess.pose.warp); for a model that cannot draw the person crisply itself
     warp_person: bool = False
+    # bytes a guided sampling step holds per frame and working pixel (activation checkpointing on,
+    # float32), measured with benchmarks/sampler.py: what the preflight's memory estimate scales
+    memory_per_pixel: int = 4736  # sd15: 2368 MiB for 8 frames at 256² (step-paper-ckpt, CPU)
 
     @property
     def vae_factor(self) -> int:
@@ -134,6 +137,7 @@ TINY = Preset(
     guidance_scale=2000.0,  # chosen on held-out validation pairs (docs/benchmarks.md, quality)
     cfg=1.0,  # CFG lowers PSNR on the bundled model (docs/benchmarks.md, quality); it also skips a pass
     steps=1,  # fewer steps score better on the bundled model, one best (docs/benchmarks.md, quality)
+    memory_per_pixel=305,  # 457 MiB for 24 frames at 256² (benchmarks/sampler.py step-paper-ckpt)
     warp_person=True,  # the person +3.3 dB / SSIM +0.39 against the registered truth (docs/benchmarks.md, quality)
 )
 

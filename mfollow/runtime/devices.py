@@ -9,6 +9,11 @@ def check_device(device: str) -> None:
     """Refuse a device this machine does not have (usage error, before any work)."""
     if device == "cpu":
         return
+    import sys
+    from pathlib import Path
+
+    if device == "cuda" and sys.platform.startswith("linux") and not any(Path("/dev").glob("nvidia*")):
+        raise UsageError("--device cuda: no CUDA device is available")  # no driver: known without torch
     import torch
 
     if device == "cuda" and not torch.cuda.is_available():

@@ -269,3 +269,37 @@ def test_the_request_checks_types_choices_and_combinations() -> None:
         with pytest.raises(UsageError) as caught:
             EditRequest(**fields).check()  # type: ignore[arg-type]
         assert str(caught.value).startswith(message), (fields, str(caught.value))
+
+
+def test_a_size_that_cannot_fit_is_refused_in_the_preflight(world: Path, tmp_path: Path) -> None:
+    """--size 64000 would need terabytes: refused with the estimate, in the preflight, within a
+    second (it used to run the stages for minutes and die with an allocation failure, exit 1)."""
+    import time
+
+    from mfollow import MotionFollowerPipeline
+    from mfollow.runtime.errors import UsageError
+
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    p = world / "pair"
+    given_paths = {k: p / v for k, v in (("source_poses", "source_poses.json"), ("edit_poses", "edit_poses.json"),
+                                         ("source_masks", "source_masks"), ("edit_masks", "edit_masks"))}  # fmt: skip
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match=r"--size 64000: a 8-frame window at 64000x64000 needs about [\d.]+ TiB"):
+        pipe(p / "source.mp4", p / "target.mp4", tmp_path / "o.mp4", size=64000, **given_paths)
+    assert time.perf_counter() - started < 1.0
+    assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.slow
+def test_a_corrupt_project_and_a_missing_device_are_found_before_any_stage(world: Path, tmp_path: Path) -> None:
+    import torch
+
+    p = world / "pair"
+    project = tmp_path / "bad.mfollow"
+    project.mkdir()
+    (project / "mfollow.json").write_text("{garbage")
+    staged = [str(p / "source.mp4"), str(p / "target.mp4"), "-o", str(tmp_path / "o.mp4"), "-p", str(project)]
+    one_line_error(run("edit", *staged), 5, "corrupt manifest")
+    assert sorted(q.name for q in project.iterdir()) == ["mfollow.json"]  # no stage ran, nothing written
+    if not torch.cuda.is_available():
+        one_line_error(run("edit", *staged[:4], "--device", "cuda"), 2, "--device cuda: no CUDA device")
