@@ -34,7 +34,7 @@ from mfollow.cli.common import (
 from mfollow.cli.weights import weights_app
 from mfollow.metrics.learned import settings as learned_settings
 from mfollow.runtime.devices import check_device
-from mfollow.runtime.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_USAGE, UsageError
+from mfollow.runtime.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED, EXIT_USAGE, Terminated, UsageError
 from mfollow.version import __version__
 
 app = typer.Typer(
@@ -451,6 +451,7 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
     """
     command = typer.main.get_command(app)
     _flags_without_metavar(command)
+    _terminate_as_interrupt()
     try:
         result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
     except typer.TyperException as exc:  # Click's usage errors: bad options, missing arguments
@@ -466,6 +467,9 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
     except typer.Abort:
         print("mfollow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
+    except Terminated:
+        print("mfollow: terminated", file=sys.stderr)
+        return EXIT_TERMINATED
     except KeyboardInterrupt:
         print("mfollow: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -475,6 +479,20 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
         silence_stdout()
         return EXIT_PIPE
     return result if isinstance(result, int) else 0
+
+
+def _terminate_as_interrupt() -> None:
+    """SIGTERM (cluster preemption, ``timeout``) stops a command as Ctrl-C does, so that a ``long``
+    run keeps its checkpoint and removes its temporary files (exit 143); a handler someone else
+    installed is left alone."""
+    import signal
+    import threading
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated
+
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) == signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, terminate)
 
 
 def _flags_without_metavar(command: Any) -> None:

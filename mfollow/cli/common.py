@@ -20,7 +20,7 @@ from typing import Annotated, Any, get_args
 import typer
 
 from mfollow.edit.choices import Device, Dtype
-from mfollow.runtime.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, MfollowError
+from mfollow.runtime.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED, MfollowError, Terminated
 from mfollow.runtime.progress import ProgressMode
 
 
@@ -82,9 +82,10 @@ def guard(debug: bool = False) -> Iterator[None]:
                 traceback.print_exc()
             print(f"mfollow: error: {exc}", file=sys.stderr, flush=True)
         raise typer.Exit(exc.exit_code) from None
-    except KeyboardInterrupt:
-        print("mfollow: interrupted", file=sys.stderr, flush=True)
-        raise typer.Exit(EXIT_INTERRUPTED) from None
+    except KeyboardInterrupt as exc:
+        terminated = isinstance(exc, Terminated)
+        print(f"mfollow: {'terminated' if terminated else 'interrupted'}", file=sys.stderr, flush=True)
+        raise typer.Exit(EXIT_TERMINATED if terminated else EXIT_INTERRUPTED) from None
     except BrokenPipeError:  # the reader went away (`mfollow info x.mp4 | head`): stop quietly
         silence_stdout()
         raise typer.Exit(EXIT_PIPE) from None

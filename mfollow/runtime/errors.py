@@ -26,7 +26,13 @@ EXIT_WEIGHTS = 3
 EXIT_MEDIA = 4
 EXIT_PROJECT = 5
 EXIT_INTERRUPTED = 130
+EXIT_TERMINATED = 143  # 128 + SIGTERM: what SLURM, Kubernetes and `timeout` send before killing
 EXIT_PIPE = 141  # 128 + SIGPIPE, what a shell reports for a Unix tool stopped by a closed pipe
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, handled as Ctrl-C is: the work stops, a ``long`` run's checkpoint of its last step
+    stays (resume by running the same command again), temporary files are removed; exit 143."""
 
 
 class MfollowError(Exception):

@@ -136,3 +136,39 @@ def test_guidance_step_keeps_its_old_spelling_hidden() -> None:
         guidance_step(2.0, 3.0)
     shown = CliRunner().invoke(app, ["long", "--help"], env={"COLUMNS": "200"}).output
     assert "--guidance-step" in shown and "--guidance-scale" not in shown
+
+
+@pytest.mark.slow
+def test_sigterm_stops_long_as_ctrl_c_does_and_it_resumes(world: Path, tmp_path: Path) -> None:
+    """SIGTERM (what SLURM, Kubernetes and `timeout` send) during `long`: exit 143, its last
+    step's checkpoint kept, its spilled conditioning removed; the same command then resumes and
+    writes the frames of an uninterrupted run."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from mfollow.io.video import read_frames
+
+    extra = ("--window", "8", "--overlap", "3", "--guidance", "none", "--steps", "6", "--no-warp-person")
+    ref = mfollow("long", *args(world, "-o", str(tmp_path / "ref.mp4"), "-p", str(tmp_path / "ref"), *extra))
+    assert ref.returncode == 0, ref.stderr
+    project = tmp_path / "proj"
+    argv = ["long", *args(world, "-o", str(tmp_path / "out.mp4"), "-p", str(project), *extra)]
+    env = {k: v for k, v in os.environ.items() if k != "MFOLLOW_DEBUG"}
+    proc = subprocess.Popen([sys.executable, "-m", "mfollow", *argv], env=env, stderr=subprocess.PIPE, text=True)
+    state = project / "long" / "state.safetensors"
+    deadline = time.monotonic() + 300
+    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=300)
+    assert proc.returncode == 143, err
+    assert err.strip().splitlines()[-1] == "mfollow: terminated"
+    assert state.exists() and not (tmp_path / "out.mp4").exists()
+    assert not list((project / "long").glob(".spill-*"))  # its temporary conditioning is gone
+    r = mfollow(*argv, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["resumed_from_step"] >= 1
+    assert (read_frames(tmp_path / "ref.mp4") == read_frames(tmp_path / "out.mp4")).all()
