@@ -212,6 +212,7 @@ class ClipSource:
     geometry: Geometry  # from source to working frames
     audio_from: Path | None = None
     audio_window: tuple[float, float] | None = None
+    source_frames: int = 0  # the source's frames in range, before ``fit`` trimmed them to ``n``
 
 
 def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
@@ -294,6 +295,7 @@ def open_clip(inputs: EditInputs, s: EditSettings) -> ClipSource:
         audio_window=audio_window,
         original=Mapped(original, np.arange(n)),
         geometry=geo,
+        source_frames=n_src,
     )
     expect = (size[1], size[0])
     for name in ("source_poses", "edit_poses", "source_masks", "edit_masks"):

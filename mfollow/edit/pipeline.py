@@ -35,6 +35,25 @@ Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
 
 
+def _notes(r: EditRequest, report: dict[str, Any], clip: Any) -> list[str]:
+    """What the output is not that a user would expect: source frames dropped by ``--fit trim``,
+    a size padded to even sides. Said on stderr; the report holds the figures."""
+    notes = []
+    n, m = report["frames"], report["source_frames"]
+    if n < m:
+        notes.append(
+            f"note: the output has {n} of the source's {m} frames: the edit poses or masks have {n} (--fit trim); "
+            "--fit loop or --fit hold keeps every source frame"
+        )
+    geo = clip.geometry
+    if r.output_size == "source" and report["size"] != [geo.src_w, geo.src_h]:
+        notes.append(
+            f"note: written at {report['size'][0]}x{report['size'][1]}: the source's {geo.src_w}x{geo.src_h} padded "
+            "by repeating its last row or column (H.264 needs even sides)"
+        )
+    return notes
+
+
 class MotionFollowerPipeline:
     """A loaded model bundle and how to run edits with it (see the module docstring)."""
 
@@ -204,6 +223,8 @@ def run_request(
             "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "
             "for real footage install the sd15 weights (docs/weights.md)"
         )
+    for line in _notes(r, report, clip):
+        say(line)
     report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
     report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
     report["mask_backend"] = prepared.get("mask_backend")

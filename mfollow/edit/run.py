@@ -25,6 +25,7 @@ from mfollow.edit.output import write_output
 from mfollow.edit.preview import clean_estimate, write_preview
 from mfollow.edit.resume import StateStore
 from mfollow.edit.settings import EditSettings
+from mfollow.io.video.write import even_size
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.project import SPILL_PREFIX
 from mfollow.runtime.determinism import deterministic_kernels
@@ -180,7 +181,8 @@ def _run_edit(
     return {
         "output": str(output),
         "frames": n,
-        "size": [out_w, out_h],
+        "source_frames": clip.source_frames,  # more than ``frames``: --fit trim dropped the rest
+        "size": list(even_size(out_w, out_h)),  # H.264 needs even sides: an odd one is padded by one
         "working_size": [w, h],
         "time_base": str(clip.time_base),
         "fps": None if rate is None else round(float(rate), 6),

@@ -93,3 +93,36 @@ def test_long_with_a_project_and_notes(world: Path, tmp_path: Path) -> None:
     assert report["windows"] == [[0, 8], [4, 12]] and ticks == [(1, 2), (2, 2)]
     assert json.loads((tmp_path / "proj" / "result.json").read_text())["output"] == str(tmp_path / "long.mp4")
     assert probe(tmp_path / "long.mp4").frame_count == 12 and notes == []
+
+
+def test_what_the_output_is_not_is_said(world: Path, tmp_path: Path) -> None:
+    """--fit trim dropping source frames, and a size padded to even sides, are said on the notes
+    (stderr in the CLI) and in the report, not done silently."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    p = world / "pair"
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    short = tmp_path / "short_masks"
+    shutil.copytree(p / "edit_masks", short)
+    for extra in sorted(short.iterdir())[5:]:
+        extra.unlink()  # 5 edit masks for a 12-frame source
+    notes: list[str] = []
+    paths = {**given(world), "edit_masks": short}
+    report = pipe(p / "source.mp4", p / "target.mp4", tmp_path / "t.mp4", size=64, note=notes.append, **paths)
+    assert (report["frames"], report["source_frames"]) == (5, 12)
+    assert any("the output has 5 of the source's 12 frames" in n and "--fit loop" in n for n in notes), notes
+    odd = tmp_path / "odd"  # a folder of 333x251 frames (H.264 cannot hold odd sides)
+    odd.mkdir()
+    for i in range(12):
+        Image.fromarray(np.full((251, 333, 3), 20 * i, np.uint8)).save(odd / f"frame_{i:02d}.png")
+    notes.clear()
+    report = pipe(odd, p / "target.mp4", tmp_path / "o.mp4", size=64, note=notes.append, **given(world))
+    assert report["size"] == [334, 252] and (probe(tmp_path / "o.mp4").width, probe(tmp_path / "o.mp4").height) == (
+        334,
+        252,
+    )
+    assert any("the source's 333x251 padded" in n for n in notes), notes
+    assert not any("of the source's" in n for n in notes)  # nothing dropped here
