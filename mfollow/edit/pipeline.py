@@ -158,6 +158,34 @@ def run_request(
     """The body of every edit: stages, settings, inputs, the model (``model``: the loaded bundle
     and its identity, or a loader called once the inputs are known good), lock and checkpoint,
     the run. ``preset``: the model's preset (its size, CFG and guidance defaults)."""
+    from mfollow.preprocess.project import Project
+    from mfollow.runtime.distributed import Group
+
+    held: dict[str, Any] = {}
+    if project is not None:  # one writer per project for the whole edit: stages, run and result
+        (group or Group()).on_main(lambda: held.update(project=Project.open(project)))
+    try:
+        return _run_request(
+            r, project, preset=preset, model=model, bundled_default=bundled_default, note=note, progress=progress,
+            group=group,
+        )  # fmt: skip
+    finally:
+        if "project" in held:
+            held["project"].close()
+
+
+def _run_request(
+    r: EditRequest,
+    project: Path | None,
+    *,
+    preset: str,
+    model: tuple[Any, str] | Callable[[], tuple[Any, str]],
+    bundled_default: bool = False,
+    note: Note | None = None,
+    progress: Progress | None = None,
+    group: Any = None,
+) -> dict[str, Any]:
+    """The body of :func:`run_request`, the project held."""
     from mfollow.edit.inputs import EditInputs, case_inputs, open_clip
     from mfollow.edit.preview import PREVIEW_DIR
     from mfollow.edit.resume import StateStore, run_key
@@ -190,29 +218,21 @@ def run_request(
     clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
     bundle, weights_id = model if isinstance(model, tuple) else group.agree(model)
     held: dict[str, Any] = {}
-    if r.long:  # the checkpoint lives in the project; rank 0 alone locks it and writes it
-        from mfollow.preprocess.project import Project
-
+    if r.long:  # the checkpoint lives in the project; rank 0 alone writes it
         assert project is not None
 
         def take() -> None:
-            held["lock"] = Project.open(project)  # one writer per project
             held["store"] = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
             if r.restart:
                 held["store"].clear()
 
-        group.on_main(take)  # rank 0's error (a locked project) ends every rank
-    lock, store = held.get("lock"), held.get("store")
-    try:
-        report = run_edit(
-            bundle, inputs, settings, r.output,  # type: ignore[arg-type]
-            store=store, progress=None if progress is None else (lambda e: progress(e["step"], e["steps"])),
-            clip=clip, work_dir=None if project is None or not r.long else project / "long",
-            group=group if distributed else None,
-        )  # fmt: skip
-    finally:
-        if lock is not None:
-            lock.close()
+        group.on_main(take)  # rank 0's error ends every rank
+    report = run_edit(
+        bundle, inputs, settings, r.output,  # type: ignore[arg-type]
+        store=held.get("store"), progress=None if progress is None else (lambda e: progress(e["step"], e["steps"])),
+        clip=clip, work_dir=None if project is None or not r.long else project / "long",
+        group=group if distributed else None,
+    )  # fmt: skip
     if not group.main:
         return report
     report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None

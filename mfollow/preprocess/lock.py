@@ -12,6 +12,7 @@ import json
 import os
 import secrets
 import socket
+import threading
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -56,12 +57,23 @@ def _lock_is_stale(info: Mapping[str, Any]) -> bool:
     return recorded is not None and current is not None and recorded != current
 
 
+_THREAD = threading.local()  # .held: lock file -> how many holders in this thread (re-entrant, as an RLock)
+
+
+def _held() -> dict[str, int]:
+    if not hasattr(_THREAD, "held"):
+        _THREAD.held = {}
+    return _THREAD.held
+
+
 class ProjectLock:
     """An exclusive lock on a project directory: ``DIR/.lock`` made with O_EXCL.
 
     The file records the owner's pid, host and process start time. A lock whose owner process is
     gone (on this host) is stale and is taken over; a live owner raises
-    :class:`ProjectLockedError`.
+    :class:`ProjectLockedError`. Within one thread the lock is re-entrant (as ``threading.RLock``):
+    an edit holds its project for the whole run while the stages it runs take it again; another
+    thread of the same process is excluded like another process.
     """
 
     def __init__(self, root: Path) -> None:
@@ -69,6 +81,15 @@ class ProjectLock:
         self._held = False
 
     def acquire(self) -> None:
+        key, held = str(self.path.resolve()), _held()
+        if held.get(key):  # this thread holds it already
+            held[key] += 1
+            self._held = True
+            return
+        self._acquire_file()
+        held[key] = 1
+
+    def _acquire_file(self) -> None:
         me = {
             "pid": os.getpid(),
             "host": socket.gethostname(),
@@ -117,7 +138,12 @@ class ProjectLock:
             aside.unlink()
 
     def release(self) -> None:
-        if self._held:
+        if not self._held:
+            return
+        self._held = False
+        key, held = str(self.path.resolve()), _held()
+        held[key] = held.get(key, 1) - 1
+        if held[key] <= 0:
+            held.pop(key, None)
             with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()
-            self._held = False

@@ -172,3 +172,22 @@ def test_sigterm_stops_long_as_ctrl_c_does_and_it_resumes(world: Path, tmp_path:
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["resumed_from_step"] >= 1
     assert (read_frames(tmp_path / "ref.mp4") == read_frames(tmp_path / "out.mp4")).all()
+
+
+@pytest.mark.slow
+def test_an_edit_holds_its_project_for_the_whole_run(world: Path, tmp_path: Path) -> None:
+    """A project that another live process holds is refused (exit 5), also when the edit's stages
+    are given and only its preview and result would be written there; the lock is re-entrant
+    within the edit (its stages take it again) and gone when the edit ends."""
+    from procs import project_locked_by_child
+
+    from mfollow.preprocess.lock import LOCK
+
+    project = tmp_path / "shared.mfollow"
+    extra = ("-p", str(project), "--preview-every", "1", "--frames", "4")
+    with project_locked_by_child(project):
+        one_line_error(mfollow("edit", *args(world, "-o", str(tmp_path / "a.mp4"), *extra)), 5, "locked by process")
+    assert not (tmp_path / "a.mp4").exists()
+    r = mfollow("edit", *args(world, "-o", str(tmp_path / "b.mp4"), *extra))  # the child's stale lock is taken over
+    assert r.returncode == 0, r.stderr
+    assert (project / "result.json").is_file() and not (project / LOCK).exists()
