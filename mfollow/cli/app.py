@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from mfollow.cli import edit as cli_edit
 from mfollow.cli import stages as cli_stages
@@ -29,6 +30,7 @@ from mfollow.cli.common import (
     SeedOpt,
     emit_json,
     guard,
+    renamed,
     stderr_line,
 )
 from mfollow.cli.weights import weights_app
@@ -37,7 +39,19 @@ from mfollow.runtime.devices import check_device
 from mfollow.runtime.errors import EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED, EXIT_USAGE, Terminated, UsageError
 from mfollow.version import __version__
 
+#: The order of ``mfollow --help``'s command list: the headline first, then the stages, the
+#: project's views, and the tools.
+ORDER = ("edit", "long", "pose", "align", "mask", "report", "status", "clean", "info", "demo", "eval", "synth",
+         "train", "weights")  # fmt: skip
+
+
+class _Commands(TyperGroup):
+    def list_commands(self, ctx: Any) -> list[str]:
+        return sorted(super().list_commands(ctx), key=lambda n: ORDER.index(n) if n in ORDER else len(ORDER))
+
+
 app = typer.Typer(
+    cls=_Commands,
     name="mfollow",
     help="Video motion editing: re-render a source video's person performing a target video's motion.",
     no_args_is_help=True,
@@ -180,6 +194,18 @@ class MotionKind(StrEnum):
     dance = "dance"
 
 
+CameraMotion = Annotated[
+    Camera | None, typer.Option("--camera-motion", help="The source camera's motion (default: from the seed).")
+]
+CameraMotionAlias = Annotated[Camera | None, typer.Option("--camera", hidden=True)]  # the old spelling
+
+
+def _camera_motion(camera: Camera | None, old: Camera | None) -> str | None:
+    """``--camera-motion`` (``--camera`` in ``edit``/``long`` is a flag: camera mode)."""
+    chosen = renamed(camera, old, option="--camera-motion", old="--camera")
+    return None if chosen is None else chosen.value
+
+
 @app.command()
 def synth(
     out_dir: Annotated[Path, typer.Argument(help="Folder to write the pair into.", metavar="OUT_DIR")],
@@ -187,9 +213,8 @@ def synth(
     frames: Annotated[int, typer.Option("--frames", min=1, help="Frames per video.")] = 48,
     size: Annotated[int, typer.Option("--size", min=16, help="Frame width and height in pixels.")] = 256,
     fps: Annotated[str, typer.Option("--fps", help="Frame rate, e.g. 24 or 30000/1001.")] = "24",
-    camera: Annotated[
-        Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
-    ] = None,
+    camera: CameraMotion = None,
+    camera_alias: CameraMotionAlias = None,
     source_motion: Annotated[MotionKind | None, typer.Option("--source-motion", help="Default: from the seed.")] = None,
     target_motion: Annotated[MotionKind | None, typer.Option("--target-motion", help="Default: from the seed.")] = None,
     json_out: JsonOpt = False,
@@ -197,8 +222,10 @@ def synth(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Make a synthetic puppet pair with exact ground truth: source, target and edited videos,
-    poses and person masks."""
+    """Make a synthetic puppet pair with exact ground truth.
+
+    Source, target and edited videos, poses and person masks. Example: mfollow synth pair --seed 3
+    """
     with guard(debug):
         from fractions import Fraction
 
@@ -217,7 +244,7 @@ def synth(
             frames=frames,
             size=size,
             fps=rate,
-            camera=None if camera is None else camera.value,
+            camera=_camera_motion(camera, camera_alias),
             source_motion=None if source_motion is None else source_motion.value,
             target_motion=None if target_motion is None else target_motion.value,
         )
@@ -267,8 +294,11 @@ def eval_(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Score a result against a reference: L1, PSNR, SSIM (full frame, and inside/outside masks);
-    optionally LPIPS, FID and FVD (extra mfollow[metrics]; weights via 'mfollow weights download')."""
+    """Score a result against a reference: L1, PSNR, SSIM, in and out of masks.
+
+    Optionally LPIPS, FID and FVD (the extra mfollow\\[metrics]; their weights through 'mfollow
+    weights download'). Example: mfollow eval out.mp4 pair/edit_gt.mp4 --fg-masks pair/edit_masks
+    """
     with guard(debug):
         from mfollow.metrics.evaluation import (
             EvalSettings,
@@ -325,9 +355,8 @@ def demo(
     guidance: cli_edit.GuidanceOpt = cli_edit.Guidance.paper,
     guidance_scale: cli_edit.GuidanceScale = None,
     guidance_scale_alias: cli_edit.GuidanceScaleAlias = None,
-    camera: Annotated[
-        Camera | None, typer.Option("--camera", help="Source camera path (default: from the seed).")
-    ] = None,
+    camera: CameraMotion = None,
+    camera_alias: CameraMotionAlias = None,
     weights: Annotated[
         Path | None, typer.Option("--weights", help="A tiny bundle folder, or a weights folder with tiny/ and segdit/.")
     ] = None,
@@ -345,8 +374,11 @@ def demo(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Edit a held-out synthetic pair with the bundled demo model: result.mp4, side_by_side.mp4
-    (source | target | result | ground truth) and metrics.json."""
+    """Edit a held-out synthetic pair with the bundled demo model, side by side with the truth.
+
+    Writes result.mp4, side_by_side.mp4 (source | target | result | ground truth) and metrics.json.
+    Example: mfollow demo out/
+    """
     with guard(debug):
         from mfollow.edit.demo import DemoSettings, run_demo
         from mfollow.runtime.progress import Reporter
@@ -362,7 +394,7 @@ def demo(
             steps=steps,
             guidance=guidance.value,
             guidance_scale=cli_edit.guidance_step(guidance_scale, guidance_scale_alias),
-            camera=None if camera is None else camera.value,
+            camera=_camera_motion(camera, camera_alias),
             device=device.value,
             warp_person=warp_person,
         )
@@ -409,7 +441,9 @@ def report(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """One HTML page of a project, to look at before spending GPU time: source and target, poses,
+    """One HTML page of a project, to look at before spending GPU time.
+
+    Source and target, poses,
     aligned poses and masks over the source, the result and per-frame metrics, every stage's
     state and parameters. Media are written beside the page; it opens from disk, no server."""
     with guard(debug):
@@ -451,6 +485,7 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
     """
     command = typer.main.get_command(app)
     _flags_without_metavar(command)
+    _paragraphs(command)
     _terminate_as_interrupt()
     try:
         result = command.main(args=argv, prog_name=prog_name, standalone_mode=False)
@@ -479,6 +514,18 @@ def main(argv: list[str] | None = None, prog_name: str = "mfollow") -> int:
         silence_stdout()
         return EXIT_PIPE
     return result if isinstance(result, int) else 0
+
+
+def _paragraphs(command: Any) -> None:
+    """Help texts as paragraphs: a docstring's line breaks inside a paragraph are joined, so that
+    the help wraps at the terminal's width, not mid-sentence where the source was wrapped."""
+    import inspect
+
+    if command.help:
+        text = inspect.cleandoc(command.help)
+        command.help = "\n\n".join(" ".join(p.split()) for p in text.split("\n\n"))
+    for sub in getattr(command, "commands", {}).values():
+        _paragraphs(sub)
 
 
 def _terminate_as_interrupt() -> None:

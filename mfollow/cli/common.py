@@ -55,6 +55,18 @@ DtypeOpt = Annotated[
 ]
 
 
+def renamed(value: Any, old_value: Any, *, option: str, old: str, default: Any = None) -> Any:
+    """An option's value when it may also come through its old, hidden spelling: the old one's
+    when only it was given; both given is a usage error."""
+    from mfollow.runtime.errors import UsageError
+
+    if old_value is None:
+        return value
+    if value != default:
+        raise UsageError(f"{old} is the old spelling of {option}: give one of them")
+    return old_value
+
+
 def stderr_line(message: str, *, quiet: bool = False) -> None:
     """One line for people on stderr (suppressed by ``--quiet``)."""
     if not quiet:

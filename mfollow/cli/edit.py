@@ -30,6 +30,7 @@ from mfollow.cli.common import (
     choices,
     emit_json,
     guard,
+    renamed,
     stderr_line,
 )
 from mfollow.edit.choices import EditMaskChoice, Noise, OutputSize, PresetChoice
@@ -65,11 +66,7 @@ GuidanceScaleAlias = Annotated[float | None, typer.Option("--guidance-scale", hi
 
 def guidance_step(step: float | None, old_spelling: float | None) -> float | None:
     """``--guidance-step``, or its old spelling ``--guidance-scale`` (not both)."""
-    if old_spelling is None:
-        return step
-    if step is not None:
-        raise UsageError("--guidance-scale is the old spelling of --guidance-step: give one of them")
-    return old_spelling
+    return renamed(step, old_spelling, option="--guidance-step", old="--guidance-scale")
 
 
 def _option(name: str, annotation: Any, default: Any) -> inspect.Parameter:
@@ -214,10 +211,10 @@ def _command(own: list[inspect.Parameter]) -> Callable[[Callable[..., None]], Ca
 def register(app: typer.Typer) -> None:
     """Add ``edit`` and ``long`` to the app."""
 
-    @app.command()
+    @app.command(epilog="Example: mfollow edit src.mp4 tgt.mp4 -o out.mp4 (poses, alignment and masks estimated).")
     @_command(EDIT_ONLY)
     def edit(**options: Any) -> None:
-        """Edit a clip in one window: the source person performs the edit poses' motion."""
+        """Edit a clip in one window: the source person performs the target's motion."""
         with guard(options["debug"]):
             if options["batch"] is not None:
                 from mfollow.edit.batch import run_batch
@@ -234,7 +231,7 @@ def register(app: typer.Typer) -> None:
                 raise UsageError("edit runs one window in one process; under torchrun use 'long' or 'edit --batch'")
             _run(request_of(options, long=False), options)
 
-    @app.command("long")
+    @app.command("long", epilog="Example: mfollow long src.mp4 tgt.mp4 -o out.mp4 -p proj (run it again to resume).")
     @_command(LONG_ONLY)
     def long_(**options: Any) -> None:
         """Edit a video of any length through overlapping windows; resumable after an interruption."""

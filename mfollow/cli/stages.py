@@ -57,7 +57,10 @@ def pose(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Poses of a video, a folder of frames or an image, cached in the project (pose-source or pose-target)."""
+    """Poses of a video, a folder of frames or an image, cached in the project.
+
+    The stage pose-source (or pose-target with --role target). Example: mfollow pose src.mp4 -p proj
+    """
     with guard(debug):
         from mfollow.preprocess.stages import pose_stage
 
@@ -103,7 +106,10 @@ def align(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Align the target's poses to the source person (stage align; needs both pose stages)."""
+    """Align the target's poses to the source person.
+
+    The stage align; needs both pose stages. Example: mfollow align -p proj
+    """
     with guard(debug):
         from mfollow.preprocess.pose.align import AlignSettings
         from mfollow.preprocess.stages import align_stage
@@ -133,7 +139,10 @@ def mask(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Person masks M_r and M_e (stage mask; needs the pose and align stages)."""
+    """Person masks M_r and M_e.
+
+    The stage mask; needs the pose and align stages. Example: mfollow mask -p proj
+    """
     with guard(debug):
         from mfollow.preprocess.stages import mask_stage
 

@@ -17,6 +17,7 @@ from mfollow.cli.common import (
     SeedOpt,
     emit_json,
     guard,
+    renamed,
     stderr_line,
 )
 from mfollow.runtime.devices import check_device
@@ -68,7 +69,8 @@ def train(
         typer.Option("--vae", help="Stage image/video: take the autoencoder from this bundle instead of --init's."),
     ] = None,
     steps: Annotated[int, typer.Option("--steps", help="Total optimiser steps (raise it to continue a run).")] = 1000,
-    batch: Annotated[int, typer.Option("--batch", help="Examples per step and process.")] = 8,
+    batch: Annotated[int, typer.Option("--batch-size", help="Examples per step and process.")] = 8,
+    batch_alias: Annotated[int | None, typer.Option("--batch", hidden=True)] = None,  # the old spelling
     grad_accum: Annotated[int, typer.Option("--grad-accum", help="Micro-batches accumulated per step.")] = 1,
     lr: Annotated[float, typer.Option("--lr", help="AdamW learning rate (the paper: 1e-5).")] = 1e-5,
     lr_schedule: Annotated[
@@ -102,9 +104,10 @@ def train(
     progress: ProgressOpt = "auto",  # type: ignore[assignment]
     debug: DebugOpt = False,
 ) -> None:
-    """Train one stage (resumable: run the same command again to continue after an interruption).
+    """Train one stage into a run folder (resumable: run the same command again).
 
-    Launch with 'torchrun --nproc-per-node N -m mfollow train ...' to train on N processes
+    Example: mfollow train run/ --stage image --init vae/bundle. Launch with
+    'torchrun --nproc-per-node N -m mfollow train ...' to train on N processes
     (DistributedDataParallel; gloo on CPU, nccl on CUDA).
     """
     with guard(debug):
@@ -116,7 +119,7 @@ def train(
             stage=stage.value,  # type: ignore[arg-type]
             preset=preset.value,
             steps=steps,
-            batch=batch,
+            batch=renamed(batch, batch_alias, option="--batch-size", old="--batch", default=8),
             grad_accum=grad_accum,
             lr=lr,
             lr_schedule=lr_schedule.value,

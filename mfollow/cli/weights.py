@@ -61,8 +61,11 @@ def weights_download(
     quiet: QuietOpt = False,
     debug: DebugOpt = False,
 ) -> None:
-    """Download components (pinned hub revision, SHA-256-pinned HTTPS file, or the authors' Drive
-    folder through gdown; checked, then installed)."""
+    """Download components, checked, then installed.
+
+    From a pinned hub revision, a SHA-256-pinned HTTPS file, or the authors' Drive folder (gdown).
+    Example: mfollow weights download --all-for sd15
+    """
     with guard(debug):
         from mfollow.runtime.errors import UsageError
         from mfollow.weights.download import check_downloadable, download

@@ -9,7 +9,8 @@
 A call takes the CLI's defaults (:class:`EditRequest`), runs (or reuses) the pose, align and mask
 stages in the project when poses and masks are not given, preflights every input and output before
 any work, and returns the report that ``mfollow edit --json`` prints. It raises the typed errors of
-:mod:`mfollow.runtime.errors`; it never prints or exits (messages go to ``note``, progress to ``progress``).
+:mod:`mfollow.runtime.errors` and never exits; messages go to ``note``, progress to ``progress``
+(by default a display on stderr).
 ``mfollow edit`` and ``mfollow long`` build an :class:`EditRequest` and call :func:`preflight` and
 :meth:`MotionFollowerPipeline.run`.
 """
@@ -19,7 +20,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import fields
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 from mfollow.edit.preflight import check_memory, preflight
 from mfollow.edit.prepare import StagePlan, prepare_stages
@@ -107,12 +108,14 @@ class MotionFollowerPipeline:
         output: str | Path | None = None,
         *,
         note: Note | None = None,
-        progress: Progress | None = None,
+        progress: Progress | Literal["auto"] | None = "auto",
         **options: Any,
     ) -> dict[str, Any]:
         """Edit ``source`` to follow ``target``'s motion into ``output``; ``options`` are the
         :class:`EditRequest` fields (``steps``, ``size``, ``source_poses``, ``project``, ``long`` ...).
-        Returns the report (what ``--json`` prints)."""
+        ``progress``: ``"auto"`` shows the denoising steps on stderr (a bar on a terminal, lines
+        otherwise), a callable receives ``(done, total)``, None shows nothing. Returns the report
+        (what ``--json`` prints)."""
         known = {f.name for f in fields(EditRequest)}
         unknown = sorted(set(options) - known)
         if unknown:
@@ -124,8 +127,14 @@ class MotionFollowerPipeline:
             **{"device": self.device, "dtype": self.dtype, "weights": self.weights, **options, **paths},
         )  # fmt: skip
         project = preflight(request)
-        check_memory(request, get_preset(self.bundle.preset))
-        return self.run(request, project, note=note, progress=progress)
+        spec = get_preset(self.bundle.preset)
+        check_memory(request, spec)
+        if progress != "auto":
+            return self.run(request, project, note=note, progress=progress)  # type: ignore[arg-type]
+        from mfollow.runtime.progress import Reporter
+
+        with Reporter("auto").task("long" if request.long else "edit", request.sampling_steps(spec)) as callback:
+            return self.run(request, project, note=note, progress=callback)
 
     def run(
         self,

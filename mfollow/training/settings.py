@@ -50,8 +50,8 @@ class TrainSettings:
         for name in ("steps", "batch", "grad_accum", "checkpoint_every", "synth_pairs", "clip_length"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')} must be at least 1")
-        if self.size % 32:
-            raise UsageError(f"--size {self.size} is not a multiple of 32")
+        if self.size < 32 or self.size % 32:
+            raise UsageError(f"--size {self.size} is not a positive multiple of 32")
         if self.lr <= 0:
             raise UsageError("--lr must be positive")
         if not 0.0 <= self.edit_rate <= 1.0:

@@ -12,6 +12,7 @@ import pytest
 from clirun import mfollow, one_line_error
 from media import make_audio_only, make_empty_video, make_video
 from procs import project_locked_by_child
+from typer.testing import CliRunner
 
 from mfollow import __version__
 from mfollow.preprocess import project as P
@@ -209,3 +210,36 @@ def test_timings_line_is_for_people() -> None:
     assert format_timings({"prepare": 1.234, "sample": 30.0, "decode_write": 0.25}) == (
         "prepare 1.2 s, sample 30.0 s, decode and write 0.2 s"
     )
+
+
+def test_help_reads_as_a_user_needs_it() -> None:
+    """The headline first; help paragraphs joined (they wrap at the terminal, not where the source
+    was wrapped); rich markup does not eat ``[metrics]``; an option name means one thing: the
+    synthetic camera path is ``--camera-motion`` (``--camera`` is camera mode in edit/long), the
+    training batch ``--batch-size`` (``--batch`` is a jobs file in edit); old spellings hidden."""
+    from mfollow.cli import app
+
+    runner = CliRunner()
+    top = runner.invoke(app, ["--help"], env={"COLUMNS": "200"}).output
+    listed = [
+        w
+        for line in top.splitlines()
+        if line.startswith("│ ") and len(line.split()) > 2
+        if not (w := line.split()[1]).startswith("-")
+    ]
+    assert listed[:5] == ["edit", "long", "pose", "align", "mask"], listed
+    assert "mfollow[metrics]" in runner.invoke(app, ["eval", "--help"], env={"COLUMNS": "200"}).output
+    synth = runner.invoke(app, ["synth", "--help"], env={"COLUMNS": "200"}).output
+    assert "--camera-motion" in synth and "--camera " not in synth
+    train = runner.invoke(app, ["train", "--help"], env={"COLUMNS": "200"}).output
+    assert "--batch-size" in train and "--batch " not in train
+
+    import typer.main
+
+    from mfollow.cli.app import _paragraphs
+
+    command = typer.main.get_command(app)
+    _paragraphs(command)
+    for name, sub in command.commands.items():  # type: ignore[attr-defined]
+        for paragraph in (sub.help or "").split("\n\n"):
+            assert "\n" not in paragraph, name

@@ -126,3 +126,14 @@ def test_what_the_output_is_not_is_said(world: Path, tmp_path: Path) -> None:
     )
     assert any("the source's 333x251 padded" in n for n in notes), notes
     assert not any("of the source's" in n for n in notes)  # nothing dropped here
+
+
+def test_the_api_shows_progress_by_default(world: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    p = world / "pair"
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    pipe(p / "source.mp4", p / "target.mp4", tmp_path / "a.mp4", size=64, steps=2, frames=4, **given(world))
+    shown = capsys.readouterr().err
+    assert "edit" in shown and "2/2" in shown  # not a terminal: plain lines of steps done
+    pipe(p / "source.mp4", p / "target.mp4", tmp_path / "b.mp4", size=64, steps=2, frames=4, progress=None,
+         **given(world))  # fmt: skip
+    assert capsys.readouterr().err == ""

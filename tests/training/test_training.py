@@ -469,3 +469,12 @@ def test_frame_batch_masks_keep_the_draws(items: list[D.Item]) -> None:
                 masks_of.setdefault(pool[f].tobytes(), []).append(masks[f])
     for frame, mask in zip(both["frame"], both["mask"], strict=True):
         assert any(np.array_equal(m, mask) for m in masks_of[frame.tobytes()])
+
+
+def test_train_refuses_sizes_that_are_not_positive_multiples_of_32() -> None:
+    from mfollow.runtime.errors import UsageError
+    from mfollow.training import TrainSettings
+
+    for size in (0, -32, 48):
+        with pytest.raises(UsageError, match=f"--size {size} is not a positive multiple of 32"):
+            TrainSettings(stage="vae", size=size).check()
