@@ -225,6 +225,11 @@ def _run_request(
     preview = None if r.preview_every is None or project is None else project / PREVIEW_DIR
     settings = r.settings(spec, inputs, device, preview)
     clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
+    from mfollow.edit.forecast import forecast
+
+    warnings = forecast(clip, bundled_model=bundled_default, source=r.source) if group.main else []
+    for line in warnings:  # before the sampling, so that a doomed edit can be stopped
+        say(f"warning: {line}")
     bundle, weights_id = model if isinstance(model, tuple) else group.agree(model)
     held: dict[str, Any] = {}
     if r.long:  # the checkpoint lives in the project; rank 0 alone writes it
@@ -254,6 +259,7 @@ def _run_request(
         )
     for line in _notes(r, report, clip):
         say(line)
+    report["warnings"] = warnings
     report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
     report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
     report["mask_backend"] = prepared.get("mask_backend")

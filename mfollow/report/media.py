@@ -52,9 +52,10 @@ def over(frames: Iterable[np.ndarray], drawings: Iterable[np.ndarray]) -> Iterat
 
 
 def masks_over(frames: Iterable[np.ndarray], m_r: Path, m_e: Path, size: tuple[int, int]) -> Iterator[np.ndarray]:
-    """M_r tinted red and M_e green over the frames (half and half where both are); the mask
-    folders are read a frame at a time, in frame order."""
+    """M_r filled with red and M_e outlined in green over the frames, so that each stays visible
+    where they overlap; the mask folders are read a frame at a time, in frame order."""
     from mfollow.edit.inputs import mask_seq
+    from mfollow.preprocess.masks.morphology import dilate, edge
 
     r_seq, e_seq = mask_seq(m_r, size), mask_seq(m_e, size)
     for i, f in enumerate(frames):
@@ -63,7 +64,7 @@ def masks_over(frames: Iterable[np.ndarray], m_r: Path, m_e: Path, size: tuple[i
         r_, e_ = r_seq.get(i, i + 1)[0], e_seq.get(i, i + 1)[0]
         out = f.astype(np.float32)
         out[r_] = 0.5 * out[r_] + 0.5 * M_R_TINT
-        out[e_] = 0.5 * out[e_] + 0.5 * M_E_TINT
+        out[dilate(edge(e_))] = M_E_TINT  # a 3-pixel outline
         yield out.astype(np.uint8)
 
 

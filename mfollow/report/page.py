@@ -101,8 +101,14 @@ def write_report(
             t_size = report_media.display_size(t_info.display_width, t_info.display_height, settings.max_side)
             say("target")
             frames = report_media.video_frames(target, t_size)
-            clips.append(("Target", rel(report_media.write_clip(media / "target.mp4", frames, list(t_info.timestamps),
-                                                     t_info.time_base))))  # fmt: skip
+            t_timing = (list(t_info.timestamps), t_info.time_base)
+            clips.append(("Target", rel(report_media.write_clip(media / "target.mp4", frames, *t_timing))))
+            if "pose-target" in records:  # the motion as estimated, before alignment
+                poses = PoseSequence.load(proj.output("pose-target", "poses.json"))
+                over = report_media.over(
+                    report_media.video_frames(target, t_size), report_media.pose_frames(poses, t_size)
+                )
+                clips.append(("Target poses", rel(report_media.write_clip(media / "pose-target.mp4", over, *t_timing))))
         sections.append(_section("Source and target", _videos(clips)))
         pose_clips = _pose_clips(proj, media, source, size, timing, say, rel)
         if pose_clips:
@@ -114,7 +120,8 @@ def write_report(
                 report_media.video_frames(source, size), mask_dir / "source_masks", mask_dir / "edit_masks", size
             )
             path = report_media.write_clip(media / "masks_over_source.mp4", frames, *timing)
-            sections.append(_section("Masks", _videos([("M_r (red) and M_e (green) over the source", rel(path))])))
+            sections.append(_section("Masks", _videos([("M_r (red fill) and M_e (green outline) over the source",
+                                                        rel(path))])))  # fmt: skip
         result = _result(project)
         if result is not None:
             say("result")
@@ -123,6 +130,10 @@ def write_report(
             )
             path = report_media.write_clip(media / "source_and_result.mp4", frames, *timing)
             sections.append(_section("Result", _videos([(f"Source | result ({html.escape(str(result))})", rel(path))])))
+    warnings = _warnings(project)
+    if warnings:  # first on the page: what the last edit was warned of before it sampled
+        items = "".join(f"<li>{html.escape(w)}</li>" for w in warnings)
+        sections.insert(0, _section("Warnings (found before sampling)", f"<ul>{items}</ul>"))
     plot = _metrics_plot(project)
     if plot is not None:
         sections.append(_section("Per-frame metrics (mfollow eval)", plot))
@@ -168,6 +179,17 @@ def _pose_clips(proj: Any, media: Path, source: Path, size: tuple[int, int], tim
         path = report_media.write_clip(media / "poses_over_source.mp4", frames, *timing)
         clips.append(("Both over the source" if len(drawn) == 2 else "Over the source", rel(path)))
     return clips
+
+
+def _warnings(project: Path) -> list[str]:
+    """What the last edit warned of before sampling (its ``result.json``)."""
+    path = project / RESULT
+    if not path.is_file():
+        return []
+    try:
+        return [str(w) for w in json.loads(path.read_text()).get("warnings", [])]
+    except (OSError, ValueError, AttributeError) as exc:
+        raise ProjectError(f"{path}: unreadable result record ({exc})") from exc
 
 
 def _result(project: Path) -> Path | None:

@@ -137,3 +137,46 @@ def test_the_api_shows_progress_by_default(world: Path, tmp_path: Path, capsys: 
     pipe(p / "source.mp4", p / "target.mp4", tmp_path / "b.mp4", size=64, steps=2, frames=4, progress=None,
          **given(world))  # fmt: skip
     assert capsys.readouterr().err == ""
+
+
+def test_what_dooms_an_edit_is_said_before_sampling(world: Path, tmp_path: Path) -> None:
+    """Masks covering most of the frame, an aligned skeleton far outside it, and the bundled puppet
+    model on real footage are warned of before sampling (the notes, then ``warnings`` in the report
+    and on the report page); a sound edit warns of nothing."""
+    import shutil
+
+    import numpy as np
+
+    from mfollow.preprocess.masks.files import mask_name, write_mask
+    from mfollow.preprocess.pose.keypoints import PoseSequence
+
+    p = world / "pair"
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    sound = pipe(p / "source.mp4", p / "target.mp4", tmp_path / "ok.mp4", size=64, steps=1, progress=None,
+                 **given(world))  # fmt: skip
+    assert sound["warnings"] == []
+    full = tmp_path / "full_masks"
+    full.mkdir()
+    for i in range(12):
+        write_mask(full / mask_name(i), np.ones((64, 64), bool))
+    below = tmp_path / "below.json"
+    poses = PoseSequence.load(p / "edit_poses.json")
+    poses.map_points(lambda a: a + np.array([0.0, 0.9] + [0.0] * (a.shape[-1] - 2))).save(below)
+    calls: list[str] = []
+    report = pipe(p / "source.mp4", p / "target.mp4", tmp_path / "doomed.mp4", size=64, steps=1, progress=None,
+                  note=calls.append, project=tmp_path / "proj", preview_every=1, **{**given(world), "edit_masks": full,
+                                                                   "edit_poses": below})  # fmt: skip
+    warned = report["warnings"]
+    assert any(w.startswith("M_e (the edit person) covers 100% of the frame") for w in warned), warned
+    assert any("the aligned skeleton reaches far outside the frame" in w for w in warned), warned
+    assert [f"warning: {w}" for w in warned] == [c for c in calls if c.startswith("warning: ")]
+    from mfollow.report import ReportSettings, write_report
+
+    page = tmp_path / "page.html"
+    write_report(tmp_path / "proj", page, ReportSettings(max_side=64))
+    assert "Warnings (found before sampling)" in page.read_text() and "covers 100% of the frame" in page.read_text()
+    real = tmp_path / "clip.mp4"  # no pair.json beside it: not the synthetic world
+    shutil.copy(p / "source.mp4", real)
+    bundled = MotionFollowerPipeline.from_pretrained()
+    report = bundled(real, p / "target.mp4", tmp_path / "b.mp4", size=64, steps=1, progress=None, **given(world))
+    assert any("the bundled tiny demo model knows only the synthetic puppets" in w for w in report["warnings"])

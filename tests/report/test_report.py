@@ -65,8 +65,9 @@ def test_page_and_media_from_the_cache(demo_project: Path, tmp_path: Path) -> No
                   "Stages"):  # fmt: skip
         assert f"<h2>{title}" in text, title
     media = sorted(Path(p).name for p in doc["media"])
-    assert media == ["align.mp4", "frame_00003.png", "masks_over_source.mp4", "pose-source.mp4",
+    assert media == ["align.mp4", "frame_00003.png", "masks_over_source.mp4", "pose-source.mp4", "pose-target.mp4",
                      "poses_over_source.mp4", "source.mp4", "source_and_result.mp4", "target.mp4"]  # fmt: skip
+    assert "Target poses" in text and "Warnings" not in text  # the target's motion as estimated; nothing doomed
     assert 'src="page_media/source.mp4"' in text and "http" not in text.replace('xmlns="http://www.w3.org', "")
     info = probe(page.parent / "page_media" / "source_and_result.mp4")
     assert info.codec == "h264" and info.frame_count == 8 and info.width == 2 * probe(page.parent / "page_media" /
@@ -114,3 +115,23 @@ def test_the_page_loads_in_a_real_browser(demo_project: Path, tmp_path: Path) ->
     )  # fmt: skip
     pixels = np.asarray(Image.open(shot).convert("L"), dtype=np.float64)
     assert pixels.std() > 10  # not a blank page
+
+
+def test_masks_stay_visible_where_they_overlap(tmp_path: Path) -> None:
+    """M_r is filled red, M_e outlined in green: inside both the red fill shows, and M_e's outline
+    is drawn across M_r."""
+    from mfollow.preprocess.masks.files import mask_name, write_mask
+    from mfollow.report.media import M_E_TINT, masks_over
+
+    m_r = np.zeros((32, 32), bool)
+    m_r[4:28, 4:20] = True
+    m_e = np.zeros((32, 32), bool)
+    m_e[8:24, 12:28] = True
+    for folder, m in (("r", m_r), ("e", m_e)):
+        (tmp_path / folder).mkdir()
+        write_mask(tmp_path / folder / mask_name(0), m)
+    frame = np.full((32, 32, 3), 100, np.uint8)
+    out = next(masks_over([frame], tmp_path / "r", tmp_path / "e", (32, 32))).astype(int)
+    assert out[16, 16, 0] > out[16, 16, 1]  # inside both, away from M_e's edge: M_r's red
+    assert list(out[12, 12]) == list(M_E_TINT)  # M_e's outline, drawn over M_r
+    assert list(out[2, 2]) == [100, 100, 100]  # neither
