@@ -20,7 +20,15 @@ from typing import Annotated, Any, get_args
 import typer
 
 from mfollow.edit.choices import Device, Dtype
-from mfollow.runtime.errors import EXIT_INTERNAL, EXIT_INTERRUPTED, EXIT_PIPE, EXIT_TERMINATED, MfollowError, Terminated
+from mfollow.runtime.errors import (
+    EXIT_INTERNAL,
+    EXIT_INTERRUPTED,
+    EXIT_PIPE,
+    EXIT_TERMINATED,
+    EXIT_USAGE,
+    MfollowError,
+    Terminated,
+)
 from mfollow.runtime.progress import ProgressMode
 
 
@@ -101,6 +109,11 @@ def guard(debug: bool = False) -> Iterator[None]:
     except BrokenPipeError:  # the reader went away (`mfollow info x.mp4 | head`): stop quietly
         silence_stdout()
         raise typer.Exit(EXIT_PIPE) from None
+    except MemoryError as exc:  # past the preflight's estimate: still the user's size, not a bug
+        if debug:
+            traceback.print_exc()
+        print(f"mfollow: error: out of memory ({exc}) (lower --size or --window)", file=sys.stderr, flush=True)
+        raise typer.Exit(EXIT_USAGE) from None
     except (typer.Exit, typer.Abort):
         raise
     except Exception as exc:  # a bug: say so, in one line unless debugging

@@ -243,3 +243,16 @@ def test_help_reads_as_a_user_needs_it() -> None:
     for name, sub in command.commands.items():  # type: ignore[attr-defined]
         for paragraph in (sub.help or "").split("\n\n"):
             assert "\n" not in paragraph, name
+
+
+def test_running_out_of_memory_is_a_usage_error_not_a_bug(capsys: pytest.CaptureFixture[str]) -> None:
+    import typer
+
+    from mfollow.cli.common import guard
+
+    with pytest.raises(typer.Exit) as caught, guard():
+        raise MemoryError("Unable to allocate 91.6 GiB")
+    assert caught.value.exit_code == 2
+    assert capsys.readouterr().err.strip() == (
+        "mfollow: error: out of memory (Unable to allocate 91.6 GiB) (lower --size or --window)"
+    )
