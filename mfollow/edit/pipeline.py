@@ -17,7 +17,8 @@ any work, and returns the report that ``mfollow edit --json`` prints. It raises 
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -153,6 +154,27 @@ class MotionFollowerPipeline:
         )  # fmt: skip
 
 
+@contextlib.contextmanager
+def _holding(project: Path | None, group: Any) -> Iterator[None]:
+    """Hold ``project`` (its lock) on rank 0 while the edit runs: one writer for the stages, the
+    run and the result. Under torchrun the ranks first agree, so that no rank is still in its
+    preflight's probe of the folder when rank 0 creates it."""
+    from mfollow.preprocess.project import Project
+    from mfollow.runtime.distributed import Group
+
+    held: dict[str, Any] = {}
+    if project is not None:
+        g = group or Group()
+        if g.world > 1:
+            g.agree(lambda: None)
+        g.on_main(lambda: held.update(project=Project.open(project)))
+    try:
+        yield
+    finally:
+        if "project" in held:
+            held["project"].close()
+
+
 def run_request(
     r: EditRequest,
     project: Path | None,
@@ -165,109 +187,84 @@ def run_request(
     group: Any = None,
 ) -> dict[str, Any]:
     """The body of every edit: stages, settings, inputs, the model (``model``: the loaded bundle
-    and its identity, or a loader called once the inputs are known good), lock and checkpoint,
-    the run. ``preset``: the model's preset (its size, CFG and guidance defaults)."""
-    from mfollow.preprocess.project import Project
-    from mfollow.runtime.distributed import Group
+    and its identity, or a loader called once the inputs are known good), the project held and the
+    checkpoint, the run. ``preset``: the model's preset (its size, CFG and guidance defaults)."""
+    with _holding(project, group):
+        from mfollow.edit.inputs import EditInputs, case_inputs, open_clip
+        from mfollow.edit.preview import PREVIEW_DIR
+        from mfollow.edit.resume import StateStore, run_key
+        from mfollow.edit.run import run_edit
+        from mfollow.runtime.distributed import Group, rank_device
 
-    held: dict[str, Any] = {}
-    if project is not None:  # one writer per project for the whole edit: stages, run and result
-        (group or Group()).on_main(lambda: held.update(project=Project.open(project)))
-    try:
-        return _run_request(
-            r, project, preset=preset, model=model, bundled_default=bundled_default, note=note, progress=progress,
-            group=group,
+        say = note or (lambda _: None)
+        distributed = group is not None and group.world > 1
+        group = group or Group()
+        device = rank_device(r.device, group)
+        spec = get_preset(preset)
+        prepared: dict[str, Any] = {"stages": {}}
+        if r.case is not None:
+            inputs = case_inputs(r.case, r.target)
+        else:
+            given = {k: getattr(r, k) for k in PATH_FIELDS}
+            if r.staged:
+                assert project is not None and r.source is not None
+                staged, prepared = group.on_main(lambda: _prepare(r, project, say))
+                given = staged | {k: v for k, v in given.items() if v is not None}
+            missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
+            if missing:
+                raise UsageError(
+                    f"missing {', '.join(missing)}",
+                    hint="give poses and masks, run 'mfollow pose/align/mask -p DIR' and pass -p DIR, or --case DIR",
+                )
+            inputs = EditInputs(r.source, target=r.target, **given)  # type: ignore[arg-type]
+        preview = None if r.preview_every is None or project is None else project / PREVIEW_DIR
+        settings = r.settings(spec, inputs, device, preview)
+        clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
+        from mfollow.edit.forecast import forecast
+
+        warnings = forecast(clip, bundled_model=bundled_default, source=r.source) if group.main else []
+        for line in warnings:  # before the sampling, so that a doomed edit can be stopped
+            say(f"warning: {line}")
+        bundle, weights_id = model if isinstance(model, tuple) else group.agree(model)
+        held: dict[str, Any] = {}
+        if r.long:  # the checkpoint lives in the project; rank 0 alone writes it
+            assert project is not None
+
+            def take() -> None:
+                held["store"] = StateStore(
+                    project / "long" / "state.safetensors", run_key(inputs, settings, weights_id)
+                )
+                if r.restart:
+                    held["store"].clear()
+
+            group.on_main(take)  # rank 0's error ends every rank
+        report = run_edit(
+            bundle, inputs, settings, r.output,  # type: ignore[arg-type]
+            store=held.get("store"), progress=None if progress is None else (lambda e: progress(e["step"], e["steps"])),
+            clip=clip, work_dir=None if project is None or not r.long else project / "long",
+            group=group if distributed else None,
         )  # fmt: skip
-    finally:
-        if "project" in held:
-            held["project"].close()
-
-
-def _run_request(
-    r: EditRequest,
-    project: Path | None,
-    *,
-    preset: str,
-    model: tuple[Any, str] | Callable[[], tuple[Any, str]],
-    bundled_default: bool = False,
-    note: Note | None = None,
-    progress: Progress | None = None,
-    group: Any = None,
-) -> dict[str, Any]:
-    """The body of :func:`run_request`, the project held."""
-    from mfollow.edit.inputs import EditInputs, case_inputs, open_clip
-    from mfollow.edit.preview import PREVIEW_DIR
-    from mfollow.edit.resume import StateStore, run_key
-    from mfollow.edit.run import run_edit
-    from mfollow.runtime.distributed import Group, rank_device
-
-    say = note or (lambda _: None)
-    distributed = group is not None and group.world > 1
-    group = group or Group()
-    device = rank_device(r.device, group)
-    spec = get_preset(preset)
-    prepared: dict[str, Any] = {"stages": {}}
-    if r.case is not None:
-        inputs = case_inputs(r.case, r.target)
-    else:
-        given = {k: getattr(r, k) for k in PATH_FIELDS}
-        if r.staged:
-            assert project is not None and r.source is not None
-            staged, prepared = group.on_main(lambda: _prepare(r, project, say))
-            given = staged | {k: v for k, v in given.items() if v is not None}
-        missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
-        if missing:
-            raise UsageError(
-                f"missing {', '.join(missing)}",
-                hint="give poses and masks, run 'mfollow pose/align/mask -p DIR' and pass -p DIR, or --case DIR",
+        if not group.main:
+            return report
+        report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
+        report["weights"] = weights_id
+        report["weights_source"] = bundle.source  # the folder(s) the model was loaded from
+        if bundled_default:  # said after the run, so that an error stays a single line
+            say(
+                "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "
+                "for real footage install the sd15 weights (docs/weights.md)"
             )
-        inputs = EditInputs(r.source, target=r.target, **given)  # type: ignore[arg-type]
-    preview = None if r.preview_every is None or project is None else project / PREVIEW_DIR
-    settings = r.settings(spec, inputs, device, preview)
-    clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
-    from mfollow.edit.forecast import forecast
+        for line in _notes(r, report, clip):
+            say(line)
+        report["warnings"] = warnings
+        report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
+        report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
+        report["mask_backend"] = prepared.get("mask_backend")
+        if project is not None:  # what `mfollow report` shows beside the source
+            from mfollow.report.records import record_result
 
-    warnings = forecast(clip, bundled_model=bundled_default, source=r.source) if group.main else []
-    for line in warnings:  # before the sampling, so that a doomed edit can be stopped
-        say(f"warning: {line}")
-    bundle, weights_id = model if isinstance(model, tuple) else group.agree(model)
-    held: dict[str, Any] = {}
-    if r.long:  # the checkpoint lives in the project; rank 0 alone writes it
-        assert project is not None
-
-        def take() -> None:
-            held["store"] = StateStore(project / "long" / "state.safetensors", run_key(inputs, settings, weights_id))
-            if r.restart:
-                held["store"].clear()
-
-        group.on_main(take)  # rank 0's error ends every rank
-    report = run_edit(
-        bundle, inputs, settings, r.output,  # type: ignore[arg-type]
-        store=held.get("store"), progress=None if progress is None else (lambda e: progress(e["step"], e["steps"])),
-        clip=clip, work_dir=None if project is None or not r.long else project / "long",
-        group=group if distributed else None,
-    )  # fmt: skip
-    if not group.main:
+            record_result(project, report)
         return report
-    report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
-    report["weights"] = weights_id
-    report["weights_source"] = bundle.source  # the folder(s) the model was loaded from
-    if bundled_default:  # said after the run, so that an error stays a single line
-        say(
-            "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "
-            "for real footage install the sd15 weights (docs/weights.md)"
-        )
-    for line in _notes(r, report, clip):
-        say(line)
-    report["warnings"] = warnings
-    report["stages"] = prepared["stages"]  # cache decisions of the stages this run needed
-    report["pose_backend"] = prepared.get("pose_backend")  # None: poses were given
-    report["mask_backend"] = prepared.get("mask_backend")
-    if project is not None:  # what `mfollow report` shows beside the source
-        from mfollow.report.records import record_result
-
-        record_result(project, report)
-    return report
 
 
 def _prepare(r: EditRequest, project: Path, note: Note) -> tuple[dict[str, Path], dict[str, Any]]:
