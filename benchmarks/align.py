@@ -15,20 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 import warnings
+from dataclasses import replace
 
 import numpy as np
 
 from mfollow.preprocess.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
+from mfollow.preprocess.pose import PUPPET_ALIGN
 from mfollow.preprocess.pose.align import AlignSettings, align, joint_error
 from mfollow.preprocess.pose.camera_track import estimate_track
 from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
 
+PUPPETS = AlignSettings(**PUPPET_ALIGN)  # the synthetic world's convention (the tiny preset's alignment)
 CONFIGS = {
-    "motioneditor + retarget (skeleton, median anchor, following the camera; default)": AlignSettings(),
-    "motioneditor + retarget (skeleton, ground anchor, following the camera)": AlignSettings(anchor="ground"),
-    "motioneditor (skeleton, median anchor, following the camera)": AlignSettings(retarget=False),
-    "motioneditor + retarget (still camera)": AlignSettings(follow_camera=False),
+    "motioneditor + retarget (skeleton, median anchor, following the camera; the tiny preset's)": PUPPETS,
+    "motioneditor (skeleton, the target's place, still camera; the default, the authors' way)": AlignSettings(),
+    "motioneditor + retarget (skeleton, ground anchor, following the camera)": replace(PUPPETS, anchor="ground"),
+    "motioneditor (skeleton, median anchor, following the camera)": replace(PUPPETS, retarget=False),
+    "motioneditor + retarget (still camera)": replace(PUPPETS, follow_camera=False),
     "motioneditor (skeleton, median anchor, still camera)": AlignSettings(
         anchor="median", follow_camera=False, retarget=False
     ),
@@ -80,11 +84,11 @@ def main() -> None:
             camera = track if settings.follow_camera else None
             errors[name].append(joint_error(align(src, tgt, settings, camera)[0], gt))
             by_camera.setdefault(kind, {}).setdefault(name, []).append(errors[name][-1])
-        aligned, t = align(src, tgt, AlignSettings(), track)
+        aligned, t = align(src, tgt, PUPPETS, track)  # M_e estimates on the tiny preset's alignment
         widths = limb_widths(src, m_r)
         ious["warp"].append(iou(warp_masks(m_t, t, args.size, args.size), m_e))
         ious["hull (aligned poses)"].append(iou(hull_masks(aligned, widths), m_e))
-        similar = align(src, tgt, AlignSettings(retarget=False), track)[0]
+        similar = align(src, tgt, replace(PUPPETS, retarget=False), track)[0]
         ious["hull (aligned poses, not retargeted)"].append(iou(hull_masks(similar, widths), m_e))
         ious["hull (ground-truth poses)"].append(iou(hull_masks(gt, widths), m_e))
         ious["target mask as is"].append(iou(m_t, m_e))

@@ -11,10 +11,10 @@ import typer
 from mfollow.cli.common import DebugOpt, JsonOpt, ProjectOpt, QuietOpt, choices, emit_json, guard, stderr_line
 from mfollow.preprocess import EditMaskSource
 from mfollow.preprocess import Role as RoleLiteral
+from mfollow.preprocess.pose import ALIGN_DEFAULTS, PoseSource
 from mfollow.preprocess.pose import AlignMethod as AlignLiteral
 from mfollow.preprocess.pose import Anchor as AnchorLiteral
 from mfollow.preprocess.pose import HeightFrom as HeightLiteral
-from mfollow.preprocess.pose import PoseSource
 from mfollow.runtime.errors import UsageError
 
 Role = choices("Role", RoleLiteral)
@@ -23,6 +23,9 @@ PoseBackend = choices("PoseBackend", PoseSource)
 HeightFrom = choices("HeightFrom", HeightLiteral)
 Anchor = choices("Anchor", AnchorLiteral)
 EditMaskBackend = choices("EditMaskBackend", EditMaskSource)
+DEFAULT_METHOD = AlignMethod(ALIGN_DEFAULTS["method"])
+DEFAULT_HEIGHT = HeightFrom(ALIGN_DEFAULTS["height"])
+DEFAULT_ANCHOR = Anchor(ALIGN_DEFAULTS["anchor"])
 
 
 ForceOpt = Annotated[bool, typer.Option("--force", help="Run the stage even if it is fresh.")]
@@ -82,25 +85,27 @@ def pose(
 
 def align(
     project: ProjectOpt,
-    method: Annotated[AlignMethod, typer.Option("--method", help="Alignment method.")] = AlignMethod.motioneditor,
-    height: Annotated[HeightFrom, typer.Option("--height", help="Person height from the skeleton or the box.")] = (
-        HeightFrom.skeleton
-    ),
-    anchor: Annotated[Anchor, typer.Option("--anchor", help="Where the motioneditor method anchors.")] = Anchor.median,
+    method: Annotated[AlignMethod, typer.Option("--method", help="Alignment method.")] = DEFAULT_METHOD,
+    height: Annotated[
+        HeightFrom, typer.Option("--height", help="Person height from the skeleton or the box.")
+    ] = DEFAULT_HEIGHT,
+    anchor: Annotated[
+        Anchor, typer.Option("--anchor", help="Where the edit person stands (target: where the target stands).")
+    ] = DEFAULT_ANCHOR,
     follow_camera: Annotated[
         bool,
         typer.Option(
             "--follow-camera/--no-follow-camera",
             help="Move the edit poses with the source camera's pan, zoom and shake (measured on its background).",
         ),
-    ] = True,
+    ] = ALIGN_DEFAULTS["follow_camera"],  # type: ignore[assignment]
     retarget: Annotated[
         bool,
         typer.Option(
             "--retarget/--no-retarget",
-            help="Rebuild the aligned skeleton on the source person's bone lengths (default).",
+            help="Rebuild the aligned skeleton on the source person's bone lengths.",
         ),
-    ] = True,
+    ] = ALIGN_DEFAULTS["retarget"],  # type: ignore[assignment]
     force: ForceOpt = False,
     json_out: JsonOpt = False,
     quiet: QuietOpt = False,

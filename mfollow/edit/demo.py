@@ -22,15 +22,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from mfollow.io.atomic import atomic_write_json
+from mfollow.preprocess.pose.align import AlignSettings
 from mfollow.preprocess.pose.keypoints import PoseSequence
-
-if TYPE_CHECKING:
-    from mfollow.preprocess.pose.align import AlignSettings
 
 #: The demo's pair seed. Training data come from ``PuppetPairs(seed + 1000, ...)`` whose pairs are
 #: seeded by hashes of (seed + 1000, index); the quality benchmark's held-out seeds start at 10_000.
@@ -64,9 +62,10 @@ def prepare_pair(
     align: AlignSettings | None = None,
 ) -> tuple[Any, Path, dict[str, Path]]:
     """Synthesise pair ``seed`` into ``out/pair`` and run the pose (ground-truth keypoints),
-    align (``align``: :class:`mfollow.preprocess.pose.align.AlignSettings`, default its defaults) and mask
-    (M_r: ground truth; M_e: SegDiT) stages in ``out/project``. Returns (pair, pair folder, the
-    edit's poses and masks)."""
+    align (``align``: :class:`mfollow.preprocess.pose.align.AlignSettings`, default the tiny
+    preset's: the puppet world's) and mask (M_r: ground truth; M_e: SegDiT) stages in
+    ``out/project``. Returns (pair, pair folder, the edit's poses and masks)."""
+    from mfollow.models.presets import get_preset
     from mfollow.preprocess.stages import align_stage, mask_stage, pose_stage, project_inputs
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
@@ -77,7 +76,7 @@ def prepare_pair(
     project = out / "project"
     pose_stage(project, pair_dir / "source.mp4", "source", pair_dir / "source_poses.json", backend="file")
     pose_stage(project, pair_dir / "target.mp4", "target", pair_dir / "target_poses.json", backend="file")
-    align_stage(project, align)
+    align_stage(project, align or AlignSettings(**get_preset("tiny").align))
     mask_stage(
         project,
         source_masks=pair_dir / "source_masks",

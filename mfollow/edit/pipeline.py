@@ -208,7 +208,7 @@ def run_request(
             given = {k: getattr(r, k) for k in PATH_FIELDS}
             if r.staged:
                 assert project is not None and r.source is not None
-                staged, prepared = group.on_main(lambda: _prepare(r, project, say))
+                staged, prepared = group.on_main(lambda: _prepare(r, project, say, spec))
                 given = staged | {k: v for k, v in given.items() if v is not None}
             missing = [f"--{k.replace('_', '-')}" for k, v in given.items() if v is None]
             if missing:
@@ -267,11 +267,12 @@ def run_request(
         return report
 
 
-def _prepare(r: EditRequest, project: Path, note: Note) -> tuple[dict[str, Path], dict[str, Any]]:
-    """The pose, align and mask stages in the project (run, cached or reused)."""
+def _prepare(r: EditRequest, project: Path, note: Note, spec: Any) -> tuple[dict[str, Path], dict[str, Any]]:
+    """The pose, align and mask stages in the project (run, cached or reused); the alignment the
+    model's preset asks for (``spec.align``)."""
 
     plan = StagePlan(
-        pose_backend=r.pose_backend, edit_mask_backend=r.edit_mask_backend,  # type: ignore[arg-type]
+        pose_backend=r.pose_backend, edit_mask_backend=r.edit_mask_backend, align=spec.align,  # type: ignore[arg-type]
         source_masks=r.source_masks, target_masks=r.target_masks, weights=r.weights,
     )  # fmt: skip
     return prepare_stages(project, r.source, r.target, plan, note=note)  # type: ignore[arg-type]

@@ -11,7 +11,7 @@ unchanged, so a rerun costs nothing.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ class StagePlan:
     """How to make what the edit needs. ``weights``: the folder searched first for DWPose/SegDiT."""
 
     pose_backend: PoseChoice = "auto"
+    align: dict[str, Any] = field(default_factory=dict)  # the align stage's settings over its defaults
     edit_mask_backend: EditMaskChoice = "auto"  # auto: a fresh mask stage, else hull
     source_masks: Path | None = None  # M_r from files; None: mediapipe segments the source
     target_masks: Path | None = None  # for edit_mask_backend "warp"
@@ -100,7 +101,12 @@ def prepare_stages(
         assert video is not None
         r = pose_stage(project, video, role, backend=chosen.backend, weights=plan.weights)
         cache[name], backends[role] = r["cache"], chosen.backend
-    cache["align"] = "reused" if _fresh(project, "align") is not None else align_stage(project)["cache"]
+    if _fresh(project, "align") is not None:  # made by hand (mfollow align) or by an earlier edit: kept
+        cache["align"] = "reused"
+    else:
+        from mfollow.preprocess.pose.align import AlignSettings
+
+        cache["align"] = align_stage(project, AlignSettings(**plan.align))["cache"]
     rec = _fresh(project, "mask") if reusable_mask else None
     if rec is not None:
         cache["mask"] = "reused"

@@ -7,6 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from mfollow.preprocess.pose import PUPPET_ALIGN
 from mfollow.runtime.errors import UsageError
 
 
@@ -26,6 +27,9 @@ class Preset:
     warp_person: bool = False
     # bytes a guided sampling step holds per frame and working pixel (activation checkpointing on,
     # float32), measured with benchmarks/sampler.py: what the preflight's memory estimate scales
+    # the align stage's settings an edit with this model asks for (over ALIGN_DEFAULTS); the tiny
+    # model was trained on the synthetic world, whose ground truth aligns the puppet way
+    align: dict[str, Any] = field(default_factory=dict)
     memory_per_pixel: int = 4736  # sd15: 2368 MiB for 8 frames at 256² (step-paper-ckpt, CPU)
 
     @property
@@ -137,6 +141,7 @@ TINY = Preset(
     guidance_scale=2000.0,  # chosen on held-out validation pairs (docs/benchmarks.md, quality)
     cfg=1.0,  # CFG lowers PSNR on the bundled model (docs/benchmarks.md, quality); it also skips a pass
     steps=1,  # fewer steps score better on the bundled model, one best (docs/benchmarks.md, quality)
+    align=dict(PUPPET_ALIGN),
     memory_per_pixel=305,  # 457 MiB for 24 frames at 256² (benchmarks/sampler.py step-paper-ckpt)
     warp_person=True,  # the person +3.3 dB / SSIM +0.39 against the registered truth (docs/benchmarks.md, quality)
 )

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from mfollow.preprocess.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
+from mfollow.preprocess.pose import PUPPET_ALIGN
 from mfollow.preprocess.pose.align import AlignSettings, Transform, align, estimate, joint_error
 from mfollow.preprocess.pose.camera_track import CameraTrack, estimate_track
 from mfollow.preprocess.pose.keypoints import PoseSequence
@@ -18,6 +19,8 @@ from mfollow.synth import make_pair
 from mfollow.synth.world import mask_box
 
 warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN slices for points out of view
+
+PUPPETS = AlignSettings(**PUPPET_ALIGN)  # the synthetic world's convention (its ground truth)
 
 
 def synthetic(seed: int, camera: str = "none", frames: int = 12, size: int = 128):  # type: ignore[no-untyped-def]
@@ -48,7 +51,7 @@ def scaled_copy(p: PoseSequence, s: float, shift: tuple[float, float], size: tup
 
 @pytest.mark.parametrize(
     "settings",
-    [AlignSettings(), AlignSettings(height="box"), AlignSettings(anchor="first"), AlignSettings("linear")],
+    [PUPPETS, replace(PUPPETS, height="box"), replace(PUPPETS, anchor="first"), replace(PUPPETS, method="linear")],
 )
 def test_an_exact_rescaled_copy_is_recovered(settings: AlignSettings) -> None:
     _, (src, _), _, _ = synthetic(3)
@@ -62,11 +65,11 @@ def test_an_exact_rescaled_copy_is_recovered(settings: AlignSettings) -> None:
 
 def test_none_keeps_normalised_poses_and_refuses_other_aspects() -> None:
     _, (src, _), (tgt, _), _ = synthetic(4)
-    aligned, _ = align(src, tgt, AlignSettings("none"))
+    aligned, _ = align(src, tgt, replace(PUPPETS, method="none"))
     np.testing.assert_allclose(aligned.body[..., :2], tgt.body[..., :2], atol=1e-12)
     wide = scaled_copy(tgt, 1.0, (0, 0), (256, 128))
     with pytest.raises(MediaError, match="frame aspect"):
-        estimate(src, wide, AlignSettings("none"))
+        estimate(src, wide, replace(PUPPETS, method="none"))
 
 
 def test_alignment_beats_none_and_scales_are_close_on_synthetic_pairs() -> None:
@@ -76,9 +79,9 @@ def test_alignment_beats_none_and_scales_are_close_on_synthetic_pairs() -> None:
         true_scale = pair.source.puppet.height / pair.target.puppet.height
         assert estimate(src, tgt).scale == pytest.approx(true_scale, rel=0.12)  # proportions vary +-15%
         for name, s in (
-            ("default", AlignSettings()),
-            ("linear", AlignSettings("linear")),
-            ("none", AlignSettings("none")),
+            ("default", PUPPETS),
+            ("linear", replace(PUPPETS, method="linear")),
+            ("none", replace(PUPPETS, method="none")),
         ):
             errors[name].append(joint_error(align(src, tgt, s)[0], gt))
     assert np.mean(errors["default"]) < np.mean(errors["none"]) / 2
@@ -117,7 +120,7 @@ def test_partial_views_fall_back_to_torso_or_shoulders(hidden: tuple[int, ...]) 
     for p in (src,):
         p.body[:, list(hidden), 2] = 0.0  # ankles (then also knees and hips) out of view
     target = scaled_copy(src, 0.5, (30.0, 10.0), (200, 150))
-    aligned, t = align(src, target, AlignSettings())
+    aligned, t = align(src, target, PUPPETS)
     assert t.scale == pytest.approx(2.0, rel=1e-9)
     np.testing.assert_allclose(aligned.body[..., :2], src.body[..., :2], atol=1e-9)
 
@@ -159,15 +162,15 @@ def test_following_the_camera_keeps_the_edit_on_the_source_ground() -> None:
         pair, (src, _), (tgt, _), (gt, _) = synthetic(seed, "pan", frames=16)
         track = estimate_track([pair.source.render(f).rgb for f in range(16)], src.box)
         for name, cam in (("still", None), ("follow", track), ("follow (true camera)", true_track(pair))):
-            errors[name].append(joint_error(align(src, tgt, AlignSettings(), cam)[0], gt))
+            errors[name].append(joint_error(align(src, tgt, PUPPETS, cam)[0], gt))
     still, follow = np.mean(errors["still"]), np.mean(errors["follow"])
     assert follow < 0.6 * still, errors  # a pan's travel is most of the error without it
     assert follow == pytest.approx(np.mean(errors["follow (true camera)"]), abs=0.2)
     # a still camera changes nothing
     _, (src, _), (tgt, _), _ = synthetic(1, "none")
-    still_edit = align(src, tgt, AlignSettings(), CameraTrack.still(len(src)))[0]
-    np.testing.assert_allclose(still_edit.body, align(src, tgt)[0].body, atol=1e-12)
-    np.testing.assert_allclose(still_edit.box, align(src, tgt)[0].box, atol=1e-12)
+    still_edit = align(src, tgt, PUPPETS, CameraTrack.still(len(src)))[0]
+    np.testing.assert_allclose(still_edit.body, align(src, tgt, PUPPETS)[0].body, atol=1e-12)
+    np.testing.assert_allclose(still_edit.box, align(src, tgt, PUPPETS)[0].box, atol=1e-12)
 
 
 def test_warp_masks_follow_the_camera_frame_by_frame() -> None:
@@ -198,8 +201,8 @@ def test_retargeting_puts_the_targets_motion_on_the_sources_bones(seed: int) -> 
     from mfollow.preprocess.pose.retarget import bone_lengths
 
     _, (src, _), (tgt, _), (gt, _) = synthetic(seed, size=256)
-    similar = align(src, tgt, AlignSettings(retarget=False))[0]
-    edit = align(src, tgt)[0]
+    similar = align(src, tgt, replace(PUPPETS, retarget=False))[0]
+    edit = align(src, tgt, PUPPETS)[0]
     got, truth, before = bone_lengths(edit), bone_lengths(gt), bone_lengths(similar)
     for kind in truth:
         assert np.median(got[kind]) == pytest.approx(np.median(truth[kind]), rel=1e-6), kind
@@ -220,14 +223,14 @@ def test_retargeting_beats_the_similarity_alone_and_keeps_the_ground() -> None:
     for seed in range(5):
         _, (src, _), (tgt, _), (gt, _) = synthetic(seed)
         for rt in (False, True):
-            errors[rt].append(joint_error(align(src, tgt, AlignSettings(retarget=rt))[0], gt))
-        similar, edit = align(src, tgt, AlignSettings(retarget=False))[0], align(src, tgt)[0]
+            errors[rt].append(joint_error(align(src, tgt, replace(PUPPETS, retarget=rt))[0], gt))
+        similar, edit = align(src, tgt, replace(PUPPETS, retarget=False))[0], align(src, tgt, PUPPETS)[0]
         ground = [clip_anchor(person_extent(p, "skeleton")[1], "median") for p in (similar, edit)]
         np.testing.assert_allclose(ground[1], ground[0], atol=1e-9)  # the feet stay where alignment put them
     assert all(r < s for r, s in zip(errors[True], errors[False], strict=True)), errors  # on every pair
     assert np.mean(errors[True]) < 0.9 * np.mean(errors[False]), errors
     _, (src, _), (tgt, _), (gt, _) = synthetic(0)
-    settings = AlignSettings(anchor="ground")
+    settings = replace(PUPPETS, anchor="ground")
     similar, edit = align(src, tgt, replace(settings, retarget=False))[0], align(src, tgt, settings)[0]
     ground = [clip_anchor(person_extent(p, "skeleton")[1], "ground") for p in (similar, edit)]
     np.testing.assert_allclose(ground[1], ground[0], atol=1e-9)  # the ground anchor re-grounds by its own rule
@@ -241,7 +244,7 @@ def test_retargeting_onto_itself_and_past_an_unseen_joint() -> None:
     for part in ("body", "feet", "hands"):
         np.testing.assert_allclose(getattr(same, part), getattr(src, part), atol=1e-12)
     np.testing.assert_allclose(same.box, src.box, atol=1e-12)
-    similar = align(src, tgt, AlignSettings(retarget=False))[0]
+    similar = align(src, tgt, replace(PUPPETS, retarget=False))[0]
     similar.body[:, 3, 2] = 0.0  # the right elbow never seen: the wrist has no parent to hang from
     edit = retarget(similar, src)
     np.testing.assert_array_equal(edit.body[:, 4], similar.body[:, 4])
@@ -283,6 +286,6 @@ def test_ground_anchor_puts_a_jump_on_the_source_ground() -> None:
 
         src, tgt, gt = seq(pair.source), seq(pair.target), seq(pair.edit)
         for anchor in errors:
-            errors[anchor].append(joint_error(align(src, tgt, AlignSettings(anchor=anchor))[0], gt))  # type: ignore[arg-type]
+            errors[anchor].append(joint_error(align(src, tgt, replace(PUPPETS, anchor=anchor))[0], gt))  # type: ignore[arg-type]
     assert np.mean(errors["ground"]) < 0.6 * np.mean(errors["median"]), errors
     assert max(errors["ground"]) < 0.5 * max(errors["median"]), errors

@@ -133,6 +133,9 @@ def test_cli_flow_into_edit(tmp_path: Path, pair: Path) -> None:
 
 
 def test_align_follows_the_source_camera_measured_on_its_video(tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from mfollow.preprocess.pose import PUPPET_ALIGN
     from mfollow.preprocess.pose.align import AlignSettings, joint_error
 
     pan = tmp_path / "pan"
@@ -140,14 +143,15 @@ def test_align_follows_the_source_camera_measured_on_its_video(tmp_path: Path) -
     root = tmp_path / "proj"
     pose_stage(root, pan / "source.mp4", "source", pan / "source_poses.json")
     pose_stage(root, pan / "target.mp4", "target", pan / "target_poses.json")
-    followed = align_stage(root)
-    assert align_stage(root)["cache"] == "hit"  # the video is an input: same video, same key
+    puppets = AlignSettings(**PUPPET_ALIGN)  # the synthetic world's convention: camera followed
+    followed = align_stage(root, puppets)
+    assert align_stage(root, puppets)["cache"] == "hit"  # the video is an input: same video, same key
     assert set(followed["outputs"]) == {"edit_poses.json", "transform.json", "camera.json"}
     camera = json.loads(Path(followed["outputs"]["camera.json"]).read_text())
     assert len(camera["scale"]) == 12 and abs(camera["shift"][-1][0]) > 10  # the pan, measured on the H.264 video
     truth = PoseSequence.load(pan / "edit_poses.json")
     error = {"followed": joint_error(PoseSequence.load(Path(followed["outputs"]["edit_poses.json"])), truth)}
-    still = align_stage(root, AlignSettings(follow_camera=False))  # replaces the stage's outputs
+    still = align_stage(root, replace(puppets, follow_camera=False))  # replaces the stage's outputs
     assert still["cache"] == "miss" and "camera.json" not in still["outputs"]
     error["still"] = joint_error(PoseSequence.load(Path(still["outputs"]["edit_poses.json"])), truth)
     assert error["followed"] < 0.6 * error["still"], error

@@ -42,8 +42,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from mfollow.preprocess.pose import ALIGN_DEFAULTS, Anchor
 from mfollow.preprocess.pose import AlignMethod as Method
-from mfollow.preprocess.pose import Anchor
 from mfollow.preprocess.pose import HeightFrom as Height
 from mfollow.preprocess.pose.camera_track import CameraTrack
 from mfollow.preprocess.pose.keypoints import PoseSequence, mid_hip
@@ -60,21 +60,21 @@ GROUND_PERCENTILE = 90.0
 
 @dataclass(frozen=True)
 class AlignSettings:
-    method: Method = "motioneditor"
-    # defaults measured on 20 synthetic pairs (docs/benchmarks.md): skeleton heights and median
-    # anchors halve the joint error of box heights and first-frame anchors
-    height: Height = "skeleton"
-    # motioneditor's anchor: ``median`` uses both clips' median bottom-centres (the default: the
-    # best edits measured, docs/benchmarks.md); ``ground`` the median centre on each clip's ground;
-    # ``first`` frame 0's; ``target`` keeps the target's own place (scaling about its frame-0
-    # bottom-centre: MotionEditor's released script)
-    anchor: Anchor = "median"
-    # follow the source camera's pan / zoom / shake, measured on its background (needs the source
-    # frames); measured on 20 synthetic pairs (docs/benchmarks.md)
-    follow_camera: bool = True
+    """The defaults are :data:`mfollow.preprocess.pose.ALIGN_DEFAULTS` (the authors' way, measured
+    on their real cases); :data:`mfollow.preprocess.pose.PUPPET_ALIGN` is the synthetic world's."""
+
+    method: Method = ALIGN_DEFAULTS["method"]  # type: ignore[assignment]
+    # skeleton heights halve the joint error of box heights (synthetic pairs, docs/benchmarks.md)
+    height: Height = ALIGN_DEFAULTS["height"]  # type: ignore[assignment]
+    # motioneditor's anchor: ``target`` keeps the target's own place (scaling about its frame-0
+    # bottom-centre: the authors' released cases, MotionEditor's script); ``median`` both clips'
+    # median bottom-centres; ``ground`` the median centre on each clip's ground; ``first`` frame 0's
+    anchor: Anchor = ALIGN_DEFAULTS["anchor"]  # type: ignore[assignment]
+    # follow the source camera's pan / zoom / shake, measured on its background (needs the source frames)
+    follow_camera: bool = ALIGN_DEFAULTS["follow_camera"]  # type: ignore[assignment]
     # after the similarity, rebuild the skeleton on the source's bone lengths
     # (:mod:`mfollow.preprocess.pose.retarget`)
-    retarget: bool = True
+    retarget: bool = ALIGN_DEFAULTS["retarget"]  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,158 @@
+"""mfollow's preprocessing on the authors' released example cases, against theirs. Prints JSON.
+
+    python benchmarks/realcases.py CASE_DIR [CASE_DIR ...] [--align-anchor A] [--no-retarget]
+                                   [--no-follow-camera]
+
+Each CASE_DIR is a case in the authors' layout (``source_images/``, ``source_poses/``,
+``target_images/``, ``target_aligned_poses/``, ``source_masks/``, ``predicted_masks/``; 512² frames).
+The cases have no licence: they are read from where they lie and nothing of them is written into
+the repository. mfollow's preprocessing runs as ``mfollow edit`` runs it (mediapipe poses of both
+clips, the align stage, M_r from mediapipe's segmentation, M_e from the mask stage's ``auto``) in a
+temporary project, then:
+
+- ``joint_error_px``: the mean distance of the aligned edit poses' body joints from the authors'
+  aligned poses (joints decoded from their renders: OpenPose colours with red and blue swapped),
+  over the joints both show; ``unaligned_error_px`` the same for the target's poses not aligned;
+- ``M_r_iou`` against their SAM masks, ``M_e_iou`` and ``M_e_area_ratio`` against their M_e;
+- ``hip_offset_px``: mediapipe's hips against DWPose's (decoded from ``source_poses``), mean
+  distance and mean vertical offset (positive: mediapipe's lower).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from mfollow.edit.prepare import StagePlan, prepare_stages
+from mfollow.io.folders import frame_files
+from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose.align import AlignSettings
+from mfollow.preprocess.pose.keypoints import PoseSequence
+from mfollow.preprocess.stages import align_stage
+
+# OpenPose body colours (R, G, B) by joint, as the renderers draw them (docs/method.md, §10)
+BODY_COLOURS = [(255, 0, 0), (255, 85, 0), (255, 170, 0), (255, 255, 0), (170, 255, 0), (85, 255, 0), (0, 255, 0),
+                (0, 255, 85), (0, 255, 170), (0, 255, 255), (0, 170, 255), (0, 85, 255), (0, 0, 255), (85, 0, 255),
+                (170, 0, 255), (255, 0, 255), (255, 0, 170), (255, 0, 85)]  # fmt: skip
+HIPS = (8, 11)  # right and left hip
+
+
+def decode_render(path: Path, tolerance: int) -> np.ndarray:
+    """(18, 2) body joints (pixels; NaN where not drawn) of an OpenPose render whose red and blue are
+    swapped, from the full-colour joint circles (limbs are drawn at 0.6 of the colour). Hand dots
+    share one joint's colour (and resized renders blend colours at edges): where a colour has
+    several blobs, the joint is the blob with the fewest same-colour blobs around it (hand dots come
+    21 to a hand), then the one whose area is nearest the other joints' circles."""
+    from scipy import ndimage
+
+    image = np.asarray(Image.open(path).convert("RGB")).astype(int)
+    out = np.full((18, 2), np.nan)
+    candidates: dict[int, list[tuple[np.ndarray, int]]] = {}
+    for k, (r, g, b) in enumerate(BODY_COLOURS):
+        near = (np.abs(image - np.array([b, g, r])) <= tolerance).all(axis=-1)  # swapped: (B, G, R)
+        labels, n = ndimage.label(near)
+        blobs = []
+        for i in range(1, n + 1):
+            ys, xs = np.nonzero(labels == i)
+            if len(xs) >= 12:
+                blobs.append((np.array([xs.mean() + 0.5, ys.mean() + 0.5]), len(xs)))
+        candidates[k] = blobs
+    single = [blobs[0][1] for blobs in candidates.values() if len(blobs) == 1]
+    circle = float(np.median(single)) if single else 49.0
+    for k, blobs in candidates.items():
+        if not blobs:
+            continue
+
+        def score(blob: tuple[np.ndarray, int], blobs: list = blobs) -> tuple[int, float]:
+            crowd = sum(np.linalg.norm(o[0] - blob[0]) < 60 for o in blobs) - 1
+            return crowd, abs(blob[1] - circle)
+
+        out[k] = min(blobs, key=score)[0]
+    return out
+
+
+def decode_folder(folder: Path, tolerance: int) -> np.ndarray:
+    """(F, 18, 2) joints of every render in a folder (natural frame order)."""
+    return np.stack([decode_render(p, tolerance) for p in frame_files(folder)])
+
+
+def body_pixels(poses: PoseSequence) -> np.ndarray:
+    """(F, 18, 2) body joints in pixels, NaN where not seen."""
+    xy = poses.pixels("body").astype(float)
+    xy[~poses.seen("body")] = np.nan
+    return xy
+
+
+def joint_error(a: np.ndarray, b: np.ndarray) -> float:
+    d = np.linalg.norm(a - b, axis=-1)
+    return float(np.nanmean(d))
+
+
+def iou(a: np.ndarray, b: np.ndarray) -> float:
+    return float((a & b).sum() / max(1, (a | b).sum()))
+
+
+def measure(case: Path, work: Path, align: AlignSettings | None) -> dict[str, object]:
+    project = work / case.name
+    staged, report = prepare_stages(project, case / "source_images", case / "target_images",
+                                    StagePlan(pose_backend="mediapipe"))  # fmt: skip
+    if align is not None:  # another alignment, then the mask stage again on it
+        align_stage(project, align, force=True)
+        staged, report = prepare_stages(project, case / "source_images", case / "target_images",
+                                        StagePlan(pose_backend="mediapipe"))  # fmt: skip
+    edit = body_pixels(PoseSequence.load(staged["edit_poses"]))
+    source = body_pixels(PoseSequence.load(staged["source_poses"]))
+    theirs_aligned = decode_folder(case / "target_aligned_poses", tolerance=40)
+    theirs_source = decode_folder(case / "source_poses", tolerance=0)
+    n = min(len(edit), len(theirs_aligned))
+    out: dict[str, object] = {"case": case.name, "frames": n, "stages": report["stages"]}
+    out["joint_error_px"] = round(joint_error(edit[:n], theirs_aligned[:n]), 2)
+    theirs_target = decode_folder(case / "target_poses", tolerance=0)
+    out["unaligned_error_px"] = round(joint_error(theirs_target[:n], theirs_aligned[:n]), 2)
+    hips = source[:n, list(HIPS)] - theirs_source[:n, list(HIPS)]  # (F, 2, 2)
+    out["hip_offset_px"] = {"distance": round(float(np.nanmean(np.linalg.norm(hips, axis=-1))), 2),
+                            "dy": round(float(np.nanmean(hips[..., 1])), 2),
+                            "dx": round(float(np.nanmean(hips[..., 0])), 2)}  # fmt: skip
+    m_r, m_e = read_masks(staged["source_masks"]), read_masks(staged["edit_masks"])
+    sam, pred = read_masks(case / "source_masks"), read_masks(case / "predicted_masks")
+    k = min(len(m_r), len(sam), len(m_e), len(pred))
+    out["M_r_iou"] = round(iou(m_r[:k], sam[:k]), 3)
+    out["M_e_iou"] = round(iou(m_e[:k], pred[:k]), 3)
+    out["M_e_area_ratio"] = round(float(m_e[:k].sum() / max(1, pred[:k].sum())), 3)
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cases", type=Path, nargs="+")
+    ap.add_argument("--align-anchor", default=None, choices=("ground", "median", "first", "target"))
+    ap.add_argument("--no-retarget", action="store_true")
+    ap.add_argument("--no-follow-camera", action="store_true")
+    args = ap.parse_args()
+    align = None
+    if args.align_anchor or args.no_retarget or args.no_follow_camera:
+        base = AlignSettings()
+        align = AlignSettings(anchor=args.align_anchor or base.anchor, retarget=not args.no_retarget and base.retarget,
+                              follow_camera=not args.no_follow_camera and base.follow_camera)  # fmt: skip
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for case in args.cases:
+            rows.append(measure(case, Path(tmp), align))
+            print(json.dumps(rows[-1]), file=sys.stderr)
+    keys = ("joint_error_px", "unaligned_error_px", "M_r_iou", "M_e_iou", "M_e_area_ratio")
+    mean = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}  # type: ignore[misc]
+    mean["hip_offset_px"] = round(float(np.mean([r["hip_offset_px"]["distance"] for r in rows])), 2)  # type: ignore[index]
+    mean["hip_dy_px"] = round(float(np.mean([r["hip_offset_px"]["dy"] for r in rows])), 2)  # type: ignore[index]
+    report = {"benchmark": "realcases", "align": asdict(align or AlignSettings()), "cases": rows, "mean": mean}
+    print(json.dumps(report, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
