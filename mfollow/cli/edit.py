@@ -100,7 +100,8 @@ SHARED = [
         "DWPose when installed, else mediapipe.")], PoseBackendChoice(DEFAULT.pose_backend)),
     _option("edit_mask_backend", Annotated[EditMask, typer.Option(  # type: ignore[valid-type]
         "--edit-mask-backend", help="M_e when masks are not given: hull, warp (needs --target-masks) or segdit; "
-        "auto: a fresh mask stage in the project, else hull. M_r: --source-masks, else mediapipe segments the "
+        "auto: a fresh mask stage in the project, else the target's silhouette (mediapipe) moved by the alignment "
+        "(warp), else hull. M_r: --source-masks, else mediapipe segments the "
         "source.")], EditMask(DEFAULT.edit_mask_backend)),
     _option("target_masks", Annotated[Path | None, typer.Option(
         "--target-masks", help="Folder of target person masks (for --edit-mask-backend warp).")], None),

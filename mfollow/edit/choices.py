@@ -3,7 +3,9 @@ types from them; :class:`mfollow.edit.request.EditRequest` types its fields with
 
 from typing import Literal
 
-EditMaskChoice = Literal["auto", "hull", "warp", "segdit"]  # M_e when not given; auto: a fresh stage, else hull
+EditMaskChoice = Literal[
+    "auto", "hull", "warp", "segdit"
+]  # M_e when not given; auto: a fresh stage, else the target's silhouette warped, else hull
 Fit = Literal["trim", "loop", "hold"]  # edit poses shorter than the source
 OutputSize = Literal["source", "working"]  # write at the source's size or the model's
 PresetChoice = Literal["auto", "sd15", "tiny"]  # auto: sd15 when installed, else the bundled tiny model

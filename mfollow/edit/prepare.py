@@ -112,10 +112,18 @@ def prepare_stages(
         cache["mask"] = "reused"
         params = rec["document"]["params"]
     else:
-        edit_backend = "hull" if plan.edit_mask_backend == "auto" else plan.edit_mask_backend
+        # auto: the target's own silhouette moved by the alignment (the authors' M_e has it), where
+        # the target can be segmented; else the edit pose's hull
+        from mfollow.preprocess.pose.backends import mediapipe_available
+
+        segmentable = target is not None and mediapipe_available()
+        edit_backend = plan.edit_mask_backend
+        if edit_backend == "auto":
+            edit_backend = "warp" if plan.target_masks is not None or segmentable else "hull"
         r = mask_stage(
             project, source_masks=plan.source_masks, source_video=None if plan.source_masks else source,
-            edit_backend=edit_backend, target_masks=plan.target_masks, weights_dir=plan.weights,
+            edit_backend=edit_backend, target_masks=plan.target_masks,  # type: ignore[arg-type]
+            target_video=target if plan.target_masks is None else None, weights_dir=plan.weights,
         )  # fmt: skip
         cache["mask"] = r["cache"]
         params = {"source_backend": "file" if plan.source_masks else "mediapipe", "edit_backend": edit_backend}

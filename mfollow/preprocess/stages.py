@@ -158,19 +158,21 @@ def mask_stage(
     source_video: Path | None = None,
     edit_backend: EditMaskSource = "hull",
     target_masks: Path | None = None,
+    target_video: Path | None = None,
     edit_masks: Path | None = None,
     preview: bool = False,
     weights_dir: Path | None = None,
     force: bool = False,
 ) -> dict[str, Any]:
-    """M_r from files, or segmented from ``source_video`` by mediapipe; M_e by ``warp`` (needs the
-    target's masks), ``hull`` or ``file``."""
+    """M_r from files, or segmented from ``source_video`` by mediapipe; M_e by ``warp`` (the
+    target's masks, or ``target_video`` segmented by mediapipe, moved by the alignment; the hull in
+    a frame where the target's mask is empty), ``hull`` or ``file``."""
     if source_masks is None and source_video is None:
         raise UsageError("M_r needs --source-masks, or --source-backend mediapipe with the source video")
     for folder in (source_masks, target_masks, edit_masks):
         if folder is not None and not folder.is_dir():
             raise MediaError(f"{folder}: no such mask folder")
-    if edit_backend == "warp" and target_masks is None:
+    if edit_backend == "warp" and target_masks is None and target_video is None:
         raise UsageError("--edit-backend warp needs --target-masks (the target person's masks)")
     if edit_backend == "file" and edit_masks is None:
         raise UsageError("--edit-backend file needs --edit-masks")
@@ -181,8 +183,11 @@ def mask_stage(
     else:
         inputs["source_video"] = source_video
         weights["mediapipe"] = _mediapipe_version()
-    if edit_backend == "warp":
+    if edit_backend == "warp" and target_masks is not None:
         inputs["target_masks"] = target_masks
+    elif edit_backend == "warp":
+        inputs["target_video"] = target_video
+        weights["mediapipe"] = _mediapipe_version()
     if edit_backend == "file":
         inputs["edit_masks"] = edit_masks
     segdit_dir = None
@@ -226,8 +231,18 @@ def mask_stage(
 
                 t = Transform(**json.loads(proj.output("align", "transform.json").read_text()))
                 target = PoseSequence.load(proj.output("pose-target", "poses.json"))
-                m_t = _masks_at(read_masks(target_masks), target.width, target.height, target_masks)  # type: ignore[arg-type]
+                if target_masks is not None:
+                    m_t = _masks_at(read_masks(target_masks), target.width, target.height, target_masks)
+                else:
+                    from mfollow.preprocess.pose.mediapipe_backend import segment_video
+
+                    m_t = segment_video(target_video)  # type: ignore[arg-type]
                 m_e = warp_masks(m_t, t, source.width, source.height, _camera(proj))
+                empty = ~m_e.reshape(len(m_e), -1).any(axis=1)  # no target person found in the frame
+                if empty.any():
+                    from mfollow.preprocess.masks.fallbacks import hull_masks, limb_widths
+
+                    m_e[empty] = hull_masks(edit, limb_widths(source, m_r))[: len(m_e)][empty]
             else:
                 m_e = _masks_at(read_masks(edit_masks), source.width, source.height, edit_masks)  # type: ignore[arg-type]
             for folder, masks in (("source_masks", m_r), ("edit_masks", m_e)):

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from clirun import one_line_error, run
 
+from mfollow.preprocess.pose.backends import mediapipe_available
+
 
 @pytest.fixture(scope="module")
 def world(synth_world: Callable[..., Path]) -> Path:
@@ -122,7 +124,7 @@ def test_auto_pose_backend_reuses_poses_made_by_hand(world: Path, tmp_path: Path
     doc = json.loads(r.stdout)
     assert doc["stages"] == {"pose-source": "reused", "pose-target": "reused", "align": "miss", "mask": "miss"}
     assert doc["pose_backend"] == {"source": "file", "target": "file"}
-    assert doc["mask_backend"] == {"source": "file", "edit": "hull"}
+    assert doc["mask_backend"] == {"source": "file", "edit": "warp" if mediapipe_available() else "hull"}
     assert "weights 'dwpose' not found" not in r.stderr
 
 

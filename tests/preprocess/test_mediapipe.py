@@ -104,7 +104,9 @@ def test_headline_edit_of_real_photographs_offline(astronaut: np.ndarray, tmp_pa
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
     assert doc["pose_backend"] == {"source": "mediapipe", "target": "mediapipe"}
-    assert doc["mask_backend"] == {"source": "mediapipe", "edit": "hull"} and doc["preset"] == "tiny"
+    assert (
+        doc["mask_backend"] == {"source": "mediapipe", "edit": "warp"} and doc["preset"] == "tiny"
+    )  # the target segmented
     assert "pose: mediapipe" in r.stderr and "weights download dwpose" in r.stderr
     out = probe(tmp_path / "out.mp4")
     assert out.frame_count == 6 and (out.width, out.height) == (256, 256)
