@@ -14,6 +14,8 @@ from PIL import Image
 from mfollow.io.media import IMAGE_FPS, media_frames, media_info
 from mfollow.io.video import probe, read_frames
 from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose import PUPPET_ALIGN
+from mfollow.preprocess.pose.align import AlignSettings
 from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.preprocess.stages import align_stage, mask_stage, pose_stage
 from mfollow.runtime.errors import MediaError
@@ -73,7 +75,7 @@ def test_exif_orientation_and_mixed_sizes(tmp_path: Path) -> None:
 def stages(root: Path, pair: Path, source: Path) -> tuple[PoseSequence, dict, np.ndarray]:
     pose_stage(root, source, "source", pair / "source_poses.json")
     pose_stage(root, pair / "target.mp4", "target", pair / "target_poses.json")
-    outputs = align_stage(root)["outputs"]
+    outputs = align_stage(root, AlignSettings(**PUPPET_ALIGN))["outputs"]  # the camera followed: read from the pixels
     masks = mask_stage(root, source_masks=pair / "source_masks", edit_backend="segdit", preview=True)
     assert probe(Path(masks["outputs"]["preview.mp4"])).frame_count == 12  # M_r and M_e over the source
     m_e = read_masks(Path(masks["outputs"]["edit_masks/frame_00000.png"]).parent)

@@ -289,3 +289,26 @@ def test_atomic_write_killed_mid_way_keeps_previous(tmp_path: Path) -> None:
 
 def test_default_project_dir() -> None:
     assert P.default_project_dir("/videos/out.mp4") == Path("/videos/out.mfollow")
+
+
+def test_a_lock_held_by_a_zombie_is_stale(tmp_path: Path) -> None:
+    """A killed owner that its parent has not reaped yet (a zombie, as a killed torchrun rank can
+    be) holds nothing: its lock is taken over."""
+    import subprocess
+    import sys
+    import time
+
+    from mfollow.preprocess.lock import _process_start
+
+    child = subprocess.Popen([sys.executable, "-c", "pass"])
+    deadline = time.monotonic() + 30
+    while Path(f"/proc/{child.pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z":
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    root = tmp_path / "proj"
+    root.mkdir()
+    info = {"pid": child.pid, "host": socket.gethostname(), "start": _process_start(child.pid)}
+    (root / ".lock").write_text(json.dumps(info))
+    with P.Project.open(root):  # the zombie's lock is stale: taken over
+        assert json.loads((root / ".lock").read_text())["pid"] == os.getpid()
+    child.wait()
