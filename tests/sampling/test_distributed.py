@@ -93,24 +93,41 @@ def test_killed_under_two_ranks_resumes_in_one_process(world: Path, tmp_path: Pa
     assert r.returncode == 0, r.stderr
     project = tmp_path / "proj"
     state = project / "long" / "state.safetensors"
-    proc = subprocess.Popen(torchrun(2, *long_args(world, tmp_path / "out.mp4", project, *args)),
-                            env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                            start_new_session=True)  # fmt: skip
-    deadline = time.monotonic() + 300
-    while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
-        time.sleep(0.05)
-    ranks = _children(proc.pid)  # torchrun starts each rank in a session of its own
-    for pid in [proc.pid, *ranks]:  # every rank and the launcher, mid-run
-        with contextlib.suppress(ProcessLookupError):  # a helper process that has just ended
-            os.kill(pid, signal.SIGKILL)
-    proc.wait()
-    while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in ranks):
-        time.sleep(0.05)  # until the ranks are gone (their lock is then stale)
+    for attempt in range(2):  # a launch that dies before its first step (torchrun's start-up) is retried once
+        log = tmp_path / f"torchrun-{attempt}.log"
+        (tmp_path / "out.mp4").unlink(missing_ok=True)
+        with open(log, "w") as err:
+            proc = subprocess.Popen(torchrun(2, *long_args(world, tmp_path / "out.mp4", project, *args)),
+                                    env=_env(), stdout=subprocess.DEVNULL, stderr=err,
+                                    start_new_session=True)  # fmt: skip
+            deadline = time.monotonic() + 300
+            while not state.exists() and proc.poll() is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            ranks = _descendants(proc.pid)  # torchrun starts each rank in a session of its own
+            for pid in [proc.pid, *ranks]:  # every rank and the launcher, mid-run
+                with contextlib.suppress(ProcessLookupError):  # a helper process that has just ended
+                    os.kill(pid, signal.SIGKILL)
+            proc.wait()
+        while any(Path(f"/proc/{pid}").exists() and "Z" not in _state(pid) for pid in ranks):
+            time.sleep(0.05)  # until the ranks are gone (their lock is then stale)
+        if state.exists():
+            break
+    assert state.exists(), log.read_text()[-3000:]
     assert state.exists() and not (tmp_path / "out.mp4").exists()
     r = run(one(*long_args(world, tmp_path / "out.mp4", project, *args, "--json")))
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout)["resumed_from_step"] >= 1
     np.testing.assert_array_equal(read_frames(tmp_path / "ref.mp4"), read_frames(tmp_path / "out.mp4"))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid``: its children, theirs, and so on (Linux /proc)."""
+    found, todo = [], [pid]
+    while todo:
+        kids = _children(todo.pop())
+        found += kids
+        todo += kids
+    return found
 
 
 def _children(pid: int) -> list[int]:
