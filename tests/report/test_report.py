@@ -104,7 +104,7 @@ def test_the_page_loads_in_a_real_browser(demo_project: Path, tmp_path: Path) ->
          "--dump-dom", probe_page.as_uri()], capture_output=True, text=True, timeout=300,
     ).stdout  # fmt: skip
     state = json.loads(dom.split('<pre id="check">', 1)[1].split("</pre>", 1)[0])
-    assert len(state["videos"]) == 7 and len(state["images"]) == 1
+    assert len(state["videos"]) == 8 and len(state["images"]) == 1  # the target poses among them
     for element in state["videos"] + state["images"]:
         assert element["ok"], element
     assert all(v["ready"] >= 2 and v["width"] > 0 for v in state["videos"])
