@@ -16,10 +16,11 @@ OUTSIDE = 0.25  # a joint this far outside the frame (fraction of its side) is f
 SEEN = 0.5  # a pose sequence with a person in fewer frames than this has none to speak of
 
 
-def forecast(clip: ClipSource, *, bundled_model: bool, source: Path | None) -> list[str]:
+def forecast(clip: ClipSource, *, bundled_model: bool, source: Path | None, puppet_segdit: bool = False) -> list[str]:
     """The warnings of an edit of ``clip`` (working-size inputs): each a sentence saying what is
-    wrong and what to do. ``bundled_model``: the bundled tiny demo model runs; ``source``: the
-    source path (a synthetic pair has ``pair.json`` beside it)."""
+    wrong and what to do. ``bundled_model``: the bundled tiny demo model runs; ``puppet_segdit``:
+    M_e came from the bundled SegDiT; ``source``: the source path (a synthetic pair has
+    ``pair.json`` beside it)."""
     found = []
     n = clip.n
     for name, label in (("edit_masks", "M_e (the edit person)"), ("source_masks", "M_r (the source person)")):
@@ -45,7 +46,13 @@ def forecast(clip: ClipSource, *, bundled_model: bool, source: Path | None) -> l
                     "the aligned skeleton reaches far outside the frame in most frames (e.g. a full body aligned "
                     "to a half-body source): try another 'mfollow align' (--anchor, --method) or give --edit-poses"
                 )
-    if bundled_model and (source is None or not (source.parent / "pair.json").is_file()):
+    real = source is None or not (source.parent / "pair.json").is_file()
+    if puppet_segdit and real:
+        found.append(
+            "M_e came from the bundled SegDiT, trained on the synthetic puppets only: on real footage its "
+            "masks miss the person; use --edit-mask-backend auto (the target's silhouette) or give --edit-masks"
+        )
+    if bundled_model and real:
         found.append(
             "the bundled tiny demo model knows only the synthetic puppets: on real footage it paints the "
             "puppet world; install the sd15 weights (docs/weights.md)"

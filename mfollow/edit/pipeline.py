@@ -37,6 +37,13 @@ Note = Callable[[str], None]
 Progress = Callable[[int, int], None]
 
 
+def _bundled(component: str, weights: Path | None) -> bool:
+    """Whether ``component`` is found only among the weights shipped in the package."""
+    from mfollow.weights.registry import locate
+
+    return locate(component, weights).origin == "bundled"
+
+
 def _notes(r: EditRequest, report: dict[str, Any], clip: Any) -> list[str]:
     """What the output is not that a user would expect: source frames dropped by ``--fit trim``,
     a size padded to even sides. Said on stderr; the report holds the figures."""
@@ -222,7 +229,12 @@ def run_request(
         clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
         from mfollow.edit.forecast import forecast
 
-        warnings = forecast(clip, bundled_model=bundled_default, source=r.source) if group.main else []
+        puppet_segdit = (prepared.get("mask_backend") or {}).get("edit") == "segdit" and _bundled("segdit", r.weights)
+        warnings = (
+            forecast(clip, bundled_model=bundled_default, puppet_segdit=puppet_segdit, source=r.source)
+            if group.main
+            else []
+        )
         for line in warnings:  # before the sampling, so that a doomed edit can be stopped
             say(f"warning: {line}")
         bundle, weights_id = model if isinstance(model, tuple) else group.agree(model)

@@ -180,3 +180,22 @@ def test_what_dooms_an_edit_is_said_before_sampling(world: Path, tmp_path: Path)
     bundled = MotionFollowerPipeline.from_pretrained()
     report = bundled(real, p / "target.mp4", tmp_path / "b.mp4", size=64, steps=1, progress=None, **given(world))
     assert any("the bundled tiny demo model knows only the synthetic puppets" in w for w in report["warnings"])
+
+
+def test_the_puppet_segdit_on_real_footage_is_warned_of(world: Path, tmp_path: Path) -> None:
+    """Choosing the bundled SegDiT for a source that is not a synthetic pair says what it is."""
+    import shutil
+
+    from mfollow.preprocess.stages import pose_stage
+
+    p = world / "pair"
+    real = tmp_path / "clip.mp4"  # no pair.json beside it
+    shutil.copy(p / "source.mp4", real)
+    project = tmp_path / "proj"
+    pose_stage(project, real, "source", p / "source_poses.json")
+    pose_stage(project, p / "target.mp4", "target", p / "target_poses.json")
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    report = pipe(real, p / "target.mp4", tmp_path / "o.mp4", project=project, edit_mask_backend="segdit",
+                  source_masks=p / "source_masks", size=64, steps=1, progress=None)  # fmt: skip
+    assert report["mask_backend"]["edit"] == "segdit"
+    assert any(w.startswith("M_e came from the bundled SegDiT") for w in report["warnings"]), report["warnings"]
