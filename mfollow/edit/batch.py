@@ -58,7 +58,8 @@ def execute(
         # the weights are there (or one line and exit 3) before any preprocessing or model loading
         name = check_weights(preset, r.weights)
         loader = lambda: load_bundle(name, r.weights)  # noqa: E731  (called once the inputs are checked)
-    check_memory(r, get_preset(name))  # what the working size needs, before any stage or model
+    if not preflighted:  # (run_batch checked every job's memory before loading its model)
+        check_memory(r, get_preset(name))  # what the working size needs, before any stage or model
     if not preflighted and project is not None and r.project is None:
         say(f"project: {project}")
     group = join(r.device) if r.long and launched_world() > 1 else None
@@ -133,9 +134,17 @@ def run_batch(
             except MfollowError as exc:
                 j["error"] = exc
     model = None
-    if any("error" not in j for j in mine):
-        from mfollow.models.loading import load_bundle
+    from mfollow.models.loading import check_weights, load_bundle
 
+    if any("error" not in j for j in mine):
+        spec = get_preset(check_weights(preset, base.weights))  # from the files, before the model loads
+        for j in mine:  # each job's working size against the free memory, before the model loads
+            if "error" not in j:
+                try:
+                    check_memory(j["request"], spec)
+                except MfollowError as exc:
+                    j["error"] = exc
+    if any("error" not in j for j in mine):
         model = load_bundle(preset, base.weights)  # once for every job
     results = []
     for j in mine:

@@ -16,6 +16,12 @@ OUTSIDE = 0.25  # a joint this far outside the frame (fraction of its side) is f
 SEEN = 0.5  # a pose sequence with a person in fewer frames than this has none to speak of
 
 
+def is_synthetic_pair(source: Path | None) -> bool:
+    """Whether ``source`` is a video of the synthetic world (``mfollow synth`` writes ``pair.json``
+    beside it): what the bundled models were trained on."""
+    return source is not None and (source.parent / "pair.json").is_file()
+
+
 def forecast(clip: ClipSource, *, bundled_model: bool, source: Path | None, puppet_segdit: bool = False) -> list[str]:
     """The warnings of an edit of ``clip`` (working-size inputs): each a sentence saying what is
     wrong and what to do. ``bundled_model``: the bundled tiny demo model runs; ``puppet_segdit``:
@@ -46,7 +52,7 @@ def forecast(clip: ClipSource, *, bundled_model: bool, source: Path | None, pupp
                     "the aligned skeleton reaches far outside the frame in most frames (e.g. a full body aligned "
                     "to a half-body source): try another 'mfollow align' (--anchor, --method) or give --edit-poses"
                 )
-    real = source is None or not (source.parent / "pair.json").is_file()
+    real = not is_synthetic_pair(source)
     if puppet_segdit and real:
         found.append(
             "M_e came from the bundled SegDiT, trained on the synthetic puppets only: on real footage its "

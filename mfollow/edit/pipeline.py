@@ -197,6 +197,7 @@ def run_request(
     and its identity, or a loader called once the inputs are known good), the project held and the
     checkpoint, the run. ``preset``: the model's preset (its size, CFG and guidance defaults)."""
     with _holding(project, group):
+        from mfollow.edit.forecast import forecast, is_synthetic_pair
         from mfollow.edit.inputs import EditInputs, case_inputs, open_clip
         from mfollow.edit.preview import PREVIEW_DIR
         from mfollow.edit.resume import StateStore, run_key
@@ -227,8 +228,6 @@ def run_request(
         preview = None if r.preview_every is None or project is None else project / PREVIEW_DIR
         settings = r.settings(spec, inputs, device, preview)
         clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
-        from mfollow.edit.forecast import forecast
-
         puppet_segdit = (prepared.get("mask_backend") or {}).get("edit") == "segdit" and _bundled("segdit", r.weights)
         warnings = (
             forecast(clip, bundled_model=bundled_default, puppet_segdit=puppet_segdit, source=r.source)
@@ -261,7 +260,7 @@ def run_request(
         report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
         report["weights"] = weights_id
         report["weights_source"] = bundle.source  # the folder(s) the model was loaded from
-        if bundled_default:  # said after the run, so that an error stays a single line
+        if bundled_default and is_synthetic_pair(r.source):  # on real footage the forecast warned already
             say(
                 "note: made with the bundled tiny demo model (128 px, trained on synthetic puppets only); "
                 "for real footage install the sd15 weights (docs/weights.md)"

@@ -305,3 +305,21 @@ def test_a_corrupt_project_and_a_missing_device_are_found_before_any_stage(world
     assert sorted(q.name for q in project.iterdir()) == ["mfollow.json"]  # no stage ran, nothing written
     if not torch.cuda.is_available():
         one_line_error(run("edit", *staged[:4], "--device", "cuda"), 2, "--device cuda: no CUDA device")
+
+
+def test_a_batch_checks_each_jobs_memory_before_the_model_loads(
+    world: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from mfollow.edit.batch import run_batch
+    from mfollow.edit.request import EditRequest
+    from mfollow.models import loading
+
+    monkeypatch.setattr(loading, "load_bundle", lambda *a, **k: pytest.fail("the model loaded"))
+    p = world / "pair"
+    jobs = tmp_path / "jobs.jsonl"
+    jobs.write_text(json.dumps({"source": str(p / "source.mp4"), "target": str(p / "target.mp4"),
+                                "output": str(tmp_path / "o.mp4")}) + "\n")  # fmt: skip
+    results: list[dict] = []
+    code = run_batch(jobs, EditRequest(weights=world / "bundle", size=64000), emit=results.append)
+    assert code == 2 and "--size 64000: a 8-frame window at 64000x64000 needs about" in results[0]["error"]
+    assert not (tmp_path / "o.mp4").exists()
