@@ -83,7 +83,8 @@ SHARED = [
                                                          metavar="SRC")], None),
     _option("tgt", Annotated[Path | None, typer.Argument(
         help="Target video (the motion); timing for a still-image source.", metavar="TGT")], None),
-    _option("output", Annotated[Path | None, typer.Option("--output", "-o", help="Output .mp4.")], None),
+    _option("output", Annotated[Path | None, typer.Option(
+        "--output", "-o", help="Output .mp4, or a folder of PNG frames (a name without a suffix).")], None),
     _option("project", Annotated[Path | None, typer.Option(
         "--project", "-p", help="Project folder: the cached pose, align and mask stages, and long's checkpoint.")],
         None),

@@ -13,6 +13,7 @@ import torch
 from mfollow.edit.compositing import composite, default_margin, feathered_alpha, person_alpha
 from mfollow.edit.inputs import ClipSource, pose_points
 from mfollow.edit.settings import EditSettings
+from mfollow.io.frame_folder import FrameFolderWriter, is_frame_folder
 from mfollow.io.video import VideoWriter
 from mfollow.io.video.read import Geometry, restore_frame
 from mfollow.io.video.write import average_rate
@@ -71,7 +72,8 @@ def write_output(
     source person (``s.warp_person``), restore the source's size (``s.output_size``), composite
     over the source's own pixels (``s.composite``) and encode ``output`` with the source's
     timestamps and audio. Returns the written (width, height), the compositing margin (None: not
-    composited) and the average frame rate."""
+    composited) and the average frame rate. ``output`` is an .mp4, or a folder of PNG frames
+    (a name without a suffix: :mod:`mfollow.io.frame_folder`)."""
     n, (w, h) = clip.n, clip.size
     rate = average_rate(clip.timestamps, clip.time_base)
     geo = clip.geometry
@@ -80,8 +82,9 @@ def write_output(
     if s.composite:
         margin = default_margin(min(w, h)) if s.composite_margin is None else s.composite_margin
     out_w, out_h = (geo.src_w, geo.src_h) if restore else (w, h)
-    with VideoWriter(
-        output, out_w, out_h, clip.time_base, audio_from=clip.audio_from, audio_window=clip.audio_window,
+    writer_type = FrameFolderWriter if is_frame_folder(output) else VideoWriter  # PNG frames, or H.264
+    with writer_type(
+        output, out_w, out_h, time_base=clip.time_base, audio_from=clip.audio_from, audio_window=clip.audio_window,
         rate_hint=rate,
     ) as writer:  # fmt: skip
         for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time

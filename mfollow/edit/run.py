@@ -25,6 +25,7 @@ from mfollow.edit.output import write_output
 from mfollow.edit.preview import clean_estimate, write_preview
 from mfollow.edit.resume import StateStore
 from mfollow.edit.settings import EditSettings
+from mfollow.io.frame_folder import is_frame_folder
 from mfollow.io.video.write import even_size
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.project import SPILL_PREFIX
@@ -182,7 +183,8 @@ def _run_edit(
         "output": str(output),
         "frames": n,
         "source_frames": clip.source_frames,  # more than ``frames``: --fit trim dropped the rest
-        "size": list(even_size(out_w, out_h)),  # H.264 needs even sides: an odd one is padded by one
+        # H.264 needs even sides: an odd one is padded by one (PNG frames keep theirs)
+        "size": [out_w, out_h] if is_frame_folder(output) else list(even_size(out_w, out_h)),
         "working_size": [w, h],
         "time_base": str(clip.time_base),
         "fps": None if rate is None else round(float(rate), 6),

@@ -75,16 +75,24 @@ def check_source(path: Path) -> VideoInfo | None:
 
 
 def check_output(path: Path, inputs: Iterable[tuple[str, Path]], *, label: str = "--output") -> None:
-    """``path`` can be written as a new video: an .mp4 name, not a folder, not any input, and its
-    folder can be created and written (proved by creating and removing a file there).
+    """``path`` can be written as a new output: an .mp4 name (a video, not a folder) or a name
+    without a suffix (a folder of PNG frames: :mod:`mfollow.io.frame_folder`), not any input, and
+    its folder can be created and written (proved by creating and removing a file there).
 
     Raises:
         UsageError: a bad name, or the same file as an input (exit 2).
         MediaError: a folder, or a place that cannot be written (exit 4).
     """
-    if path.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
-        raise UsageError(f"{label} {path}: the output is an H.264 video; give it a .mp4 name")
-    if path.is_dir():
+    from mfollow.io.frame_folder import check_frame_folder, is_frame_folder
+
+    if is_frame_folder(path):
+        check_frame_folder(path, label)
+    elif path.suffix.lower() not in VIDEO_OUTPUT_SUFFIXES:
+        raise UsageError(
+            f"{label} {path}: the output is an H.264 video (a .mp4 name) or a folder of PNG frames (a name "
+            "without a suffix)"
+        )
+    elif path.is_dir():
         raise MediaError(f"{path}: is a folder; {label} must name a video file")
     for what, inp in inputs:
         if same_file(path, inp):

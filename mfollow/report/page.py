@@ -201,7 +201,7 @@ def _result(project: Path) -> Path | None:
         output = Path(json.loads(path.read_text())["output"])
     except (OSError, ValueError, KeyError) as exc:
         raise ProjectError(f"{path}: unreadable result record ({exc})") from exc
-    return output if output.is_file() else None
+    return output if output.exists() else None  # a video or a folder of PNG frames
 
 
 def _metrics_plot(project: Path) -> str | None:

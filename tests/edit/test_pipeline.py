@@ -199,3 +199,47 @@ def test_the_puppet_segdit_on_real_footage_is_warned_of(world: Path, tmp_path: P
                   source_masks=p / "source_masks", size=64, steps=1, progress=None)  # fmt: skip
     assert report["mask_backend"]["edit"] == "segdit"
     assert any(w.startswith("M_e came from the bundled SegDiT") for w in report["warnings"]), report["warnings"]
+
+
+@pytest.mark.slow
+def test_a_folder_output_holds_the_frames_the_video_encodes(world: Path, tmp_path: Path) -> None:
+    """``output`` without a suffix: the edit's frames as lossless PNGs (what the .mp4 of the same
+    edit encodes), replacing a previous output atomically."""
+    import numpy as np
+
+    from mfollow.io.media import media_frames
+
+    p = world / "pair"
+    pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+    options = {"steps": 2, "size": 64, "frames": 4, "progress": None, **given(world)}
+    video = pipe(p / "source.mp4", None, output=tmp_path / "v.mp4", **options)
+    folder = pipe(p / "source.mp4", None, output=tmp_path / "frames", **options)
+    names = sorted(f.name for f in (tmp_path / "frames").iterdir())
+    assert names == ["00000.png", "00001.png", "00002.png", "00003.png"]
+    assert folder["size"] == video["size"] == [64, 64] and folder["output"] == str(tmp_path / "frames")
+    png = np.stack(list(media_frames(tmp_path / "frames"))).astype(float)
+    mp4 = np.stack(list(media_frames(tmp_path / "v.mp4"))).astype(float)
+    assert png.shape == mp4.shape == (4, 64, 64, 3)
+    assert 10 * np.log10(255**2 / ((png - mp4) ** 2).mean()) > 30  # the same frames, one of them through H.264
+    again = pipe(p / "source.mp4", None, output=tmp_path / "frames", **{**options, "frames": 2})
+    assert again["frames"] == 2 and sorted(f.name for f in (tmp_path / "frames").iterdir()) == names[:2]
+    assert [f.name for f in tmp_path.iterdir() if f.name.startswith(".")] == []  # no staging left behind
+
+
+def test_the_frame_folder_writer_is_atomic(tmp_path: Path) -> None:
+    import numpy as np
+
+    from mfollow.io.frame_folder import FrameFolderWriter
+
+    out = tmp_path / "out"
+    with FrameFolderWriter(out, 5, 3) as w:  # odd sides are kept: PNG needs no padding
+        w.write(np.full((3, 5, 3), 7, np.uint8))
+    with pytest.raises(RuntimeError), FrameFolderWriter(out, 5, 3) as w:
+        w.write(np.zeros((3, 5, 3), np.uint8))
+        raise RuntimeError("killed")
+    assert [f.name for f in tmp_path.iterdir()] == ["out"] and [f.name for f in out.iterdir()] == ["00000.png"]
+    with pytest.raises(MediaError, match="expected"), FrameFolderWriter(out, 5, 3) as w:
+        w.write(np.zeros((4, 5, 3), np.uint8))
+    from PIL import Image
+
+    assert np.asarray(Image.open(out / "00000.png")).tolist() == np.full((3, 5, 3), 7).tolist()

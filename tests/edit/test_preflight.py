@@ -323,3 +323,22 @@ def test_a_batch_checks_each_jobs_memory_before_the_model_loads(
     code = run_batch(jobs, EditRequest(weights=world / "bundle", size=64000), emit=results.append)
     assert code == 2 and "--size 64000: a 8-frame window at 64000x64000 needs about" in results[0]["error"]
     assert not (tmp_path / "o.mp4").exists()
+
+
+@pytest.mark.slow
+def test_a_frame_folder_output_never_replaces_what_is_not_a_previous_output(world: Path, tmp_path: Path) -> None:
+    """``-o NAME`` without a suffix is a folder of PNG frames: a folder holding anything else, the
+    source's own frame folder, or a file of that name are refused in the preflight."""
+    src = str(world / "pair" / "source.mp4")
+    kept = tmp_path / "kept"
+    kept.mkdir()
+    (kept / "notes.txt").write_text("mine")
+    one_line_error(run("edit", src, "-o", str(kept), *given(world)), 2, "'notes.txt' and is not a previous output")
+    frames = tmp_path / "frames"
+    frames.mkdir()
+    for i in range(3):  # a folder of frames as SRC, named as the writer names its frames
+        (frames / f"{i:05d}.png").write_bytes((world / "pair" / "source_masks" / f"frame_{i:05d}.png").read_bytes())
+    one_line_error(run("edit", str(frames), "-o", str(frames), *given(world)), 2, "is the input SRC")
+    (tmp_path / "afile").write_text("x")
+    one_line_error(run("edit", src, "-o", str(tmp_path / "afile"), *given(world)), 4, "is a file")
+    assert (kept / "notes.txt").read_text() == "mine" and len(list(frames.iterdir())) == 3
