@@ -86,16 +86,26 @@ class MotionFollowerPipeline:
         *,
         device: str = "cpu",
         dtype: str = "float32",
+        revision: str | None = None,
+        offline: bool | None = None,
     ) -> MotionFollowerPipeline:
         """Load a model: ``None`` (what ``--preset auto`` picks: sd15 when installed, else the
-        bundled tiny model), a preset name (``sd15``, ``tiny``), or a folder (a model bundle, or a
-        weights root holding the sd15 components). ``device``/``dtype`` are the defaults of calls.
+        bundled tiny model), a preset name (``sd15``, ``tiny``), a folder (a model bundle, or a
+        weights root holding the sd15 components), or a Hugging Face Hub repository ``org/name``
+        holding a bundle (at ``revision``; through the Hub cache, which alone is read when
+        ``offline`` or ``HF_HUB_OFFLINE=1``: :mod:`mfollow.weights.hub`). ``device``/``dtype`` are
+        the defaults of calls.
 
         Raises:
-            WeightsError: the weights are not installed or do not match.
+            UsageError: an unknown device or dtype.
+            WeightsError: the weights are not installed, not on the Hub (or not cached offline),
+                or do not match.
         """
+        from mfollow.edit.request import EditRequest
         from mfollow.models.loading import choose_preset, load_bundle
+        from mfollow.weights.hub import is_repo_id, snapshot
 
+        EditRequest(device=device, dtype=dtype).check()  # type: ignore[arg-type]  # the calls' defaults
         check_device(device)
         weights = None
         if name_or_path is None:
@@ -103,11 +113,20 @@ class MotionFollowerPipeline:
         elif str(name_or_path) in PRESETS:
             preset = str(name_or_path)
         else:
-            weights = Path(name_or_path)
+            name = str(name_or_path)
+            weights = snapshot(name, revision=revision, offline=offline) if is_repo_id(name) else Path(name_or_path)
             preset = choose_preset(weights)
         bundled_default = name_or_path is None and choose_preset(None) == "tiny"
         bundle, weights_id = load_bundle(preset, weights)
         return cls(bundle, weights_id, weights=weights, bundled_default=bundled_default, device=device, dtype=dtype)
+
+    def save_pretrained(self, directory: str | Path) -> Path:
+        """Write the model as a bundle folder (the diffusers layout of :mod:`mfollow.weights.hub`),
+        which :meth:`from_pretrained` loads from the folder, or from the Hub once uploaded
+        (``hf upload org/name DIRECTORY``). Returns the folder."""
+        directory = Path(directory)
+        self.bundle.save_pretrained(directory)
+        return directory
 
     def __call__(
         self,
