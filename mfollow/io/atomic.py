@@ -72,3 +72,26 @@ def atomic_write_text(path: Path | str, text: str) -> None:
 def atomic_write_json(path: Path | str, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON (plus a final newline) atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=True) + "\n")
+
+
+@contextlib.contextmanager
+def atomic_dir(path: Path | str) -> Iterator[Path]:
+    """Yield a temporary sibling folder to fill; on a clean exit it becomes ``path`` (which must
+    not exist: a folder that appeared meanwhile, from another writer of the same content, is kept
+    and the new one dropped). On any exception the temporary folder is removed."""
+    import shutil
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = partial_path(path)
+    tmp.mkdir()
+    try:
+        yield tmp
+        try:
+            tmp.rename(path)
+        except OSError:
+            if not path.is_dir():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)  # gone already when renamed
+    _fsync_dir(path.parent)

@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from mfollow.io.atomic import partial_path
 from mfollow.runtime.errors import MediaError, UsageError
 
 FRAME_NAME = "{:05d}.png"  # 00000.png, 00001.png, ...
@@ -58,7 +59,7 @@ class FrameFolderWriter:
         self.frames_written = 0
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._staging = self.path.parent / f".{self.path.name}.partial-{secrets.token_hex(4)}"
+            self._staging = partial_path(self.path)
             self._staging.mkdir()
         except OSError as exc:
             raise MediaError(f"{self.path}: cannot write here ({exc.strerror or exc})") from exc
