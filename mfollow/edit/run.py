@@ -67,10 +67,13 @@ def run_edit(
     alone holds the ``store`` (its checkpoint, read and broadcast on resume), decodes and writes
     ``output``; the other ranks return ``{"rank": r}``. ``deterministic=False`` keeps PyTorch's
     default kernels (what ``benchmarks/determinism.py`` compares against)."""
-    if not deterministic:
-        return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
-    with deterministic_kernels(torch.device(s.device)):
-        return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
+    # the guidance differentiates through the U-Net: autograd must be on even where the caller
+    # runs under torch.inference_mode() (as ComfyUI runs its nodes)
+    with torch.inference_mode(False), torch.enable_grad():
+        if not deterministic:
+            return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
+        with deterministic_kernels(torch.device(s.device)):
+            return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
 
 
 def _spill_folder(work_dir: Path | None, group: Group | None) -> tempfile.TemporaryDirectory[str]:

@@ -80,10 +80,17 @@ def load_bundle(preset: str, weights: Path | None) -> tuple[ModelBundle, str]:
     searched for the sd15 components or a ``tiny/`` bundle (the package ships one). ``preset``
     may be ``auto`` (:func:`choose_preset`). The identity (files' names, sizes and mtimes) keys
     caches and checkpoints without re-hashing gigabytes."""
+    import torch
+
+    preset = check_weights(preset, weights)  # the same errors, before anything loads
+    with torch.inference_mode(False):  # weights made under inference_mode could not join the guidance's autograd
+        return _load(preset, weights)
+
+
+def _load(preset: str, weights: Path | None) -> tuple[ModelBundle, str]:
     from mfollow.models.bundle import ModelBundle
     from mfollow.weights.registry import resolve
 
-    preset = check_weights(preset, weights)  # the same errors, before anything loads
     if weights is not None and (weights / BUNDLE_FILE).is_file():
         return ModelBundle.from_pretrained(weights), identity(weights)
     if preset == "tiny":

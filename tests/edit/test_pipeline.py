@@ -243,3 +243,18 @@ def test_the_frame_folder_writer_is_atomic(tmp_path: Path) -> None:
     from PIL import Image
 
     assert np.asarray(Image.open(out / "00000.png")).tolist() == np.full((3, 5, 3), 7).tolist()
+
+
+@pytest.mark.slow
+def test_a_caller_under_inference_mode_can_load_and_edit(world: Path, tmp_path: Path) -> None:
+    """Hosts that run their work under ``torch.inference_mode()`` (ComfyUI runs every node so):
+    the weights are loaded as normal tensors and the guidance's gradients still flow."""
+    import torch
+
+    p = world / "pair"
+    with torch.inference_mode():
+        pipe = MotionFollowerPipeline.from_pretrained(world / "bundle")
+        assert not any(t.is_inference() for t in pipe.bundle.unet.parameters())
+        report = pipe(p / "source.mp4", None, output=tmp_path / "o.mp4", steps=2, size=64, frames=2,
+                      progress=None, **given(world))  # fmt: skip
+    assert report["frames"] == 2 and report["guidance"] == "paper"
