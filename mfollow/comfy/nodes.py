@@ -347,10 +347,15 @@ class Edit:
         if self.LONG:  # the project (and its checkpoint) is the same for the same edit: it resumes
             options["project"] = (Path(cache_dir) if cache_dir else root / "long") / key
         output = root / "results" / key  # a folder of PNG frames: nothing lost to a video codec
-        model(
+        report = model(
             src, None, output, source_poses=source_poses.poses, edit_poses=edit_poses.poses, source_masks=m_r,
             edit_masks=m_e, note=log.warning, progress=progress_bar(), **options,
         )  # fmt: skip
+        resumed = report.get("resumed_from_step")
+        log.info(
+            f"mfollow {type(self).__name__}: {report['frames']} frames, {report['steps']} steps"
+            + ("" if not resumed else f", resumed from step {resumed}")
+        )
         import numpy as np
 
         return (image_tensor(np.stack(list(media_frames(output)))),)

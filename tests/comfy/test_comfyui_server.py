@@ -255,3 +255,46 @@ def test_the_workflow_in_comfyuis_page(http: Any, comfyui: dict[str, Any]) -> No
         assert im.size == (2200, 1100)
     if os.environ.get("MFOLLOW_COMFY_SHOT"):
         shutil.copy(shot, os.environ["MFOLLOW_COMFY_SHOT"])
+
+
+def test_cancel_stops_a_long_edit_which_resumes_when_queued_again(
+    http: Any, comfyui: dict[str, Any], tmp_path: Path
+) -> None:
+    """ComfyUI's Cancel (``POST /interrupt``) stops edit long at its next step; queued again, it
+    resumes from the checkpoint and gives ``mfollow long``'s frames."""
+    wf = _workflow()
+    wf["10"]["class_type"] = "MFollowEditLong"
+    wf["10"]["inputs"] |= {"steps": 12, "window": 4, "overlap": 2, "blend": "tent", "cache_dir": ""}
+    wf["11"]["inputs"]["filename_prefix"] = "mfollow/long"
+    status, queued = http("POST", "/prompt", {"prompt": wf})
+    assert status == 200, queued
+    checkpoints = comfyui["root"] / "cache" / "long"
+    deadline = time.monotonic() + 600
+    while not list(checkpoints.glob("*/long/state.safetensors")):  # a step or more is done
+        assert time.monotonic() < deadline and comfyui["server"].poll() is None, comfyui["log"].read_text()[-3000:]
+        time.sleep(0.2)
+    assert http("POST", "/interrupt", {})[0] == 200
+    pid = queued["prompt_id"]
+    while True:
+        _, history = http("GET", f"/history/{pid}")
+        if history and pid in history:
+            break
+        assert time.monotonic() < deadline, comfyui["log"].read_text()[-3000:]
+        time.sleep(0.5)
+    assert [m[0] for m in history[pid]["status"]["messages"]][-1] == "execution_interrupted"
+    (checkpoint,) = checkpoints.glob("*/long/state.safetensors")  # kept for the resume
+    done = _submit(http, wf, comfyui)
+    assert done["status"]["status_str"] == "success", done["status"]
+    assert "EditLong: 8 frames, 12 steps, resumed from step" in comfyui["log"].read_text()
+    assert not checkpoint.exists()  # a finished edit clears it
+    saved = [comfyui["comfy"] / "output" / im["subfolder"] / im["filename"] for im in done["outputs"]["11"]["images"]]
+    got = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in saved])
+    inputs = comfyui["comfy"] / "input"
+    r = subprocess.run(
+        [str(comfyui["python"]), "-m", "mfollow", "long", str(inputs / "source.mp4"), str(inputs / "target.mp4"),
+         "-o", str(tmp_path / "cli"), "--steps", "12", "--window", "4", "--overlap", "2", "--json", "--progress",
+         "none"], capture_output=True, text=True, env=comfyui["env"], timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    cli = np.stack([np.asarray(Image.open(p)) for p in sorted((tmp_path / "cli").iterdir())])
+    assert np.array_equal(got, cli)
