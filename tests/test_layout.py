@@ -10,7 +10,7 @@ import mfollow
 
 ROOT = Path(mfollow.__file__).parent
 LAYERS = ("cli", "edit", "sampling", "models", "weights", "preprocess", "io", "metrics", "training", "synth",
-          "report", "runtime")  # fmt: skip
+          "report", "runtime", "comfy")  # fmt: skip
 
 
 def modules() -> dict[str, Path]:

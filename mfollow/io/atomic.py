@@ -14,7 +14,7 @@ import os
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 PARTIAL_MARK = ".partial-"
 
@@ -95,3 +95,23 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)  # gone already when renamed
     _fsync_dir(path.parent)
+
+
+class CommitOnExit:
+    """A writer as a context manager: :meth:`close` commits on a clean exit, :meth:`abort` discards
+    on an exception (the writers of :mod:`mfollow.io.video.write` and :mod:`mfollow.io.frame_folder`)."""
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def abort(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from mfollow.io.atomic import partial_path
+from mfollow.io.atomic import CommitOnExit, partial_path
 from mfollow.runtime.errors import MediaError, UsageError
 
 FRAME_NAME = "{:05d}.png"  # 00000.png, 00001.png, ...
@@ -48,7 +48,7 @@ def check_frame_folder(path: Path, label: str = "--output") -> None:
             )
 
 
-class FrameFolderWriter:
+class FrameFolderWriter(CommitOnExit):
     """Write (H, W, 3) uint8 RGB frames as ``00000.png`` ... into ``path``, atomically (see the
     module docstring); the same interface as :class:`mfollow.io.video.VideoWriter` (timestamps
     and audio have no place in a folder of frames and are not kept)."""
@@ -104,12 +104,3 @@ class FrameFolderWriter:
         """Discard the frames written so far; ``path`` keeps its previous content."""
         with contextlib.suppress(OSError):
             shutil.rmtree(self._staging)
-
-    def __enter__(self) -> FrameFolderWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()

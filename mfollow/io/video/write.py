@@ -11,7 +11,7 @@ from typing import Any
 import av
 import numpy as np
 
-from mfollow.io.atomic import atomic_path
+from mfollow.io.atomic import CommitOnExit, atomic_path
 from mfollow.io.video.audio import AudioMode, _AudioPlan, _fill_audio, _plan_audio
 from mfollow.io.video.probe import _ffmpeg_reason
 from mfollow.runtime.errors import MediaError
@@ -52,7 +52,7 @@ def average_rate(timestamps: list[int] | None, time_base: Fraction) -> Fraction 
     return None
 
 
-class VideoWriter:
+class VideoWriter(CommitOnExit):
     """Stream frames into an H.264 yuv420p mp4 with exact timestamps; commit atomically.
 
     Use as a context manager: the file appears at ``path`` only when the block exits cleanly; on
@@ -179,15 +179,6 @@ class VideoWriter:
     def _abort_atomic(self, exc: BaseException) -> None:
         with contextlib.suppress(BaseException):
             self._atomic.__exit__(type(exc), exc, None)
-
-    def __enter__(self) -> VideoWriter:
-        return self
-
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
-        if exc_type is None:
-            self.close()
-        else:
-            self.abort()
 
 
 def write_video(
