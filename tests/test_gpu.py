@@ -94,3 +94,19 @@ def test_training_on_cuda_matches_cpu(stage: str, tmp_path: Path) -> None:
     gpu = train(TrainSettings(**base, device="cuda"), tmp_path / "gpu", items=items)  # type: ignore[arg-type]
     assert gpu["loss"] == pytest.approx(cpu["loss"], rel=1e-4)
     assert (tmp_path / "gpu" / ("segdit" if stage == "mask" else "bundle")).is_dir()
+
+
+def test_mixed_precision_on_cuda_is_finite_and_near_float32(tmp_path: Path, pair: Path) -> None:
+    """--dtype auto on CUDA: the networks in bfloat16 (float16 before Ampere), the latents and
+    guidance in float32; the frames stay near float32's."""
+    from mfollow.runtime.devices import auto_dtype
+
+    half = auto_dtype("cuda")
+    assert half in ("bfloat16", "float16")
+    s32 = EditSettings(sampler=FAST, short_side=64, device="cuda")
+    s16 = EditSettings(sampler=FAST, short_side=64, device="cuda", dtype=half)
+    run_edit(ModelBundle.random("tiny", seed=0).eval(), _inputs(pair), s32, tmp_path / "f32.mp4")
+    report = run_edit(ModelBundle.random("tiny", seed=0).eval(), _inputs(pair), s16, tmp_path / "f16.mp4")
+    assert report["dtype"] == half
+    diff = np.abs(_frames(tmp_path / "f32.mp4") - _frames(tmp_path / "f16.mp4"))
+    assert diff.mean() < 2.0 and diff.max() <= 48

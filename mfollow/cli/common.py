@@ -59,7 +59,12 @@ DeviceChoice = choices("DeviceChoice", Device)
 DtypeChoice = choices("DtypeChoice", Dtype)
 DeviceOpt = Annotated[DeviceChoice, typer.Option("--device", help="Where the networks run.")]
 DtypeOpt = Annotated[
-    DtypeChoice, typer.Option("--dtype", help="Precision of the networks (sampler maths stay float32).")
+    DtypeChoice,
+    typer.Option(
+        "--dtype",
+        help="Precision of the networks: auto is bfloat16 on a CUDA device that has "
+        "it (else float16) and float32 on the CPU and MPS; latents, guidance and DDIM stay float32.",
+    ),
 ]
 
 

@@ -10,7 +10,7 @@ Fit = Literal["trim", "loop", "hold"]  # edit poses shorter than the source
 OutputSize = Literal["source", "working"]  # write at the source's size or the model's
 PresetChoice = Literal["auto", "sd15", "tiny"]  # auto: sd15 when installed, else the bundled tiny model
 Device = Literal["cpu", "cuda", "mps"]
-Dtype = Literal["float32", "float16", "bfloat16"]
+Dtype = Literal["auto", "float32", "float16", "bfloat16"]  # auto: runtime.devices.auto_dtype
 # the sampler's noise: keyed by (seed, frame) (any window layout, resumable), or drawn as the release
 # draws it (one window: the global CPU generator seeded once, the initial latent then the SDE steps' noise)
 Noise = Literal["keyed", "release"]

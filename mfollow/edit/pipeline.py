@@ -74,7 +74,7 @@ class MotionFollowerPipeline:
         weights: Path | None = None,
         bundled_default: bool = False,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
     ) -> None:
         self.bundle, self.weights_id, self.weights, self.bundled_default = bundle, weights_id, weights, bundled_default
         self.device, self.dtype = device, dtype
@@ -85,7 +85,7 @@ class MotionFollowerPipeline:
         name_or_path: str | Path | None = None,
         *,
         device: str = "cpu",
-        dtype: str = "float32",
+        dtype: str = "auto",
         revision: str | None = None,
         offline: bool | None = None,
     ) -> MotionFollowerPipeline:

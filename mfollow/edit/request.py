@@ -65,13 +65,14 @@ class EditRequest:
     blend: BlendScheme = "tent"
     restart: bool = False  # long: discard a checkpoint
     device: Device = "cpu"
-    dtype: Dtype = "float32"
+    dtype: Dtype = "auto"  # the networks' precision; latents, guidance and DDIM stay float32
 
     def settings(self, spec: Preset, inputs: EditInputs, device: str, preview: Path | None) -> EditSettings:
         """The run's settings: the one place where the model preset's defaults fill what the
         request leaves open (steps, CFG, guidance step size, working size, --warp-person).
         ``preview``: the folder of ``--preview-every``'s estimates (None: none)."""
         from mfollow.edit.settings import EditSettings, PreviewSettings
+        from mfollow.runtime.devices import auto_dtype
         from mfollow.sampling.state import SamplerSettings
 
         sampler = SamplerSettings(
@@ -93,7 +94,8 @@ class EditRequest:
         return EditSettings(
             sampler=sampler, seed=self.seed, noise=self.noise, short_side=self.size or spec.working_size,
             start=self.start, frames=self.frames, max_frames=None if self.long else self.max_frames, fit=self.fit,
-            colors=self.pose_colors, device=device, dtype=self.dtype, camera=self.camera,
+            colors=self.pose_colors, device=device, dtype=auto_dtype(device) if self.dtype == "auto" else self.dtype,
+            camera=self.camera,
             output_size=self.output_size, composite=self.composite, composite_margin=self.composite_margin,
             warp_person=warp, preview=None if preview is None or self.preview_every is None
             else PreviewSettings(self.preview_every, preview),

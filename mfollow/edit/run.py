@@ -130,7 +130,7 @@ def _run_edit(
         state = store.load() if store is not None else None
     resumed_from = 0 if state is None else state.step
     if state is not None:  # the file holds CPU tensors
-        state = SamplerState(state.z_e.to(device, dtype), state.z_r.to(device, dtype), state.step)
+        state = SamplerState(state.z_e.to(device, torch.float32), state.z_r.to(device, torch.float32), state.step)
     generator = None  # the release's noise stream (noise "release"), drawn in step order
     if state is None:
         k, channels = bundle.vae_factor, bundle.unet.config.in_channels
@@ -138,7 +138,7 @@ def _run_edit(
             z, generator = release_noise(s.seed, (1, channels, n, h // k, w // k))
         else:
             z = initial_noise(s.seed, n, (channels, h // k, w // k))
-        z = z.to(device, dtype)
+        z = z.to(device, torch.float32)  # latents are float32 whatever the models' dtype (passes.predict)
         state = SamplerState(z.clone(), z.clone(), 0)
     world, rank = (group.world, group.rank) if group is not None else (1, 0)
     mine = share(len(windows), world)[rank]
@@ -193,6 +193,7 @@ def _run_edit(
         "fps": None if rate is None else round(float(rate), 6),
         "seed": s.seed,
         "preset": bundle.preset,
+        "dtype": s.dtype,  # the networks' (--dtype auto resolved); latents and guidance are float32
         "steps": s.sampler.steps,
         "cfg": s.sampler.cfg,
         "guidance": s.sampler.guidance,

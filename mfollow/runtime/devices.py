@@ -20,3 +20,14 @@ def check_device(device: str) -> None:
         raise UsageError("--device cuda: no CUDA device is available")
     if device == "mps" and not torch.backends.mps.is_available():
         raise UsageError("--device mps: Apple's MPS is not available")
+
+
+def auto_dtype(device: str) -> str:
+    """``--dtype auto``: the networks' precision for ``device`` (``cuda``, ``cuda:1``, ``cpu``,
+    ``mps``): bfloat16 on a CUDA device that computes in it (Ampere and later), float16 on an older
+    one, float32 on the CPU (half precision is slower there) and on MPS (not measured)."""
+    if not device.startswith("cuda"):
+        return "float32"
+    import torch
+
+    return "bfloat16" if torch.cuda.is_bf16_supported() else "float16"

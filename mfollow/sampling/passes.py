@@ -4,6 +4,7 @@ prediction with classifier-free guidance and, on guided steps, the consistency-g
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -14,12 +15,26 @@ from mfollow.sampling.state import Conditioning, SamplerSettings
 Losses = tuple[float, float]  # (L_fg, L_bg) of a guided pass
 
 
-def predict(unet: Any, z: torch.Tensor, t: int, context: torch.Tensor, pose: torch.Tensor, c: Conditioning) -> Any:
-    """One U-Net pass: v and the decoder features (``.sample``, ``.features``)."""
-    return unet(z, t, context, pose_features=pose, appearance=c.appearance)
+@dataclass(frozen=True)
+class Prediction:
+    """One U-Net pass: v (float32, (B, C, F, h, w)) and the decoder features (the model's dtype)."""
+
+    sample: torch.Tensor
+    features: dict[str, torch.Tensor]
 
 
-def features_of(out: Any) -> list[torch.Tensor]:
+def predict(
+    unet: Any, z: torch.Tensor, t: int, context: torch.Tensor, pose: torch.Tensor, c: Conditioning
+) -> Prediction:
+    """One U-Net pass on float32 latents ``z`` (B, C, F, h, w): the model runs in its own dtype
+    (float32, or bfloat16/float16 under mixed precision: the cast is where a guided pass's gradient
+    goes back to float32), and v comes back in float32, so that the DDIM updates and the guidance
+    (whose losses are float32 too) keep full precision."""
+    out = unet(z.to(unet.dtype), t, context, pose_features=pose, appearance=c.appearance)
+    return Prediction(out.sample.float(), out.features)
+
+
+def features_of(out: Prediction) -> list[torch.Tensor]:
     """A pass's decoder features in layer order (the F of Eqs. 2-6)."""
     return [out.features[k] for k in sorted(out.features)]
 

@@ -293,3 +293,56 @@ def test_release_noise_is_the_releases_stream(nets: tuple, conditioning: Conditi
     moved = sample(unet, SamplerState(z.float(), z.float().clone(), 0), timesteps, abar, window_of(conditioning), s,
                    generator=other)  # fmt: skip
     assert not torch.equal(moved.z_e, out.z_e)
+
+
+def _half(c: Conditioning, dtype: torch.dtype, empty: bool = False) -> Conditioning:
+    """The conditioning as the models make it in ``dtype``; the masks stay float32 (empty: none)."""
+    M_e, M_r, M_lat = (torch.zeros_like(m) if empty else m for m in (c.M_e, c.M_r, c.M_e_latent))
+    return Conditioning(c.context.to(dtype), c.pose_r.to(dtype), c.pose_e.to(dtype),
+                        [a.to(dtype) for a in c.appearance], M_e, M_r, M_lat)  # fmt: skip
+
+
+@pytest.mark.parametrize("guidance", ["paper", "official"])
+def test_mixed_precision_keeps_latents_guidance_and_ddim_in_float32(
+    nets: tuple, conditioning: Conditioning, guidance: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """bfloat16 networks: the latents, the guidance losses and their gradient stay float32 (finite
+    with empty masks too), and the result stays near float32's."""
+    import copy
+
+    import mfollow.sampling.passes as passes
+
+    unet, _ = nets
+    half = copy.deepcopy(unet).to(torch.bfloat16)
+    seen: list[tuple[torch.dtype, ...]] = []
+    real = passes.guidance_gradient
+
+    def recorded(z: torch.Tensor, L_fg: torch.Tensor, L_bg: torch.Tensor, M: torch.Tensor) -> torch.Tensor:
+        g = real(z, L_fg, L_bg, M)
+        seen.append((z.dtype, L_fg.dtype, L_bg.dtype, g.dtype))
+        return g
+
+    monkeypatch.setattr(passes, "guidance_gradient", recorded)
+    timesteps, abar = schedule(SCHEDULER, 4)
+    s = SamplerSettings(cfg=1.5, guidance=guidance, guidance_scale=5.0 if guidance == "paper" else 0.02, window=4,
+                        overlap=2)  # fmt: skip
+    states: list[torch.dtype] = []
+    mixed = sample(half, start(), timesteps, abar, window_of(_half(conditioning, torch.bfloat16)), s,
+                   callback=lambda e: states.append(e["state"].z_e.dtype))  # fmt: skip
+    assert seen and set(seen) == {(torch.float32,) * 4}
+    assert states == [torch.float32] * 4 and mixed.z_e.dtype == mixed.z_r.dtype == torch.float32
+    full = sample(unet, start(), timesteps, abar, window_of(conditioning), s)
+    diff = (mixed.z_e - full.z_e).abs()
+    assert float(diff.mean()) < 0.05 * float(full.z_e.abs().mean()) and not torch.equal(mixed.z_e, full.z_e)
+    empty = sample(half, start(), timesteps, abar, window_of(_half(conditioning, torch.bfloat16, empty=True)), s)
+    assert torch.isfinite(empty.z_e).all() and torch.isfinite(empty.z_r).all()
+
+
+def test_dtype_auto_picks_the_devices_precision(monkeypatch: pytest.MonkeyPatch) -> None:
+    from mfollow.runtime.devices import auto_dtype
+
+    assert auto_dtype("cpu") == auto_dtype("mps") == "float32"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: True)
+    assert auto_dtype("cuda") == auto_dtype("cuda:1") == "bfloat16"
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    assert auto_dtype("cuda") == "float16"
