@@ -8,6 +8,7 @@ step of each stage.
 from __future__ import annotations
 
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -110,3 +111,26 @@ def test_mixed_precision_on_cuda_is_finite_and_near_float32(tmp_path: Path, pair
     assert report["dtype"] == half
     diff = np.abs(_frames(tmp_path / "f32.mp4") - _frames(tmp_path / "f16.mp4"))
     assert diff.mean() < 2.0 and diff.max() <= 48
+
+
+def test_offload_on_cuda_moves_each_model_in_its_phase(tmp_path: Path, pair: Path) -> None:
+    """--offload on CUDA: hooks see only the phase's models with their weights on the GPU, and
+    the frames are bit-identical to the run with every model resident."""
+    bundle = ModelBundle.random("tiny", seed=0).eval()
+    seen: set[tuple[str, frozenset[str]]] = set()
+
+    def on_gpu() -> frozenset[str]:
+        return frozenset(n for n, m in bundle.modules().items() if next(m.parameters()).is_cuda)
+
+    watched = {**bundle.modules(), "vae": bundle.vae.decoder}
+    hooks = [m.register_forward_pre_hook(lambda m, a, n=n: seen.add((n, on_gpu()))) for n, m in watched.items()]
+    s = EditSettings(sampler=FAST, short_side=64, device="cuda")
+    try:
+        run_edit(bundle, _inputs(pair), replace(s, offload=True), tmp_path / "offload.mp4")
+    finally:
+        for h in hooks:
+            h.remove()
+    assert seen == {("image_encoder", frozenset({"image_encoder"})), ("poctr", frozenset({"poctr", "unet"})),
+                    ("unet", frozenset({"unet"})), ("vae", frozenset({"vae"}))}  # fmt: skip
+    run_edit(ModelBundle.random("tiny", seed=0).eval(), _inputs(pair), s, tmp_path / "resident.mp4")
+    assert (tmp_path / "offload.mp4").read_bytes() == (tmp_path / "resident.mp4").read_bytes()

@@ -160,6 +160,18 @@ SHARED = [
 TAIL = [
     _option("device", DeviceOpt, DeviceChoice(DEFAULT.device)),
     _option("dtype", DtypeOpt, DtypeChoice(DEFAULT.dtype)),
+    _option(
+        "offload",
+        Annotated[
+            bool,
+            typer.Option(
+                "--offload",
+                help="Keep only the models a phase needs on the device (CLIP, then PoCtr and ReCtr, then "
+                "the U-Net, then the VAE), the others on the CPU: less GPU memory, a little more time.",
+            ),
+        ],
+        DEFAULT.offload,
+    ),
     _option("json_out", JsonOpt, False),
     _option("progress", ProgressOpt, ProgressChoice.auto),
     _option("quiet", QuietOpt, False),

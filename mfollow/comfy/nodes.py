@@ -272,6 +272,8 @@ def _edit_inputs(long: bool) -> dict[str, Any]:
                          "tooltip": f"the working short side; 0: {FROM_MODEL}"}),
         "warp_person": (list(WARP), {"default": "auto"}),
         "composite": ("BOOLEAN", {"default": DEFAULT.composite}),
+        "offload": ("BOOLEAN", {"default": DEFAULT.offload,
+                                "tooltip": "only the models a phase needs on the GPU: less memory, a little slower"}),
     }  # fmt: skip
     if long:
         shown |= {

@@ -30,7 +30,8 @@ def decode(bundle: ModelBundle, z: torch.Tensor, chunk: int = 4) -> np.ndarray:
     with torch.no_grad():
         for i in range(0, z.shape[2], chunk):
             part = z[0, :, i : i + chunk].permute(1, 0, 2, 3)  # (C, n, h, w) -> (n, C, h, w)
-            img = vae.decode(part.to(next(vae.parameters()).dtype) / scale).sample
+            p = next(vae.parameters())  # the VAE's device: the run's, or the CPU while offloaded
+            img = vae.decode(part.to(p.device, p.dtype) / scale).sample
             img = ((img.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)  # [-1, 1] -> 0..255
             out.append(img.permute(0, 2, 3, 1).cpu().numpy())  # (n, 3, H, W) -> (n, H, W, 3)
     return np.concatenate(out)

@@ -65,6 +65,7 @@ class EditRequest:
     blend: BlendScheme = "tent"
     restart: bool = False  # long: discard a checkpoint
     device: Device = "cpu"
+    offload: bool = False  # only the models a phase needs on the device, the others on the CPU
     dtype: Dtype = "auto"  # the networks' precision; latents, guidance and DDIM stay float32
 
     def settings(self, spec: Preset, inputs: EditInputs, device: str, preview: Path | None) -> EditSettings:
@@ -95,7 +96,7 @@ class EditRequest:
             sampler=sampler, seed=self.seed, noise=self.noise, short_side=self.size or spec.working_size,
             start=self.start, frames=self.frames, max_frames=None if self.long else self.max_frames, fit=self.fit,
             colors=self.pose_colors, device=device, dtype=auto_dtype(device) if self.dtype == "auto" else self.dtype,
-            camera=self.camera,
+            camera=self.camera, offload=self.offload,
             output_size=self.output_size, composite=self.composite, composite_margin=self.composite_margin,
             warp_person=warp, preview=None if preview is None or self.preview_every is None
             else PreviewSettings(self.preview_every, preview),
@@ -174,7 +175,7 @@ NUMBERS = ("cfg", "guidance_scale")  # finite, not negative; None: the preset's
 CHOICES = {"pose_backend": PoseChoice, "edit_mask_backend": EditMaskChoice, "guidance": GuidanceMode, "fit": Fit,
            "pose_colors": ColorOrder, "output_size": OutputSize, "blend": BlendScheme, "noise": Noise,
            "device": Device, "dtype": Dtype}  # fmt: skip
-FLAGS = ("camera", "composite", "warp_person", "long", "restart")
+FLAGS = ("camera", "composite", "warp_person", "long", "restart", "offload")
 SPELLING = {"source": "SRC", "target": "TGT", "output": "--output", "guidance_scale": "--guidance-step"}
 
 

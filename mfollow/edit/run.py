@@ -76,6 +76,23 @@ def run_edit(
             return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
 
 
+def _phases(
+    bundle: ModelBundle, device: torch.device, dtype: torch.dtype, offload: bool
+) -> Callable[[tuple[str, ...]], None]:
+    """``phase(names)`` before each phase of the edit: with ``offload``, only those modules on the
+    device (:meth:`ModelBundle.place`: the CLIP encoder for the context, PoCtr and the U-Net's
+    ReCtr for the conditioning, the U-Net while sampling, the VAE to decode); without it every
+    module is on the device from the first call on."""
+
+    def phase(names: tuple[str, ...]) -> None:
+        if offload:
+            bundle.place(names, device, dtype)
+        elif bundle.resident != frozenset(bundle.modules()) or not names:
+            bundle.to(device, dtype)
+
+    return phase
+
+
 def _spill_folder(work_dir: Path | None, group: Group | None) -> tempfile.TemporaryDirectory[str]:
     """A fresh ``SPILL_PREFIX*`` folder in ``work_dir`` (older ones there removed by rank 0 first:
     the caller holds the project's lock, so no live run owns them), or in the system's temporary
@@ -109,7 +126,8 @@ def _run_edit(
     if s.warp_person and (pose_points(clip.source_poses, 0, 1) is None or pose_points(clip.edit_poses, 0, 1) is None):
         raise UsageError("warp_person moves the person along keypoints; these poses are pose images")
     device, dtype = torch.device(s.device), getattr(torch, s.dtype)
-    bundle.to(device, dtype)
+    phase = _phases(bundle, device, dtype, s.offload)
+    phase(())  # offloading: everything on the CPU until a phase needs it
     guided = s.sampler.guidance != "none"
     if s.checkpointing and guided:
         bundle.unet.enable_gradient_checkpointing()
@@ -161,8 +179,14 @@ def _run_edit(
 
     with _spill_folder(work_dir if len(windows) > 1 else None, group) as spill:
         conditioner = WindowConditioner(bundle, clip, device, dtype, None if len(windows) == 1 else Path(spill))
+        phase(("image_encoder",))
         for k in mine:  # this process's windows' CLIP context, before the clock starts
             conditioner.context(windows[k])
+        if s.offload:  # PoCtr and ReCtr once, before sampling, so that only the U-Net stays
+            phase(("poctr", "unet"))
+            for k in mine:
+                conditioner(windows[k])
+        phase(("unet",))
         timings["prepare"] = time.perf_counter() - t0
         t0 = time.perf_counter()
         cam = camera_mode.install(bundle.unet) if s.camera else None
@@ -178,6 +202,7 @@ def _run_edit(
     if group is not None and not group.main:  # rank 0 decodes and writes
         return {"rank": group.rank, "windows": list(mine)}
     t0 = time.perf_counter()
+    phase(("vae",))
     (out_w, out_h), margin, rate = write_output(bundle, clip, state.z_e, s, output)
     timings["decode_write"] = time.perf_counter() - t0
     if store is not None:

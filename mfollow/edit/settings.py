@@ -12,7 +12,8 @@ from mfollow.io.media import IMAGE_FPS
 from mfollow.preprocess.pose.render import ColorOrder
 from mfollow.sampling.state import SamplerSettings
 
-OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview")  # not part of the sampling
+# settings that do not change the sampler's state: a long run resumes across a change of them (run_key)
+OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview", "offload")
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,7 @@ class EditSettings:
     device: str = "cpu"
     dtype: str = "float32"
     checkpointing: bool = True  # recompute activations in the guided backward pass: less memory
+    offload: bool = False  # only the models a phase needs on the device (ModelBundle.place)
     camera: bool = False  # masked K/V injection from the reconstruction (large camera motion)
     output_size: OutputSize = "source"  # write at the source's size or the model's
     composite: bool = True  # the source's own pixels outside the people (mfollow.edit.compositing)

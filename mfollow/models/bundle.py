@@ -13,6 +13,7 @@ Layout (``save_pretrained`` / ``from_pretrained``)::
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ class ModelBundle:
     image_encoder: Any  # transformers CLIPVisionModelWithProjection
     scheduler_config: dict[str, Any]
     source: str | None = None  # the folder it was loaded from (None: built in memory)
+    resident: frozenset[str] = frozenset()  # the modules on the run's device (place/to)
 
     @classmethod
     def random(cls, preset: str = "tiny", seed: int = 0) -> ModelBundle:
@@ -84,7 +86,20 @@ class ModelBundle:
         _quiet_hf()
         for m in self.modules().values():
             m.to(device=device, dtype=dtype)
+        self.resident = frozenset(self.modules())
         return self
+
+    def place(self, resident: Iterable[str], device: torch.device | str, dtype: torch.dtype | None = None) -> None:
+        """Offloading (``--offload``): the ``resident`` modules (``unet``, ``poctr``, ``vae``,
+        ``image_encoder``) on ``device``, every other one on the CPU, all in ``dtype``; the CUDA
+        cache is emptied of what moved out. :attr:`resident` says which are on ``device``."""
+        _quiet_hf()
+        wanted = frozenset(resident)
+        for name, m in self.modules().items():
+            m.to(device=device if name in wanted else "cpu", dtype=dtype)
+        self.resident = wanted
+        if torch.device(device).type == "cuda":
+            torch.cuda.empty_cache()
 
     # ----------------------------------------------------------------------------- saving
     def save_pretrained(self, directory: Path) -> None:

@@ -100,7 +100,7 @@ def test_widgets_are_refused_with_the_clis_errors() -> None:
     # unset widgets stand for the model's defaults, which the request resolves
     assert request_options(widgets(Edit), long=False) | {"seed": 0} == {
         "seed": 0, "steps": None, "guidance": "paper", "guidance_scale": None, "cfg": None, "size": None,
-        "warp_person": None, "composite": True, "long": False,
+        "warp_person": None, "composite": True, "offload": False, "long": False,
     }  # fmt: skip
 
 

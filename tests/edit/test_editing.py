@@ -360,3 +360,34 @@ def test_release_noise_runs_one_window_only(tmp_path: Path, bundle: ModelBundle,
                           long=True, noise="release")  # fmt: skip
     with pytest.raises(UsageError, match="--noise release"):
         preflight(request)
+
+
+def test_offload_keeps_each_model_on_the_device_only_in_its_phase(
+    tmp_path: Path, bundle: ModelBundle, pair: Path
+) -> None:
+    """``offload``: forward hooks see each model run only while it is the phase's (the CLIP encoder
+    alone for the context, PoCtr and the U-Net's ReCtr for the conditioning, the U-Net alone while
+    sampling, the VAE alone to decode), and the frames are the ones made with every model resident."""
+    calls: list[tuple[str, frozenset[str]]] = []
+    watched = {**bundle.modules(), "vae": bundle.vae.decoder}  # the VAE decodes through .decode()
+    hooks = [
+        module.register_forward_pre_hook(lambda m, a, name=name: calls.append((name, bundle.resident)))
+        for name, module in watched.items()
+    ]
+    try:
+        report = run_edit(bundle, inputs_of(pair), settings(offload=True), tmp_path / "offload.mp4")
+    finally:
+        for h in hooks:
+            h.remove()
+    phases = {name: {frozenset(r) for n, r in calls if n == name} for name in bundle.modules()}
+    assert phases == {
+        "image_encoder": {frozenset({"image_encoder"})},
+        "poctr": {frozenset({"poctr", "unet"})},
+        "unet": {frozenset({"unet"})},  # sampling: nothing else on the device
+        "vae": {frozenset({"vae"})},
+    }
+    assert [n for n, _ in calls if n == "poctr"] == ["poctr"] * 2 * len(report["windows"])  # once per window
+    run_edit(bundle, inputs_of(pair), settings(), tmp_path / "resident.mp4")
+    assert bundle.resident == frozenset(bundle.modules())
+    assert (tmp_path / "offload.mp4").read_bytes() == (tmp_path / "resident.mp4").read_bytes()
+    assert run_key(inputs_of(pair), settings(offload=True), "w") == run_key(inputs_of(pair), settings(), "w")
