@@ -30,7 +30,8 @@ def predict(
     (float32, or bfloat16/float16 under mixed precision: the cast is where a guided pass's gradient
     goes back to float32), and v comes back in float32, so that the DDIM updates and the guidance
     (whose losses are float32 too) keep full precision."""
-    out = unet(z.to(unet.dtype), t, context, pose_features=pose, appearance=c.appearance)
+    dtype = getattr(unet, "dtype", z.dtype)  # diffusers' ModelMixin.dtype; a bare module runs on z's
+    out = unet(z.to(dtype), t, context, pose_features=pose, appearance=c.appearance)
     return Prediction(out.sample.float(), out.features)
 
 

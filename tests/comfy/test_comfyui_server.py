@@ -207,17 +207,13 @@ def test_a_bad_widget_is_refused_before_the_graph_runs(http: Any, comfyui: dict[
     assert "Traceback" not in json.dumps(answer)
 
 
-def test_an_error_while_running_is_one_line_without_a_traceback(comfyui: dict[str, Any], tmp_path: Path) -> None:
+def test_an_error_while_running_is_one_line_without_a_traceback(
+    http: Any, comfyui: dict[str, Any], tmp_path: Path
+) -> None:
     """What ComfyUI's page is told (its WebSocket) when a node meets an mfollow error."""
     wf = _workflow()
     wf["5"]["inputs"]["model"] = "/no/such/bundle"
-    (tmp_path / "prompt.json").write_text(json.dumps(wf))
-    r = subprocess.run(
-        [str(comfyui["python"]), str(Path(__file__).with_name("ws_prompt.py")), f"http://127.0.0.1:{comfyui['port']}",
-         str(tmp_path / "prompt.json")], capture_output=True, text=True, timeout=600,
-    )  # fmt: skip
-    assert r.returncode == 0, r.stderr[-3000:]
-    seen = json.loads(r.stdout)
+    seen = _queue_and_listen(comfyui, wf, tmp_path)
     errors = [data for kind, data in seen if kind == "execution_error"]  # one per node that used the model
     assert sorted(e["node_id"] for e in errors) == ["10", "8"]
     assert {e["exception_message"] for e in errors} == {
@@ -228,11 +224,25 @@ def test_an_error_while_running_is_one_line_without_a_traceback(comfyui: dict[st
     assert not [data for kind, data in seen if kind == "executed"]  # nothing saved
 
 
+def _queue_and_listen(comfyui: dict[str, Any], prompt: dict[str, Any], tmp_path: Path) -> list[list[Any]]:
+    """Queue ``prompt`` and return what ComfyUI's WebSocket told the client about it (``ws_prompt.py``)."""
+    (tmp_path / "prompt.json").write_text(json.dumps(prompt))
+    r = subprocess.run(
+        [str(comfyui["python"]), str(Path(__file__).with_name("ws_prompt.py")), f"http://127.0.0.1:{comfyui['port']}",
+         str(tmp_path / "prompt.json")], capture_output=True, text=True, timeout=900,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-3000:] + comfyui["log"].read_text()[-3000:]
+    return json.loads(r.stdout)  # type: ignore[no-any-return]
+
+
 def test_the_example_workflow_gives_the_clis_frames(http: Any, comfyui: dict[str, Any], tmp_path: Path) -> None:
     started = time.monotonic()
-    done = _submit(http, _workflow(steps=3), comfyui)
-    assert done["status"]["status_str"] == "success", done["status"]
-    images = done["outputs"]["11"]["images"]
+    seen = _queue_and_listen(comfyui, _workflow(steps=3), tmp_path)
+    assert seen[-1][0] == "execution_success", seen
+    progress = [(d["value"], d["max"]) for kind, d in seen if kind == "progress" and d.get("node") == "10"]
+    assert progress == [(1, 3), (2, 3), (3, 3)]  # the edit node's bar, one tick per denoising step
+    (saved_by,) = [d for kind, d in seen if kind == "executed" and d.get("node") == "11"]
+    images = saved_by["output"]["images"]
     assert len(images) == 8
     saved = [comfyui["comfy"] / "output" / im["subfolder"] / im["filename"] for im in images]
     got = np.stack([np.asarray(Image.open(p).convert("RGB")) for p in saved])
