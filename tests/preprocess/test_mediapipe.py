@@ -111,3 +111,43 @@ def test_headline_edit_of_real_photographs_offline(astronaut: np.ndarray, tmp_pa
     out = probe(tmp_path / "out.mp4")
     assert out.frame_count == 6 and (out.width, out.height) == (256, 256)
     assert out.timestamps == probe(tmp_path / "src.mp4").timestamps
+
+
+@pytest.mark.slow
+def test_the_background_is_untouched_outside_the_people_on_a_real_clip(astronaut: np.ndarray, tmp_path: Path) -> None:
+    """`mfollow edit` of photographed people, written as PNG frames: outside M_e ∪ M_r (the staged
+    masks, grown by the compositing band as it is scaled to the source's size) every pixel is the
+    source's own, exactly; inside, the edit changed something."""
+    import json
+    from fractions import Fraction
+
+    import torch
+    from clirun import run
+    from PIL import Image
+    from skimage import data
+
+    from mfollow.io.media import media_frames
+    from mfollow.io.video import write_video
+    from mfollow.preprocess.masks.files import read_masks
+    from mfollow.preprocess.stages import project_inputs
+
+    cameraman = np.asarray(Image.fromarray(data.camera()).convert("RGB").resize((256, 256)))
+    photo = np.asarray(Image.fromarray(astronaut).resize((256, 256)))
+    write_video(tmp_path / "src.mp4", [np.roll(photo, 2 * i, axis=1) for i in range(4)], range(4), Fraction(1, 12))
+    write_video(tmp_path / "tgt.mp4", [np.roll(cameraman, -2 * i, axis=1) for i in range(4)], range(4), Fraction(1, 12))
+    r = run("edit", str(tmp_path / "src.mp4"), str(tmp_path / "tgt.mp4"), "-o", str(tmp_path / "out"), "-p",
+            str(tmp_path / "proj"), "--steps", "2", "--json",
+            env={"XDG_DATA_HOME": str(tmp_path / "no-weights")})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    staged = project_inputs(tmp_path / "proj")
+    assert staged is not None
+    people = read_masks(staged["edit_masks"]) | read_masks(staged["source_masks"])  # (4, 256, 256) at the source's size
+    assert 0.01 < people.mean() < 0.9  # a close-up: the people cover most of these frames
+    band = 2 * (json.loads(r.stdout)["composite_margin"] + 1) + 1  # the working band (128 px) at 256 px, and rounding
+    grown = torch.nn.functional.max_pool2d(torch.from_numpy(people).float()[:, None], 2 * band + 1, 1, band)[:, 0]
+    outside = ~grown.numpy().astype(bool)
+    src = np.stack(list(media_frames(tmp_path / "src.mp4")))
+    out = np.stack(list(media_frames(tmp_path / "out")))
+    assert out.shape == src.shape and outside.mean() > 0.05
+    assert np.array_equal(out[outside], src[outside])  # the background: the source's own pixels
+    assert not np.array_equal(out[~outside], src[~outside])  # the people: edited
