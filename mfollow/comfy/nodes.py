@@ -262,7 +262,8 @@ WARP = {"auto": None, "on": True, "off": False}
 
 def _edit_inputs(long: bool) -> dict[str, Any]:
     shown = {
-        "seed": ("INT", {"default": DEFAULT.seed, "min": 0, "max": 2**63 - 1}),
+        # no "control after generate": a fixed seed gives the same frames, and lets edit long resume
+        "seed": ("INT", {"default": DEFAULT.seed, "min": 0, "max": 2**63 - 1, "control_after_generate": False}),
         "steps": ("INT", {"default": UNSET["steps"], "min": 0, "tooltip": f"0: {FROM_MODEL}"}),
         "guidance": (_choices(GuidanceMode), {"default": DEFAULT.guidance}),
         "guidance_scale": ("FLOAT", {"default": UNSET["guidance_scale"], "min": -1.0, "step": 1.0,
