@@ -8,6 +8,7 @@ suffix so that tools choosing a format by extension (the mp4 muxer) still work.
 
 from __future__ import annotations
 
+import abc
 import contextlib
 import json
 import os
@@ -97,15 +98,17 @@ def atomic_dir(path: Path | str) -> Iterator[Path]:
     _fsync_dir(path.parent)
 
 
-class CommitOnExit:
+class CommitOnExit(abc.ABC):
     """A writer as a context manager: :meth:`close` commits on a clean exit, :meth:`abort` discards
     on an exception (the writers of :mod:`mfollow.io.video.write` and :mod:`mfollow.io.frame_folder`)."""
 
+    @abc.abstractmethod
     def close(self) -> None:
-        raise NotImplementedError
+        """Commit what was written."""
 
+    @abc.abstractmethod
     def abort(self) -> None:
-        raise NotImplementedError
+        """Discard what was written; the destination keeps its previous content."""
 
     def __enter__(self) -> Self:
         return self

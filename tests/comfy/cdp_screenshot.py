@@ -57,7 +57,7 @@ async def _call(ws: aiohttp.ClientWebSocketResponse, ids: itertools.count, metho
     n = next(ids)
     await ws.send_json({"id": n, "method": method, "params": params})
     while True:
-        msg = await ws.receive_json(timeout=120)
+        msg = await ws.receive_json(timeout=600)
         if msg.get("id") == n:
             if "error" in msg:
                 raise RuntimeError(f"{method}: {msg['error']}")

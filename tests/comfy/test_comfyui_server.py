@@ -150,7 +150,7 @@ def http(comfyui: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Any:
         req = urllib.request.Request(f"http://127.0.0.1:{comfyui['port']}{path}", data=data, method=method,
                                      headers={"Content-Type": "application/json"})  # fmt: skip
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=300) as r:
                 return r.status, json.loads(r.read() or b"null")
         except urllib.error.HTTPError as e:
             return e.code, json.loads(e.read() or b"null")
