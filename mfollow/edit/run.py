@@ -76,23 +76,6 @@ def run_edit(
             return _run_edit(bundle, inputs, s, output, store, progress, clip, work_dir, group)
 
 
-def _phases(
-    bundle: ModelBundle, device: torch.device, dtype: torch.dtype, offload: bool
-) -> Callable[[tuple[str, ...]], None]:
-    """``phase(names)`` before each phase of the edit: with ``offload``, only those modules on the
-    device (:meth:`ModelBundle.place`: the CLIP encoder for the context, PoCtr and the U-Net's
-    ReCtr for the conditioning, the U-Net while sampling, the VAE to decode); without it every
-    module is on the device from the first call on."""
-
-    def phase(names: tuple[str, ...]) -> None:
-        if offload:
-            bundle.place(names, device, dtype)
-        elif bundle.resident != frozenset(bundle.modules()) or not names:
-            bundle.to(device, dtype)
-
-    return phase
-
-
 def _spill_folder(work_dir: Path | None, group: Group | None) -> tempfile.TemporaryDirectory[str]:
     """A fresh ``SPILL_PREFIX*`` folder in ``work_dir`` (older ones there removed by rank 0 first:
     the caller holds the project's lock, so no live run owns them), or in the system's temporary
@@ -126,8 +109,18 @@ def _run_edit(
     if s.warp_person and (pose_points(clip.source_poses, 0, 1) is None or pose_points(clip.edit_poses, 0, 1) is None):
         raise UsageError("warp_person moves the person along keypoints; these poses are pose images")
     device, dtype = torch.device(s.device), getattr(torch, s.dtype)
-    phase = _phases(bundle, device, dtype, s.offload)
-    phase(())  # offloading: everything on the CPU until a phase needs it
+
+    def phase(names: tuple[str, ...]) -> None:
+        """With ``--offload``, only ``names`` on the device (ModelBundle.place): the CLIP encoder for
+        the context, PoCtr and the U-Net's ReCtr for the conditioning, the U-Net while sampling,
+        the VAE to decode."""
+        if s.offload:
+            bundle.place(names, device, dtype)
+
+    if s.offload:
+        phase(())  # everything on the CPU until a phase needs it
+    else:
+        bundle.to(device, dtype)
     guided = s.sampler.guidance != "none"
     if s.checkpointing and guided:
         bundle.unet.enable_gradient_checkpointing()
