@@ -130,9 +130,10 @@ class Mapped:
 def _cover_crop(image: Image.Image, size: tuple[int, int]) -> np.ndarray:
     """Scale to cover ``size`` (w, h), crop the centre: the video frames' policy."""
     from mfollow.io.video import FramePolicy, place, working_geometry
+    from mfollow.io.video.read import scale_rgb
 
     geo = working_geometry(image.width, image.height, FramePolicy(size=size, multiple=1))
-    return place(np.asarray(image.resize((geo.scaled_w, geo.scaled_h), Image.Resampling.BICUBIC)), geo)
+    return place(scale_rgb(np.asarray(image), geo.scaled_w, geo.scaled_h), geo)
 
 
 def pose_seq(path: Path, size: tuple[int, int], src_size: tuple[int, int], colors: ColorOrder) -> Seq:

@@ -86,6 +86,16 @@ def working_geometry(src_w: int, src_h: int, policy: FramePolicy) -> Geometry:
     return Geometry(src_w, src_h, scaled_w, scaled_h, (scaled_w - width) // 2, (scaled_h - height) // 2, width, height)
 
 
+def scale_rgb(rgb: np.ndarray, width: int, height: int) -> np.ndarray:
+    """(H, W, 3) uint8 RGB -> (height, width, 3) with swscale's area filter: the one resize of source
+    frames to the working size, whether they come from a video, a folder of frames or a still
+    (so the same pixels give the same edit whatever file held them)."""
+    if rgb.shape[:2] == (height, width):
+        return rgb
+    frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
+    return np.array(frame.reformat(width=width, height=height, interpolation="AREA").to_ndarray(), copy=True)
+
+
 def place(scaled: np.ndarray, geo: Geometry) -> np.ndarray:
     """Crop or pad a (scaled_h, scaled_w, 3) array to the working (height, width, 3)."""
     if geo.crop_x >= 0 and geo.crop_y >= 0:
@@ -174,16 +184,13 @@ def _convert(frame: Any, k: int, geo: Geometry | None) -> np.ndarray:
     """Decoded frame → upright (H, W, 3) uint8, resized and cropped/padded per ``geo``."""
     # to_ndarray returns a view of a buffer that PyAV's reformatter reuses for the next frame:
     # copy, or earlier frames change under the caller's feet (seen as flaky decodes).
-    if geo is None:
-        rgb = np.array(frame.to_ndarray(format="rgb24"), copy=True)
-        return np.ascontiguousarray(np.rot90(rgb, k)) if k else rgb
-    # Scale in the stored orientation (swscale), then rotate: swap the target sides when the
-    # rotation is a quarter turn.
-    tw, th = (geo.scaled_h, geo.scaled_w) if k % 2 else (geo.scaled_w, geo.scaled_h)
-    rgb = np.array(frame.reformat(width=tw, height=th, format="rgb24", interpolation="AREA").to_ndarray(), copy=True)
+    rgb = np.array(frame.to_ndarray(format="rgb24"), copy=True)
     if k:
-        rgb = np.rot90(rgb, k)  # (th, tw, 3) -> upright (scaled_h, scaled_w, 3)
-    return place(rgb, geo)
+        rgb = np.ascontiguousarray(np.rot90(rgb, k))  # upright
+    if geo is None:
+        return rgb
+    # RGB first, then the resize every source frame gets (a folder of frames or a still as well)
+    return place(scale_rgb(rgb, geo.scaled_w, geo.scaled_h), geo)
 
 
 def read_frames(
