@@ -124,43 +124,71 @@ def test_errors_raise_typed_outside_comfyui_and_block_with_one_line_inside(
     assert "\n" not in blocked.message and "Traceback" not in blocked.message
 
 
+def _graph_and_cli(source: Path, target: Path, tmp_path: Path) -> tuple[Any, ...]:
+    """Load model -> poses -> align -> masks -> edit on two videos (as ComfyUI's Load Video gives
+    them), and ``mfollow edit SRC TGT -o FRAMES`` on the same videos: (the graph's frames, the
+    CLI's, M_r, M_e, skeletons, the CLI's report)."""
+    src, tgt = video(source), video(target)
+    (model,) = LoadModel().load(**widgets(LoadModel))
+    source_poses, skeletons = EstimatePoses().estimate(images=src, backend="auto")
+    target_poses, _ = EstimatePoses().estimate(images=tgt, backend="auto")
+    edit_poses, _ = Align().align(model=model, source_poses=source_poses, target_poses=target_poses)
+    M_r, M_e = PersonMasks().masks(edit_poses=edit_poses, edit_backend="auto")
+    (out,) = Edit().edit(
+        model=model, source=src, source_poses=source_poses, edit_poses=edit_poses, M_r=M_r, M_e=M_e,
+        **widgets(Edit, steps=3),
+    )  # fmt: skip
+    r = run("edit", str(source), str(target), "-o", str(tmp_path / "cli"), "--steps", "3",
+            "--json", env={"XDG_DATA_HOME": str(tmp_path / "no-weights")})  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    return frames_of(out), np.stack(list(media_frames(tmp_path / "cli"))), M_r, M_e, skeletons, json.loads(r.stdout)
+
+
 @pytest.mark.slow
 @pytest.mark.skipif(not mediapipe_available(), reason="the graph's poses and masks need mediapipe")
 def test_the_graph_gives_the_clis_frames(tmp_path: Path) -> None:
-    """Load model -> poses -> align -> masks -> edit, on a synthetic pair with the bundled model
-    (mediapipe poses and segments the puppets of this seed in every frame), against
-    ``mfollow edit SRC TGT -o FRAMES`` on the same videos."""
+    """On a synthetic pair with the bundled model (mediapipe poses and segments the puppets of this
+    seed in every frame)."""
     from mfollow.synth import make_pair
     from mfollow.synth.files import write_pair
 
     pair = tmp_path / "pair"
     write_pair(make_pair(6, frames=8, size=128, camera="pan"), pair)
-    src, tgt = video(pair / "source.mp4"), video(pair / "target.mp4")
-    (model,) = LoadModel().load(**widgets(LoadModel))
-    source_poses, skeletons = EstimatePoses().estimate(images=src, backend="auto")
-    target_poses, _ = EstimatePoses().estimate(images=tgt, backend="auto")
+    out, cli, M_r, M_e, skeletons, report = _graph_and_cli(pair / "source.mp4", pair / "target.mp4", tmp_path)
     assert skeletons.shape == (8, 128, 128, 3) and skeletons.max() > 0
-    edit_poses, _ = Align().align(model=model, source_poses=source_poses, target_poses=target_poses)
-    M_r, M_e = PersonMasks().masks(edit_poses=edit_poses, edit_backend="auto")
     assert M_r.shape == M_e.shape == (8, 128, 128) and M_e.sum() > 0
-    (out,) = Edit().edit(
-        model=model, source=src, source_poses=source_poses, edit_poses=edit_poses, M_r=M_r, M_e=M_e,
-        **widgets(Edit, steps=3),
-    )  # fmt: skip
-    r = run("edit", str(pair / "source.mp4"), str(pair / "target.mp4"), "-o", str(tmp_path / "cli"), "--steps", "3",
-            "--json", env={"XDG_DATA_HOME": str(tmp_path / "no-weights")})  # fmt: skip
-    assert r.returncode == 0, r.stderr
-    report = json.loads(r.stdout)
     assert report["pose_backend"] == {"source": "mediapipe", "target": "mediapipe"}
     assert report["mask_backend"] == {"source": "mediapipe", "edit": "warp"}
-    cli = np.stack(list(media_frames(tmp_path / "cli")))
-    assert np.array_equal(frames_of(out), cli)
+    assert np.array_equal(out, cli)
     from mfollow.preprocess.stages import project_inputs
 
     staged = project_inputs(tmp_path / "cli.mfollow")  # the CLI's project: its stages' masks are the nodes'
     assert staged is not None
     assert np.array_equal(read_masks(staged["source_masks"]), M_r.numpy() > 0.5)
     assert np.array_equal(read_masks(staged["edit_masks"]), M_e.numpy() > 0.5)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not mediapipe_available(), reason="the graph's poses and masks need mediapipe")
+def test_the_graph_gives_the_clis_frames_on_photographs(tmp_path: Path) -> None:
+    """On photographed people (scikit-image's astronaut, the cameraman as the motion) at 256 px,
+    which the model works on at 128 px: the frames the nodes pass are resized as the CLI's video
+    frames are."""
+    from fractions import Fraction
+
+    from PIL import Image
+
+    from mfollow.io.video import write_video
+
+    data = pytest.importorskip("skimage.data")
+    photo = np.asarray(Image.fromarray(data.astronaut()).resize((256, 256)))
+    cameraman = np.asarray(Image.fromarray(data.camera()).convert("RGB").resize((256, 256)))
+    write_video(tmp_path / "src.mp4", [np.roll(photo, 2 * i, axis=1) for i in range(4)], range(4), Fraction(1, 12))
+    write_video(tmp_path / "tgt.mp4", [np.roll(cameraman, -2 * i, axis=1) for i in range(4)], range(4),
+                Fraction(1, 12))  # fmt: skip
+    out, cli, _, _, _, report = _graph_and_cli(tmp_path / "src.mp4", tmp_path / "tgt.mp4", tmp_path)
+    assert report["working_size"] == [128, 128] and out.shape == (4, 256, 256, 3)
+    assert np.array_equal(out, cli)
 
 
 def _given(world: Path) -> dict[str, Any]:
