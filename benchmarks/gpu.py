@@ -69,36 +69,20 @@ def window(preset: str, frames: int, size: int, dtype: str, steps: int, measured
     """``measured`` guided steps of one window (of a ``steps``-step schedule, from its second step:
     the first is pure noise and unguided), random weights in ``dtype``, latents in float32."""
     import torch
+    from sampler import _setup  # benchmarks/sampler.py: random networks and conditioning at a size
 
-    from mfollow.models.controllers import PoseController
     from mfollow.models.presets import SCHEDULER, get_preset
-    from mfollow.models.unet3d import UNet3D
     from mfollow.sampling.ddim import initial_noise, schedule
     from mfollow.sampling.sampler import sample
     from mfollow.sampling.state import Conditioning, SamplerSettings, SamplerState
 
     p, dt = get_preset(preset), getattr(torch, _dtype(dtype))
-    torch.manual_seed(0)
-    with torch.device(DEVICE):  # built in place (sd15's random init is slow on the CPU)
-        unet = UNet3D(**p.unet).eval().requires_grad_(False).to(dt)
-        poctr = PoseController(**p.poctr).eval().requires_grad_(False).to(dt)
-    unet.enable_gradient_checkpointing()  # the edit's default on guided runs
-    g = torch.Generator(DEVICE).manual_seed(0)
+    unet, c32, _ = _setup(preset, frames, size)  # float32 networks and conditioning on DEVICE
+    unet.to(dt).enable_gradient_checkpointing()  # the edit's default on guided runs
+    cond = Conditioning(c32.context.to(dt), c32.pose_r.to(dt), c32.pose_e.to(dt), [a.to(dt) for a in c32.appearance],
+                        c32.M_e, c32.M_r, c32.M_e_latent)  # fmt: skip  # masks stay float32
+    del c32
     lat = size // p.vae_factor
-    m_r = torch.zeros(1, 1, frames, size, size, device=DEVICE)
-    m_r[..., size // 4 : 3 * size // 4, size // 6 : size // 2] = 1
-    m_e = torch.zeros_like(m_r)
-    m_e[..., size // 4 : 3 * size // 4, size // 3 : 2 * size // 3] = 1
-
-    def video() -> torch.Tensor:
-        return torch.rand(1, 3, frames, size, size, generator=g, device=DEVICE).to(dt)
-
-    with torch.no_grad():
-        cond = Conditioning(
-            torch.randn(1, frames, p.unet["cross_attention_dim"], generator=g, device=DEVICE).to(dt),
-            poctr(video()), poctr(video()), unet.appearance_features(video() * 2 - 1), m_e, m_r,
-            torch.nn.functional.interpolate(m_e[0], size=(lat, lat), mode="nearest")[None],
-        )  # fmt: skip
     timesteps, abar = schedule(SCHEDULER, steps)
     z = initial_noise(0, frames, (p.unet.get("in_channels", 4), lat, lat)).to(DEVICE)
     settings = SamplerSettings(steps=steps, cfg=CFG, guidance="paper", window=frames, overlap=0)
