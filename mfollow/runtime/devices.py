@@ -25,8 +25,8 @@ def check_device(device: str) -> None:
 def auto_dtype(device: str) -> str:
     """``--dtype auto``: the networks' precision for ``device`` (``cuda``, ``cuda:1``, ``cpu``,
     ``mps``): bfloat16 on a CUDA device that computes in it (Ampere and later), float16 on an older
-    one, float32 on the CPU (bfloat16 there is not a safe default: 1.9x faster on sd15 but 1.13x
-    slower on tiny on 2 cores, docs/benchmarks.md) and on MPS (not measured)."""
+    one, float32 on the CPU (bfloat16 there timed from 0.59x to 1.13x float32's step on 2 cores,
+    docs/benchmarks.md: not yet a safe default) and on MPS (not measured)."""
     if not device.startswith("cuda"):
         return "float32"
     import torch
