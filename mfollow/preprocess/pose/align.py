@@ -30,8 +30,11 @@ Person height and bottom-centre come from the pose's person box (``height="box"`
 the synthetic world, detector boxes from DWPose) or from the skeleton (``height="skeleton"``: top
 of the head points to the lowest ankle; the centre is the mid-hip's x where both hips are seen, as
 an arm reaching out moves the extent's centre, else the seen points' middle). When either clip
-never shows a whole person (legs out of view), both use the torso instead (neck-to-mid-hip length,
-anchored at the mid-hip), or failing that the shoulder width (anchored at the neck).
+never shows a whole person (legs out of view) and both are cut by the frame's bottom edge, both
+use their visible height (:func:`cut_extent`: the crown down to that edge, anchored on the edge
+under the mid-hip: what the authors' mask boxes measure of such a person); otherwise the torso
+(neck-to-mid-hip length, anchored at the mid-hip), or failing that the shoulder width (anchored at
+the neck).
 """
 
 from __future__ import annotations
@@ -56,6 +59,10 @@ HEAD, ANKLES = (0, 14, 15, 16, 17), (10, 13)
 #: downwards, so a high percentile is a low point), not the maximum, which one stray ankle detection
 #: would set. Measured on 20 held-out and 40 benchmark pairs (docs/benchmarks.md).
 GROUND_PERCENTILE = 90.0
+#: The crown above the highest head point (eyes, ears, nose), in nose-to-neck lengths: the median
+#: over the six people of the authors' three real cases, their SAM masks' tops against mediapipe's
+#: skeletons (0.58-0.91 a person; benchmarks/realcases.py).
+CROWN_ABOVE_HEAD = 0.8
 
 
 @dataclass(frozen=True)
@@ -116,6 +123,34 @@ def person_extent(poses: PoseSequence, height: Height) -> tuple[np.ndarray, np.n
     return bottom - top, np.stack([centre, bottom], axis=1)
 
 
+def cut_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
+    """For a person whom the frame's bottom edge cuts (no ankle seen, a hip or knee seen): per-frame
+    visible height, from the crown (:func:`crown`) down to the frame's bottom (F,), and the point on
+    that edge under the mid-hip (F, 2), in pixels; NaN in frames that show an ankle or no crown.
+
+    It is what the authors' alignment measures of such a person (the person mask's box ends at the
+    frame's edge), so the two visible heights' ratio scales a cut target as theirs do."""
+    xy, seen = poses.pixels("body"), poses.seen("body")
+    hip, hips = mid_hip(xy, seen)
+    cut = ~seen[:, list(ANKLES)].any(axis=1) & seen[:, [8, 9, 11, 12]].any(axis=1) & hips
+    top = crown(xy, seen)
+    ok = cut & np.isfinite(top)
+    length = np.where(ok, poses.height - top, np.nan)
+    return length, np.where(ok[:, None], np.stack([hip[:, 0], np.full(len(xy), float(poses.height))], 1), np.nan)
+
+
+def crown(xy: np.ndarray, seen: np.ndarray) -> np.ndarray:
+    """(F, 18, 2) pixels, (F, 18) seen -> (F,) the top of the head: the highest head point raised by
+    :data:`CROWN_ABOVE_HEAD` nose-to-neck lengths (the hair the skeleton has no point for). NaN
+    where the nose, the neck or every head point is unseen."""
+    ys = np.where(seen[:, HEAD], xy[:, HEAD, 1], np.nan)
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        top = np.nanmin(ys, axis=1)
+    unit = np.where(seen[:, 0] & seen[:, 1], np.abs(xy[:, 1, 1] - xy[:, 0, 1]), np.nan)
+    return top - CROWN_ABOVE_HEAD * unit
+
+
 def torso_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame neck-to-mid-hip length (F,) and mid-hip point (F, 2), in pixels; NaN where unseen."""
     xy, seen = poses.pixels("body"), poses.seen("body")
@@ -147,7 +182,9 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
         h_src, a_src = person_extent(source, s.height)
         h_tgt, a_tgt = person_extent(target, s.height)
         fallback: Callable[[PoseSequence], tuple[np.ndarray, np.ndarray]] | None = None
-        for extent in (torso_extent, shoulder_extent):  # e.g. legs out of view: a part seen in both
+        # legs out of view: both cut by the frame's bottom (as the authors measure them), or else a
+        # part seen in both
+        for extent in (cut_extent, torso_extent, shoulder_extent):
             if not (np.isnan(h_src).all() or np.isnan(h_tgt).all()):
                 break
             fallback = extent
@@ -156,7 +193,7 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
             warnings.simplefilter("ignore", RuntimeWarning)
             ratio = float(np.nanmedian(h_src) / np.nanmedian(h_tgt))
         if s.anchor in ("ground", "median"):
-            feet = fallback is None  # the torso's and shoulders' anchors do not stand on the ground
+            feet = fallback in (None, cut_extent)  # the torso's and shoulders' anchors do not stand on the ground
             src_pt, tgt_pt = clip_anchor(a_src, s.anchor, feet), clip_anchor(a_tgt, s.anchor, feet)
         else:
             src_pt, tgt_pt = _first_valid(a_src), _first_valid(a_tgt)

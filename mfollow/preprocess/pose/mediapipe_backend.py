@@ -1,5 +1,6 @@
 """The offline mediapipe backends (docs/preprocessing.md): BlazePose via Holistic for poses and
-hands, SelfieSegmentation for the source person's mask M_r.
+hands, and for the person's mask (M_r, the target's silhouette for M_e), SelfieSegmentation where
+it finds no body.
 
 mediapipe 0.10.14 ships these models inside its wheel (model complexity 1 only) and runs without
 network. It is an optional extra; install it slim (docs/preprocessing.md). Single person only.
@@ -156,8 +157,23 @@ def segment_video(video: Path, threshold: float = 0.5) -> np.ndarray:
 
 
 def person_masks(frames: Iterator[np.ndarray], threshold: float = 0.5) -> Iterator[np.ndarray]:
-    """SelfieSegmentation (general model) per RGB frame: (H, W) bool."""
+    """The person's mask per RGB frame of a video: (H, W) bool. Holistic's body segmentation, which
+    follows the pose it finds (an outstretched or raised arm included; a busy background left out),
+    and in a frame where it finds no body, SelfieSegmentation's (general model).
+
+    On the authors' three real cases, against their SAM masks, IoU 0.950 (sources) and 0.925
+    (targets), where SelfieSegmentation alone gave 0.934 and 0.858 (docs/benchmarks.md)."""
     mp = _import()
-    with mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0) as seg:
+    selfie = None
+    with contextlib.ExitStack() as stack:
+        holistic = stack.enter_context(
+            mp.solutions.holistic.Holistic(model_complexity=1, enable_segmentation=True, smooth_segmentation=True)
+        )
         for frame in frames:
-            yield seg.process(np.ascontiguousarray(frame)).segmentation_mask > threshold
+            rgb = np.ascontiguousarray(frame)
+            found = holistic.process(rgb).segmentation_mask
+            if found is None:  # no body found in this frame
+                if selfie is None:
+                    selfie = stack.enter_context(mp.solutions.selfie_segmentation.SelfieSegmentation(model_selection=0))
+                found = selfie.process(rgb).segmentation_mask
+            yield found > threshold
