@@ -205,7 +205,15 @@ def main() -> None:
         for case in args.cases:
             rows.append(measure(case, Path(tmp), align))
             print(json.dumps(rows[-1]), file=sys.stderr)
-    keys = ("joint_error_px", "joint_error_direct_px", "pose_floor_px", "unaligned_error_px", "M_r_iou", "M_e_iou", "M_e_area_ratio")
+    keys = (
+        "joint_error_px",
+        "joint_error_direct_px",
+        "pose_floor_px",
+        "unaligned_error_px",
+        "M_r_iou",
+        "M_e_iou",
+        "M_e_area_ratio",
+    )
     mean = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}  # type: ignore[misc]
     mean["hip_offset_px"] = round(float(np.mean([r["hip_offset_px"]["distance"] for r in rows])), 2)  # type: ignore[index]
     mean["hip_dy_px"] = round(float(np.mean([r["hip_offset_px"]["dy"] for r in rows])), 2)  # type: ignore[index]

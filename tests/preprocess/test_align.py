@@ -125,6 +125,44 @@ def test_partial_views_fall_back_to_torso_or_shoulders(hidden: tuple[int, ...]) 
     np.testing.assert_allclose(aligned.body[..., :2], src.body[..., :2], atol=1e-9)
 
 
+def upper_body(
+    crown_y: float, nose_to_neck: float, hip_y: float, knee_y: float, x: float, frames: int = 3
+) -> PoseSequence:
+    """A standing person in a 256 x 512 frame whose legs run out of the bottom edge (ankles unseen),
+    the top of the head points at ``crown_y + CROWN_ABOVE_HEAD * nose_to_neck``."""
+    from mfollow.preprocess.pose.align import CROWN_ABOVE_HEAD
+
+    w, h = 256, 512
+    eyes = crown_y + CROWN_ABOVE_HEAD * nose_to_neck
+    pts = {0: (x, eyes + 4), 14: (x - 6, eyes), 15: (x + 6, eyes), 16: (x - 12, eyes + 2), 17: (x + 12, eyes + 2),
+           1: (x, eyes + 4 + nose_to_neck), 2: (x - 30, eyes + 4 + nose_to_neck), 5: (x + 30, eyes + 4 + nose_to_neck),
+           8: (x - 15, hip_y), 11: (x + 15, hip_y), 9: (x - 16, knee_y), 12: (x + 16, knee_y)}  # fmt: skip
+    body = np.zeros((frames, 18, 3))
+    for k, (px, py) in pts.items():
+        body[:, k] = (px / w, py / h, 1.0)
+    body[:, [10, 13]] = (x / w, (knee_y + 90) / h, 0.0)  # the ankles, past the edge: unseen
+    return PoseSequence(
+        w, h, body, np.zeros((frames, 6, 3)), np.zeros((frames, 2, 21, 3)), np.full((frames, 4), np.nan)
+    )
+
+
+def test_people_cut_by_the_frames_bottom_are_scaled_by_their_visible_heights() -> None:
+    """The authors' alignment measures a cut person by the mask box, which ends at the frame's
+    edge: the scale is the ratio of the heights from the crowns to the bottom edge, about the point
+    on that edge under the target's mid-hip (its own place kept)."""
+    source = upper_body(crown_y=40.0, nose_to_neck=50.0, hip_y=330.0, knee_y=480.0, x=100.0)
+    target = upper_body(crown_y=120.0, nose_to_neck=40.0, hip_y=380.0, knee_y=500.0, x=170.0)
+    t = estimate(source, target, AlignSettings())
+    assert t.scale == pytest.approx((512 - 40) / (512 - 120), rel=1e-9)
+    assert t.src == pytest.approx((170.0, 512.0)) and t.dst == pytest.approx((170.0, 512.0))
+    edit, _ = align(source, target)
+    crown = edit.pixels("body")[:, 14, 1] - 0.8 * (edit.pixels("body")[:, 1, 1] - edit.pixels("body")[:, 0, 1])
+    np.testing.assert_allclose(crown, 40.0, atol=1e-6)  # the target's crown now where the source's is
+    # legs ending well inside the frame (ankles merely missed) are not cut: the torso measures them
+    short = upper_body(crown_y=40.0, nose_to_neck=50.0, hip_y=230.0, knee_y=300.0, x=100.0)
+    assert estimate(short, target, AlignSettings()).scale != pytest.approx(t.scale, rel=1e-3)
+
+
 # ------------------------------------------------------------------------- following the camera
 def true_track(pair, size: int = 128):  # type: ignore[no-untyped-def]
     """The world's own camera of the source as a CameraTrack (frame f pixels -> frame 0 pixels):

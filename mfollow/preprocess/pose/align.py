@@ -54,7 +54,7 @@ from mfollow.preprocess.pose.retarget import retarget
 from mfollow.runtime.errors import MediaError
 
 FIT_POINTS = (0, 1, 2, 5, 8, 11, 14, 15, 16, 17)  # nose, neck, shoulders, hips, eyes, ears
-HEAD, ANKLES = (0, 14, 15, 16, 17), (10, 13)
+HEAD, ANKLES, LEGS = (0, 14, 15, 16, 17), (10, 13), [8, 9, 11, 12]
 #: The ``ground`` anchor's height: this percentile of the clip's per-frame bottom (image y grows
 #: downwards, so a high percentile is a low point), not the maximum, which one stray ankle detection
 #: would set. Measured on 20 held-out and 40 benchmark pairs (docs/benchmarks.md).
@@ -124,7 +124,8 @@ def person_extent(poses: PoseSequence, height: Height) -> tuple[np.ndarray, np.n
 
 
 def cut_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
-    """For a person whom the frame's bottom edge cuts (no ankle seen, a hip or knee seen): per-frame
+    """For a person whom the frame's bottom edge cuts (no ankle seen, the legs running out of the
+    frame: a torso length below the lowest hip or knee seen is past the edge): per-frame
     visible height, from the crown (:func:`crown`) down to the frame's bottom (F,), and the point on
     that edge under the mid-hip (F, 2), in pixels; NaN in frames that show an ankle or no crown.
 
@@ -132,7 +133,11 @@ def cut_extent(poses: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
     frame's edge), so the two visible heights' ratio scales a cut target as theirs do."""
     xy, seen = poses.pixels("body"), poses.seen("body")
     hip, hips = mid_hip(xy, seen)
-    cut = ~seen[:, list(ANKLES)].any(axis=1) & seen[:, [8, 9, 11, 12]].any(axis=1) & hips
+    torso = np.where(seen[:, 1] & hips, np.linalg.norm(xy[:, 1] - hip, axis=1), np.nan)
+    legs = np.where(seen[:, LEGS], xy[:, LEGS, 1], -np.inf).max(axis=1)  # the lowest hip or knee seen
+    # the ankles unseen and the legs running out of the frame: the next joint down (about a torso
+    # length below the lowest seen) would lie past the bottom edge
+    cut = ~seen[:, list(ANKLES)].any(axis=1) & hips & (legs + torso >= poses.height)
     top = crown(xy, seen)
     ok = cut & np.isfinite(top)
     length = np.where(ok, poses.height - top, np.nan)
