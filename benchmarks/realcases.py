@@ -1,7 +1,6 @@
 """mfollow's preprocessing on the authors' released example cases, against theirs. Prints JSON.
 
-    python benchmarks/realcases.py CASE_DIR [CASE_DIR ...] [--align-anchor A] [--no-retarget]
-                                   [--no-follow-camera]
+    python benchmarks/realcases.py CASE_DIR [CASE_DIR ...] [--align default|puppet]
 
 Each CASE_DIR is a case in the authors' layout (``source_images/``, ``source_poses/``,
 ``target_images/``, ``target_aligned_poses/``, ``source_masks/``, ``predicted_masks/``; 512² frames).
@@ -38,6 +37,7 @@ from PIL import Image
 from mfollow.edit.prepare import StagePlan, prepare_stages
 from mfollow.io.folders import frame_files
 from mfollow.preprocess.masks.files import read_masks
+from mfollow.preprocess.pose import PUPPET_ALIGN
 from mfollow.preprocess.pose.align import AlignSettings
 from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.preprocess.stages import align_stage
@@ -191,15 +191,11 @@ def measure(case: Path, work: Path, align: AlignSettings | None) -> dict[str, ob
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cases", type=Path, nargs="+")
-    ap.add_argument("--align-anchor", default=None, choices=("ground", "median", "first", "target"))
-    ap.add_argument("--no-retarget", action="store_true")
-    ap.add_argument("--no-follow-camera", action="store_true")
+    ap.add_argument("--align", default="default", choices=("default", "puppet"),
+                    help="puppet: the synthetic world's alignment (the tiny preset's: median anchor, "
+                         "retargeted, following the camera)")  # fmt: skip
     args = ap.parse_args()
-    align = None
-    if args.align_anchor or args.no_retarget or args.no_follow_camera:
-        base = AlignSettings()
-        align = AlignSettings(anchor=args.align_anchor or base.anchor, retarget=not args.no_retarget and base.retarget,
-                              follow_camera=not args.no_follow_camera and base.follow_camera)  # fmt: skip
+    align = AlignSettings(**PUPPET_ALIGN) if args.align == "puppet" else None
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         for case in args.cases:

@@ -11,7 +11,14 @@ import pytest
 
 from mfollow.preprocess.masks.fallbacks import hull_masks, iou, limb_widths, warp_masks
 from mfollow.preprocess.pose import PUPPET_ALIGN
-from mfollow.preprocess.pose.align import AlignSettings, Transform, align, estimate, joint_error
+from mfollow.preprocess.pose.align import (
+    AlignSettings,
+    Transform,
+    align,
+    estimate,
+    joint_error,
+    registered_joint_error,
+)
 from mfollow.preprocess.pose.camera_track import CameraTrack, estimate_track
 from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.runtime.errors import MediaError
@@ -61,6 +68,20 @@ def test_an_exact_rescaled_copy_is_recovered(settings: AlignSettings) -> None:
     np.testing.assert_allclose(aligned.body[..., :2], src.body[..., :2], atol=1e-9)
     np.testing.assert_allclose(aligned.box, src.box, atol=1e-9)
     assert (aligned.width, aligned.height) == (src.width, src.height)
+
+
+def test_registered_joint_error_forgives_one_scale_and_offset_per_clip_only() -> None:
+    _, (src, _), _, _ = synthetic(3)
+    moved = scaled_copy(src, 1.3, (-20.0, 15.0), (src.width, src.height))
+    assert joint_error(moved, src) > 10 and registered_joint_error(moved, src) == pytest.approx(0.0, abs=1e-9)
+    odd = (np.arange(len(moved)) % 2).astype(float)  # every other frame 0.02 widths to the right
+
+    def shake(a: np.ndarray) -> np.ndarray:
+        return a + np.array([0.02, 0.0, 0.0]) * odd.reshape((len(a),) + (1,) * (a.ndim - 1))
+
+    wobble = moved.map_points(shake)
+    # a frame-to-frame wobble of 0.02 widths (2.56 px) stays, less what one offset absorbs (half of it)
+    assert registered_joint_error(wobble, src) == pytest.approx(1.28 / 1.3, rel=0.05)
 
 
 def test_none_keeps_normalised_poses_and_refuses_other_aspects() -> None:

@@ -301,3 +301,19 @@ def joint_error(a: PoseSequence, b: PoseSequence) -> float:
     pa, pb = _pixels(a.body[:n], b.width, b.height), _pixels(b.body[:n], b.width, b.height)
     ok = a.seen("body")[:n] & b.seen("body")[:n]
     return float(np.linalg.norm(pa - pb, axis=-1)[ok].mean()) if ok.any() else float("nan")
+
+
+def registered_joint_error(a: PoseSequence, b: PoseSequence) -> float:
+    """:func:`joint_error` once the one scale and offset per clip that best take ``a``'s body
+    points onto ``b``'s (least squares over every frame) are removed: the error of the motion's
+    shape, not of where the clip stands nor how big it is (two conventions of placement, e.g. the
+    authors' target place and the synthetic world's source anchor, score alike)."""
+    n = min(len(a), len(b))
+    pa, pb = _pixels(a.body[:n], b.width, b.height), _pixels(b.body[:n], b.width, b.height)
+    ok = a.seen("body")[:n] & b.seen("body")[:n]
+    if ok.sum() < 2:
+        return float("nan")
+    p, q = pa[ok], pb[ok]
+    pm, qm = p.mean(0), q.mean(0)
+    scale = float(((q - qm) * (p - pm)).sum() / max(((p - pm) ** 2).sum(), 1e-12))  # least squares
+    return float(np.linalg.norm(qm + scale * (p - pm) - q, axis=-1).mean())
