@@ -21,6 +21,11 @@ from mfollow.preprocess.raster import Part, draw
 LIMBS = ((2, 3), (3, 4), (5, 6), (6, 7), (8, 9), (9, 10), (11, 12), (12, 13), (1, 0))
 TORSO = (2, 5, 11, 8)  # R-shoulder, L-shoulder, L-hip, R-hip
 HEAD = (0, 14, 15, 16, 17)
+#: A limb's half-width is at most this fraction of its bone's length (upper arm, thigh ...).
+WIDTH_PER_LENGTH = 0.3
+#: The head's radius per ear-to-ear distance, and per eye-to-eye distance (adult proportions: the
+#: head about 23 cm high, 14 cm between the ears, 6.3 cm between the pupils).
+HEAD_PER_EARS, HEAD_PER_EYES = 0.8, 1.8
 
 
 def warp_masks(
@@ -45,7 +50,12 @@ def warp_masks(
 
 
 def _half_width(mask: np.ndarray, a: np.ndarray, b: np.ndarray, samples: int = 7) -> float | None:
-    """Median distance from points along segment a-b to the mask edge, perpendicular to it."""
+    """The limb's half-width around segment a-b: at points along it, the distance to the mask's edge
+    perpendicular to it on each side, taken on the limb's own side — where one side runs more than
+    twice as far as the other (into the torso the limb lies in front of, or another limb), only the
+    nearer edge counts, else the two sides' mean — capped at :data:`WIDTH_PER_LENGTH` of the
+    segment's length; the median over the points. None for a degenerate segment or no point on
+    the mask."""
     d = b - a
     length = float(np.hypot(*d))
     if length < 1:
@@ -54,24 +64,35 @@ def _half_width(mask: np.ndarray, a: np.ndarray, b: np.ndarray, samples: int = 7
     h, w = mask.shape
     ts = np.linspace(0.2, 0.8, samples)[:, None]
     centres = a + ts * d  # (S, 2)
+    on = mask[np.clip(centres[:, 1].astype(int), 0, h - 1), np.clip(centres[:, 0].astype(int), 0, w - 1)]
     steps = np.arange(0, max(h, w))
-    widths = []
+    sides = []
     for sign in (1.0, -1.0):
         pts = centres[:, None, :] + sign * steps[None, :, None] * normal  # (S, K, 2)
         x = np.clip(pts[..., 0].astype(np.int64), 0, w - 1)
         y = np.clip(pts[..., 1].astype(np.int64), 0, h - 1)
         out = ~mask[y, x]  # (S, K): first step outside the mask
-        first = np.where(out.any(axis=1), out.argmax(axis=1), len(steps))
-        widths.append(
-            first[mask[np.clip(centres[:, 1].astype(int), 0, h - 1), np.clip(centres[:, 0].astype(int), 0, w - 1)]]
-        )
-    both = np.concatenate(widths)
-    return float(np.median(both)) if both.size else None
+        sides.append(np.where(out.any(axis=1), out.argmax(axis=1), len(steps)).astype(np.float64))
+    near, far = np.minimum(*sides), np.maximum(*sides)
+    own = np.where((far > 2 * near) & (far > WIDTH_PER_LENGTH * length), near, (near + far) / 2)[on]
+    return float(min(np.median(own), WIDTH_PER_LENGTH * length)) if own.size else None
+
+
+def head_radius(xy: np.ndarray, seen: np.ndarray) -> float | None:
+    """The head's radius from the face (not the hair): :data:`HEAD_PER_EARS` of the ears' distance,
+    or :data:`HEAD_PER_EYES` of the eyes', whichever is larger (a turned head brings one pair
+    closer); None where neither pair is seen. ``xy`` (18, 2) pixels, ``seen`` (18,)."""
+    pairs = (((16, 17), HEAD_PER_EARS), ((14, 15), HEAD_PER_EYES))
+    found = [k * float(np.hypot(*(xy[p] - xy[q]))) for (p, q), k in pairs if seen[p] and seen[q]]
+    return max(found) if found else None
 
 
 def limb_widths(source: PoseSequence, masks: np.ndarray) -> dict[str, float]:
-    """Per-limb half-widths and the head radius, in pixels of the source frame, measured on M_r
-    (medians over frames); missing ones fall back to the median of the others."""
+    """Per-limb half-widths, measured on M_r (:func:`_half_width`), and the head radius, from the
+    face (:func:`head_radius`), in pixels of the source frame (medians over frames); those not
+    measured fall back to the median of the others. Only the limbs the source shows in some frame
+    have a width: the hull draws no part the source person never shows (a half-body source gets
+    no legs running down the frame)."""
     found: dict[str, list[float]] = {}
     xy = source.body[..., :2] * np.array([source.width, source.height])
     seen = source.seen("body")
@@ -81,33 +102,32 @@ def limb_widths(source: PoseSequence, masks: np.ndarray) -> dict[str, float]:
                 r = _half_width(masks[f], xy[f, p], xy[f, q])
                 if r is not None:
                     found.setdefault(f"{p}-{q}", []).append(r)
-        head = [i for i in HEAD if seen[f, i]]
-        if head:
-            centre = xy[f, head].mean(axis=0)
-            up = np.array([0.0, 1.0])
-            r = _half_width(masks[f], centre - up, centre + up, samples=1)
-            if r is not None:
-                found.setdefault("head", []).append(r)
+        r = head_radius(xy[f], seen[f])
+        if r is not None:
+            found.setdefault("head", []).append(r)
     widths = {k: float(np.median(v)) for k, v in found.items()}
     default = float(np.median(list(widths.values()))) if widths else 0.02 * source.height
-    return {k: widths.get(k, default) for k in [f"{p}-{q}" for p, q in LIMBS] + ["head"]}
+    shown = [f"{p}-{q}" for p, q in LIMBS if (seen[:, p] & seen[:, q]).any()] + ["head"]
+    return {k: widths.get(k, default) for k in shown}
 
 
 def hull_masks(edit: PoseSequence, widths: dict[str, float]) -> np.ndarray:
-    """(F, H, W) bool: the edit poses drawn with the measured widths."""
+    """(F, H, W) bool: the edit poses drawn with the measured widths (limbs without one are not
+    drawn: :func:`limb_widths`)."""
     h, w = edit.height, edit.width
     xy = edit.body[..., :2] * np.array([w, h])
     seen = edit.seen("body")
     out = np.zeros((len(edit), h, w), dtype=bool)
     for f in range(len(edit)):
         for p, q in LIMBS:
-            if seen[f, p] and seen[f, q]:
+            if seen[f, p] and seen[f, q] and f"{p}-{q}" in widths:
                 draw(out[f], Part("capsule", "", xy[f, p], xy[f, q], widths[f"{p}-{q}"]))
         if all(seen[f, i] for i in TORSO):
             r_sh, l_sh, l_hip, r_hip = xy[f, list(TORSO)]
             across_sh = (l_sh - r_sh) / max(float(np.hypot(*(l_sh - r_sh))), 1e-6)
             across_hip = (l_hip - r_hip) / max(float(np.hypot(*(l_hip - r_hip))), 1e-6)
-            arm, leg = widths["2-3"], widths["8-9"]
+            arm = widths.get("2-3", widths.get("5-6", widths["head"] / 2))
+            leg = widths.get("8-9", widths.get("11-12", arm))
             quad = np.stack(
                 [r_sh - arm * across_sh, l_sh + arm * across_sh, l_hip + leg * across_hip, r_hip - leg * across_hip]
             )
