@@ -18,6 +18,7 @@ temporary project, then:
   the same (what mediapipe's joints differ from DWPose's: no alignment can do better);
   ``unaligned_error_px`` the authors' target poses not aligned;
 - ``M_r_iou`` against their SAM masks, ``M_e_iou`` and ``M_e_area_ratio`` against their M_e;
+  ``M_e_hull_iou`` for the ``hull`` fallback (the aligned poses drawn with M_r's limb widths);
 - ``hip_offset_px``: mediapipe's hips against DWPose's (decoded from ``source_poses``), mean
   distance and mean vertical offset (positive: mediapipe's lower).
 """
@@ -36,6 +37,7 @@ from PIL import Image
 
 from mfollow.edit.prepare import StagePlan, prepare_stages
 from mfollow.io.folders import frame_files
+from mfollow.preprocess.masks.fallbacks import hull_masks, iou, limb_widths
 from mfollow.preprocess.masks.files import read_masks
 from mfollow.preprocess.pose import PUPPET_ALIGN
 from mfollow.preprocess.pose.align import AlignSettings
@@ -149,10 +151,6 @@ def joint_error(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.nanmean(d))
 
 
-def iou(a: np.ndarray, b: np.ndarray) -> float:
-    return float((a & b).sum() / max(1, (a | b).sum()))
-
-
 def measure(case: Path, work: Path, align: AlignSettings | None) -> dict[str, object]:
     project = work / case.name
     staged, report = prepare_stages(project, case / "source_images", case / "target_images",
@@ -185,6 +183,10 @@ def measure(case: Path, work: Path, align: AlignSettings | None) -> dict[str, ob
     out["M_r_iou"] = round(iou(m_r[:k], sam[:k]), 3)
     out["M_e_iou"] = round(iou(m_e[:k], pred[:k]), 3)
     out["M_e_area_ratio"] = round(float(m_e[:k].sum() / max(1, pred[:k].sum())), 3)
+    hull = hull_masks(
+        PoseSequence.load(staged["edit_poses"]), limb_widths(PoseSequence.load(staged["source_poses"]), m_r)
+    )
+    out["M_e_hull_iou"] = round(iou(hull[:k], pred[:k]), 3)  # the fallback where no target mask is made
     return out
 
 
