@@ -200,8 +200,13 @@ def _register(
     travel = float(np.abs((a - 1.0) * corners + t).max())  # the largest move of the frame's corners
     if not (textured and _cost(img, keep, ref, ref_keep, a, t) < (1.0 - MIN_GAIN) * still and travel >= MIN_MOTION):
         a, t = 1.0, np.zeros(2)
-    valid = _warped(ref, ref_keep, a, t)[3] & keep
-    return a, t, float(valid.sum() / max(1, keep.sum()))
+    ys, xs = np.nonzero(keep)
+    px, py = a * (xs + 0.5) + t[0], a * (ys + 0.5) + t[1]  # the kept pixels' centres in ref (continuous)
+    h, w = ref.shape
+    inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+    landed = np.zeros_like(inside)
+    landed[inside] = ref_keep[py[inside].astype(np.int64), px[inside].astype(np.int64)]
+    return a, t, float(landed.sum() / max(1, len(xs)))
 
 
 def _warped(ref: np.ndarray, ref_keep: np.ndarray, a: float, t: np.ndarray) -> tuple[np.ndarray, ...]:
