@@ -211,6 +211,7 @@ def main() -> None:
         "M_r_iou",
         "M_e_iou",
         "M_e_area_ratio",
+        "M_e_hull_iou",
     )
     mean = {k: round(float(np.mean([r[k] for r in rows])), 3) for k in keys}  # type: ignore[misc]
     mean["hip_offset_px"] = round(float(np.mean([r["hip_offset_px"]["distance"] for r in rows])), 2)  # type: ignore[index]
