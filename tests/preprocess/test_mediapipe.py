@@ -64,6 +64,16 @@ def test_real_photograph_pose_and_mask(astronaut: np.ndarray) -> None:
     assert mask[int(nose[1] * 512), int(nose[0] * 512)] and mask[int(neck[1] * 512), int(neck[0] * 512)]
 
 
+def test_person_masks_in_frames_with_and_without_a_body(astronaut: np.ndarray) -> None:
+    """Holistic's body segmentation where it finds a body; SelfieSegmentation's where it finds none
+    (a plain frame): a mask of the frame's size either way, empty on nothing."""
+    from mfollow.preprocess.pose.mediapipe_backend import person_masks
+
+    blank = np.full((512, 512, 3), 128, np.uint8)
+    person, nothing = list(person_masks(iter([astronaut, blank])))
+    assert person.shape == nothing.shape == (512, 512) and 0.3 < person.mean() < 0.8 and not nothing.any()
+
+
 def test_stages_with_mediapipe(astronaut: np.ndarray, tmp_path: Path) -> None:
     from fractions import Fraction
 
