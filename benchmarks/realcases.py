@@ -40,7 +40,7 @@ from mfollow.io.folders import frame_files
 from mfollow.preprocess.masks.fallbacks import hull_masks, iou, limb_widths
 from mfollow.preprocess.masks.files import read_masks
 from mfollow.preprocess.pose import PUPPET_ALIGN
-from mfollow.preprocess.pose.align import AlignSettings
+from mfollow.preprocess.pose.align import AlignSettings, fit_scale
 from mfollow.preprocess.pose.keypoints import PoseSequence
 from mfollow.preprocess.stages import align_stage
 
@@ -110,8 +110,7 @@ def fit_similarity(p: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray, flo
     for _ in range(3):
         if len(idx) < 4:
             return fit
-        pm, qm = p[idx].mean(0), q[idx].mean(0)
-        s = float(((q[idx] - qm) * (p[idx] - pm)).sum() / max(((p[idx] - pm) ** 2).sum(), 1e-9))
+        s, pm, qm = fit_scale(p[idx], q[idx])
         o = qm - s * pm
         r = np.linalg.norm(q[idx] - (o + s * p[idx]), axis=-1)
         fit = (s, o, float(np.median(r)))
@@ -119,15 +118,17 @@ def fit_similarity(p: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray, flo
     return fit
 
 
-def their_aligned(case: Path) -> tuple[np.ndarray, np.ndarray, list[tuple[float, np.ndarray, float] | None]]:
+def their_aligned(
+    case: Path, target: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[tuple[float, np.ndarray, float] | None]]:
     """The authors' aligned body joints (F, 18, 2): per frame, the similarity (scale, offset) that
     takes their crisp target render's joints onto their aligned render's (fitted on the joints
     drawn in a colour of their own, not the wrists' nor the hand dots'; it fits to 0.1-0.3 px on
     the three cases: their alignment is one similarity a frame) applied to the target render's
     joints, where the aligned render draws the joint. Frames without a fit keep the direct decode.
     Also returns that direct decode (the aligned renders are resampled, and the hands' drawings
-    cover the wrists, so it is off by a few px: docs/benchmarks.md) and the per-frame fits."""
-    target = decode_folder(case / "target_poses", tolerance=0)
+    cover the wrists, so it is off by a few px: docs/benchmarks.md) and the per-frame fits.
+    ``target``: their target render's joints (:func:`decode_folder` of ``target_poses``)."""
     direct = decode_folder(case / "target_aligned_poses", tolerance=40)
     out, fits = direct.copy(), []
     for f in range(min(len(target), len(direct))):
@@ -159,9 +160,10 @@ def measure(case: Path, work: Path, align: AlignSettings | None) -> dict[str, ob
         align_stage(project, align, force=True)
         staged, report = prepare_stages(project, case / "source_images", case / "target_images",
                                         StagePlan(pose_backend="mediapipe"))  # fmt: skip
-    edit = body_pixels(PoseSequence.load(staged["edit_poses"]))
-    source = body_pixels(PoseSequence.load(staged["source_poses"]))
-    theirs_aligned, direct, fits = their_aligned(case)
+    edit_poses, source_poses = PoseSequence.load(staged["edit_poses"]), PoseSequence.load(staged["source_poses"])
+    edit, source = body_pixels(edit_poses), body_pixels(source_poses)
+    theirs_target = decode_folder(case / "target_poses", tolerance=0)
+    theirs_aligned, direct, fits = their_aligned(case, theirs_target)
     theirs_source = decode_folder(case / "source_poses", tolerance=0)
     n = min(len(edit), len(theirs_aligned))
     out: dict[str, object] = {"case": case.name, "frames": n, "stages": report["stages"]}
@@ -171,7 +173,6 @@ def measure(case: Path, work: Path, align: AlignSettings | None) -> dict[str, ob
     moved = np.stack([fit[1] + fit[0] * target[f] if fit else np.full_like(target[f], np.nan)
                       for f, fit in enumerate(fits[:n])])  # fmt: skip
     out["pose_floor_px"] = round(joint_error(moved, theirs_aligned[:n]), 2)
-    theirs_target = decode_folder(case / "target_poses", tolerance=0)
     out["unaligned_error_px"] = round(joint_error(theirs_target[:n], theirs_aligned[:n]), 2)
     hips = source[:n, list(HIPS)] - theirs_source[:n, list(HIPS)]  # (F, 2, 2)
     out["hip_offset_px"] = {"distance": round(float(np.nanmean(np.linalg.norm(hips, axis=-1))), 2),
@@ -183,9 +184,7 @@ def measure(case: Path, work: Path, align: AlignSettings | None) -> dict[str, ob
     out["M_r_iou"] = round(iou(m_r[:k], sam[:k]), 3)
     out["M_e_iou"] = round(iou(m_e[:k], pred[:k]), 3)
     out["M_e_area_ratio"] = round(float(m_e[:k].sum() / max(1, pred[:k].sum())), 3)
-    hull = hull_masks(
-        PoseSequence.load(staged["edit_poses"]), limb_widths(PoseSequence.load(staged["source_poses"]), m_r)
-    )
+    hull = hull_masks(edit_poses, limb_widths(source_poses, m_r))
     out["M_e_hull_iou"] = round(iou(hull[:k], pred[:k]), 3)  # the fallback where no target mask is made
     return out
 

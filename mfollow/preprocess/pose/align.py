@@ -214,11 +214,16 @@ def estimate(source: PoseSequence, target: PoseSequence, s: AlignSettings = Alig
         ok = source.seen("body")[:n, FIT_POINTS] & target.seen("body")[:n, FIT_POINTS]
         if ok.sum() < 2:
             raise MediaError("cannot align: too few visible points in common")
-        p, q = p[ok], q[ok]
-        pm, qm = p.mean(0), q.mean(0)
-        scale = float(((q - qm) * (p - pm)).sum() / max(((q - qm) ** 2).sum(), 1e-12))  # least squares
+        scale, qm, pm = fit_scale(q[ok], p[ok])
         return Transform(scale, tuple(qm), tuple(pm))  # type: ignore[arg-type]
     raise ValueError(f"unknown alignment method {s.method!r}")
+
+
+def fit_scale(p: np.ndarray, q: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+    """The least-squares scale s taking the (N, 2) points ``p`` onto ``q`` about their means:
+    q ~ q_mean + s (p - p_mean). Returns (s, p_mean, q_mean)."""
+    pm, qm = p.mean(0), q.mean(0)
+    return float(((q - qm) * (p - pm)).sum() / max(((p - pm) ** 2).sum(), 1e-12)), pm, qm
 
 
 def clip_anchor(points: np.ndarray, anchor: Anchor, feet: bool = True) -> np.ndarray:
@@ -295,12 +300,18 @@ def _moved(poses: PoseSequence, fn: Callable[[np.ndarray], np.ndarray]) -> PoseS
     return poses.map_points(move, box=(fn(corners) / size).reshape(-1, 4))
 
 
-def joint_error(a: PoseSequence, b: PoseSequence) -> float:
-    """Mean distance in pixels (of ``b``'s frame) between body points visible in both."""
+def _shared_points(a: PoseSequence, b: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
+    """(N, 2) and (N, 2): the body points seen in both over their common frames, in ``b``'s pixels."""
     n = min(len(a), len(b))
     pa, pb = _pixels(a.body[:n], b.width, b.height), _pixels(b.body[:n], b.width, b.height)
     ok = a.seen("body")[:n] & b.seen("body")[:n]
-    return float(np.linalg.norm(pa - pb, axis=-1)[ok].mean()) if ok.any() else float("nan")
+    return pa[ok], pb[ok]
+
+
+def joint_error(a: PoseSequence, b: PoseSequence) -> float:
+    """Mean distance in pixels (of ``b``'s frame) between body points visible in both."""
+    p, q = _shared_points(a, b)
+    return float(np.linalg.norm(p - q, axis=-1).mean()) if len(p) else float("nan")
 
 
 def registered_joint_error(a: PoseSequence, b: PoseSequence) -> float:
@@ -308,12 +319,8 @@ def registered_joint_error(a: PoseSequence, b: PoseSequence) -> float:
     points onto ``b``'s (least squares over every frame) are removed: the error of the motion's
     shape, not of where the clip stands nor how big it is (two conventions of placement, e.g. the
     authors' target place and the synthetic world's source anchor, score alike)."""
-    n = min(len(a), len(b))
-    pa, pb = _pixels(a.body[:n], b.width, b.height), _pixels(b.body[:n], b.width, b.height)
-    ok = a.seen("body")[:n] & b.seen("body")[:n]
-    if ok.sum() < 2:
+    p, q = _shared_points(a, b)
+    if len(p) < 2:
         return float("nan")
-    p, q = pa[ok], pb[ok]
-    pm, qm = p.mean(0), q.mean(0)
-    scale = float(((q - qm) * (p - pm)).sum() / max(((p - pm) ** 2).sum(), 1e-12))  # least squares
+    scale, pm, qm = fit_scale(p, q)
     return float(np.linalg.norm(qm + scale * (p - pm) - q, axis=-1).mean())

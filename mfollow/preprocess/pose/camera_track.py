@@ -112,7 +112,7 @@ def estimate_track(frames: Iterable[np.ndarray], boxes: np.ndarray) -> CameraTra
     stops the track early."""
     scales: list[float] = []
     shifts: list[np.ndarray] = []
-    key: tuple[np.ndarray, np.ndarray, float, np.ndarray] | None = None  # grey, kept, its camera
+    key: tuple[np.ndarray, np.ndarray, float, np.ndarray, bool] | None = None  # grey, kept, its camera, textured
     step = (1.0, np.zeros(2))  # the last frame-to-frame motion (frame pixels): the next guess
     for f, frame in enumerate(frames):
         if f >= len(boxes):
@@ -120,23 +120,23 @@ def estimate_track(frames: Iterable[np.ndarray], boxes: np.ndarray) -> CameraTra
         grey, k = _grey(frame)
         keep = _outside(boxes[f], grey.shape)
         if key is None:
-            key = (grey, keep, 1.0, np.zeros(2))
+            key = (grey, keep, 1.0, np.zeros(2), _textured(grey, keep))
             scales.append(1.0)
             shifts.append(np.zeros(2))
             continue
-        key_grey, key_keep, key_scale, key_shift = key
+        key_grey, key_keep, key_scale, key_shift, key_textured = key
         # the guess: the previous frame's camera and the last motion, p_0 = scale p + shift
         guess_scale = scales[-1] * step[0]
         guess_shift = scales[-1] * step[1] + shifts[-1]
         # relative to the key frame, in working pixels: p_key = a p + t  (p_0 = key_scale k p_key + key_shift)
         a0, t0 = guess_scale / key_scale, (guess_shift - key_shift) / (key_scale * k)
-        a, t, overlap = _register(grey, keep, key_grey, key_keep, a0, t0)
+        a, t, overlap = _register(grey, keep, key_grey, key_keep, a0, t0, key_textured)
         scale, shift = key_scale * a, key_scale * k * t + key_shift
         step = (scale / scales[-1], (shift - shifts[-1]) / scales[-1])  # frame f -> frame f-1
         scales.append(scale)
         shifts.append(shift)
         if overlap < KEY_OVERLAP:
-            key = (grey, keep, scale, shift)
+            key = (grey, keep, scale, shift, _textured(grey, keep))
     return CameraTrack(np.array(scales), np.array(shifts).reshape(len(scales), 2))
 
 
@@ -171,13 +171,26 @@ def _half(img: np.ndarray) -> np.ndarray:
     return img[:h, :w].reshape(h // 2, 2, w // 2, 2).mean(axis=(1, 3))  # (h, w) -> (h/2, 2, w/2, 2) -> (h/2, w/2)
 
 
+def _textured(img: np.ndarray, keep: np.ndarray) -> bool:
+    """Whether the kept background has enough texture to measure a motion (:data:`MIN_TEXTURE`)."""
+    gy, gx = np.gradient(img)
+    return bool(keep.any()) and float(np.hypot(gx, gy)[keep].mean()) >= MIN_TEXTURE
+
+
 def _register(
-    img: np.ndarray, keep: np.ndarray, ref: np.ndarray, ref_keep: np.ndarray, a0: float, t0: np.ndarray
+    img: np.ndarray,
+    keep: np.ndarray,
+    ref: np.ndarray,
+    ref_keep: np.ndarray,
+    a0: float,
+    t0: np.ndarray,
+    textured: bool,
 ) -> tuple[float, np.ndarray, float]:
     """(a, t) such that ``ref(a p + t) ≈ img(p)`` on the kept pixels of both (working pixels,
     continuous coordinates), starting from (a0, t0), and the fraction of ``img``'s kept pixels
     that land on ``ref``'s kept pixels there. No motion unless the motion is clearly measured: the
-    background must have texture (:data:`MIN_TEXTURE`), and the motion must lower its cost by
+    background must have texture (``textured``: :func:`_textured` of ``ref``, found once per key
+    frame), and the motion must lower its cost by
     :data:`MIN_GAIN` of no motion's and move some pixel by :data:`MIN_MOTION` (a still camera's
     noise and compression measure exactly no motion)."""
     pyramid = [(img, keep.astype(np.float32), ref, ref_keep.astype(np.float32))]
@@ -192,17 +205,14 @@ def _register(
         s = 2.0**level
         a, t_l = _gauss_newton(i, m > 0.99, r, rm, a, t / s)
         t = t_l * s
-    gy, gx = np.gradient(ref)
-    textured = ref_keep.any() and float(np.hypot(gx, gy)[ref_keep].mean()) >= MIN_TEXTURE
     still = _cost(img, keep, ref, ref_keep, 1.0, np.zeros(2))
-    h, w = img.shape
+    h, w = img.shape  # ref has the same shape
     corners = np.array([[0.0, 0.0], [w, 0.0], [0.0, h], [w, h]])
     travel = float(np.abs((a - 1.0) * corners + t).max())  # the largest move of the frame's corners
     if not (textured and _cost(img, keep, ref, ref_keep, a, t) < (1.0 - MIN_GAIN) * still and travel >= MIN_MOTION):
         a, t = 1.0, np.zeros(2)
     ys, xs = np.nonzero(keep)
     px, py = a * (xs + 0.5) + t[0], a * (ys + 0.5) + t[1]  # the kept pixels' centres in ref (continuous)
-    h, w = ref.shape
     inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
     landed = np.zeros_like(inside)
     landed[inside] = ref_keep[py[inside].astype(np.int64), px[inside].astype(np.int64)]
