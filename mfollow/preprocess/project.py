@@ -106,7 +106,7 @@ class StageStatus:
 #: The stages this mfollow implements and their code versions: ``status`` reports a stage recorded
 #: by other code as stale and a known stage that never ran as missing. Each stage's issue adds its
 #: entry here (kept in this light module so that ``status`` imports no stage code).
-STAGE_CODE_VERSIONS: dict[str, str] = {"pose-source": "1", "pose-target": "1", "align": "4", "mask": "2"}
+STAGE_CODE_VERSIONS: dict[str, str] = {"pose-source": "2", "pose-target": "2", "align": "4", "mask": "2"}
 
 
 # -------------------------------------------------------------------------------- the project

@@ -27,10 +27,10 @@ def test_blazepose_mapping() -> None:
     for op, bp in {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 9: 26, 12: 25, 14: 5, 15: 2,
                    16: 8, 17: 7}.items():  # fmt: skip
         assert body[op].tolist() == pytest.approx(lm[bp].tolist()), op
-    # the hips (BlazePose 24 and 23), moved 6.9% of the neck-to-mid-hip way towards the neck, where
+    # the hips (BlazePose 24 and 23), moved 5.2% of the neck-to-mid-hip way towards the neck, where
     # DWPose puts them (measured on the authors' cases)
     mid = (lm[24, :2] + lm[23, :2]) / 2
-    shift = 0.069 * (np.array([0.5, 0.4]) - mid)
+    shift = 0.052 * (np.array([0.5, 0.4]) - mid)
     assert body[8, :2].tolist() == pytest.approx((lm[24, :2] + shift).tolist()) and body[8, 2] == lm[24, 2]
     assert body[11, :2].tolist() == pytest.approx((lm[23, :2] + shift).tolist()) and body[11, 2] == lm[23, 2]
     assert body[14].tolist() == pytest.approx(lm[5].tolist()) and body[17].tolist() == pytest.approx(lm[7].tolist())
