@@ -8,7 +8,9 @@ on a GPU, and the ratios that need none on the CPU. Prints JSON. Each case runs 
 GPU cases (``--device cuda``; ``auto`` is ``--dtype auto``, bfloat16 where the card has it):
 
 - ``w24-512-auto``: one 24-frame 512² window at the sd15 default of 25 guided steps (CFG 3.5):
-  seconds per step and per window, peak CUDA memory allocated and reserved;
+  seconds per step and per window, peak CUDA memory allocated and reserved, run as the memory
+  planner chooses for the card's free memory (its choices and estimate in ``plan``);
+- ``w24-512-auto-12GiB``: the same, 3 steps, planned for 12 GiB (``--max-memory 12GiB``: a 12 GB card);
 - ``w24-512-float32``: the same window in float32, 3 steps (seconds per step, peaks);
 - ``w8-512-auto`` / ``w8-512-float32``: 8 frames (the paper's 9.8 GB row), 3 steps;
 - ``largest-auto``: one guided step at 32, 40, 48, 56, 64 frames until one does not fit;
@@ -17,7 +19,9 @@ GPU cases (``--device cuda``; ``auto`` is ``--dtype auto``, bfloat16 where the c
 
 CPU cases (the ratios): ``cpu-sd15-{float32,bfloat16}`` (sd15, 8 frames at 128², 2 guided steps:
 seconds per step, peak RSS growth, the final latents' difference and the losses step by step);
-``cpu-tiny-{float32,bfloat16}`` (tiny, 24 frames at 256², 2 steps); ``cpu-tiny-edit`` (the bundled
+``cpu-tiny-{float32,bfloat16}`` (tiny, 24 frames at 256², 2 steps); ``cpu-{sd15,tiny}-float32-lean``
+(the leanest way: checkpointing, passes one by one; against the planner's choice for the machine's
+free memory, ``planned vs lean``); ``cpu-tiny-edit`` (the bundled
 tiny model's edit of a synthetic pair in float32 and bfloat16 through ``run_edit``: the largest and
 mean pixel difference of the frames, and the ground-truth silhouette-free PSNR of each against the
 pair's true edit).
@@ -39,8 +43,10 @@ from typing import Any
 
 CFG = 3.5
 DEVICE = os.environ.get("MFOLLOW_BENCH_DEVICE", "cpu")
-GPU_CASES = ("w24-512-auto", "w24-512-float32", "w8-512-auto", "w8-512-float32", "largest-auto", "long-600-auto")
-CPU_CASES = ("cpu-sd15-float32", "cpu-sd15-bfloat16", "cpu-tiny-float32", "cpu-tiny-bfloat16", "cpu-tiny-edit")
+GPU_CASES = ("w24-512-auto", "w24-512-auto-12GiB", "w24-512-float32", "w8-512-auto", "w8-512-float32", "largest-auto",
+             "long-600-auto")  # fmt: skip
+CPU_CASES = ("cpu-sd15-float32", "cpu-sd15-bfloat16", "cpu-sd15-float32-lean", "cpu-tiny-float32", "cpu-tiny-bfloat16",
+             "cpu-tiny-float32-lean", "cpu-tiny-edit")  # fmt: skip
 
 
 def _peak() -> dict[str, float]:
@@ -65,27 +71,50 @@ def _dtype(name: str) -> str:
     return auto_dtype(DEVICE) if name == "auto" else name
 
 
-def window(preset: str, frames: int, size: int, dtype: str, steps: int, measured: int) -> dict[str, Any]:
+def window(
+    preset: str,
+    frames: int,
+    size: int,
+    dtype: str,
+    steps: int,
+    measured: int,
+    budget: str | None = None,
+    lean: bool = False,
+) -> dict[str, Any]:
     """``measured`` guided steps of one window (of a ``steps``-step schedule, from its second step:
-    the first is pure noise and unguided), random weights in ``dtype``, latents in float32."""
+    the first is pure noise and unguided), random weights in ``dtype``, latents in float32, run
+    as the memory planner chooses for ``budget`` (``--max-memory``; None: the device's free
+    memory), or with ``lean`` the leanest way (checkpointing, passes one by one: the edit's way
+    before the planner)."""
     import torch
     from sampler import _setup  # benchmarks/sampler.py: random networks and conditioning at a size
 
+    from mfollow.edit.plan import MemoryPlan, Window, estimate, parse_size, plan_memory
     from mfollow.models.presets import SCHEDULER, get_preset
+    from mfollow.runtime.memory import available_bytes
     from mfollow.sampling.ddim import initial_noise, schedule
     from mfollow.sampling.sampler import sample
     from mfollow.sampling.state import Conditioning, SamplerSettings, SamplerState
 
     p, dt = get_preset(preset), getattr(torch, _dtype(dtype))
+    w = Window(frames, size, size, _dtype(dtype), kind=DEVICE.split(":")[0])
+    plan = MemoryPlan(checkpointing=True, batch_passes=False) if lean else plan_memory(
+        p, w, parse_size(budget) if budget else available_bytes(DEVICE))  # fmt: skip
+    # the planner's estimate of the sampling (the networks all resident, as here; VAE and CLIP included)
+    need = estimate(p, w, checkpointing=plan.checkpointing, offload=False, batch_passes=plan.batch_passes,
+                    decode_chunk=1)  # fmt: skip
     unet, c32, _ = _setup(preset, frames, size)  # float32 networks and conditioning on DEVICE
-    unet.to(dt).enable_gradient_checkpointing()  # the edit's default on guided runs
+    unet.to(dt)
+    if plan.checkpointing:
+        unet.enable_gradient_checkpointing()
     cond = Conditioning(c32.context.to(dt), c32.pose_r.to(dt), c32.pose_e.to(dt), [a.to(dt) for a in c32.appearance],
                         c32.M_e, c32.M_r, c32.M_e_latent)  # fmt: skip  # masks stay float32
     del c32
     lat = size // p.vae_factor
     timesteps, abar = schedule(SCHEDULER, steps)
     z = initial_noise(0, frames, (p.unet.get("in_channels", 4), lat, lat)).to(DEVICE)
-    settings = SamplerSettings(steps=steps, cfg=CFG, guidance="paper", window=frames, overlap=0)
+    settings = SamplerSettings(steps=steps, cfg=CFG, guidance="paper", window=frames, overlap=0,
+                               batch_passes=plan.batch_passes)  # fmt: skip
     times: list[float] = []
     losses: list[list[float]] = []
     last = [0.0]
@@ -108,7 +137,9 @@ def window(preset: str, frames: int, size: int, dtype: str, steps: int, measured
         torch.save(out.z_e.cpu(), f.name)  # for the parent's comparison across dtypes
     return {"dtype": _dtype(dtype), "frames": frames, "size": size, "steps_measured": measured,
             "seconds_per_step": round(per_step, 3), "seconds_per_window": round(per_step * (steps - 1), 1),
-            "losses_per_step": losses, "latents": f.name, **_peak()}  # fmt: skip
+            "losses_per_step": losses, "latents": f.name, **_peak(),
+            "plan": {"checkpointing": plan.checkpointing, "batch_passes": plan.batch_passes, "budget": budget,
+                     "estimate_GiB": round(need / 2**30, 3)}}  # fmt: skip
 
 
 def largest(dtype: str) -> dict[str, Any]:
@@ -216,12 +247,15 @@ def tiny_edit() -> dict[str, Any]:
 
 def run_case(case: str) -> dict[str, Any]:
     if case.startswith("cpu-") and case != "cpu-tiny-edit":
-        _, preset, dtype = case.split("-")
-        return window(preset, 8 if preset == "sd15" else 24, 128 if preset == "sd15" else 256, dtype, 25, 2)
+        _, preset, dtype, *lean = case.split("-")
+        frames, size = (8, 128) if preset == "sd15" else (24, 256)
+        return window(preset, frames, size, dtype, 25, 2, lean=bool(lean))
     if case == "cpu-tiny-edit":
         return tiny_edit()
     if case == "w24-512-auto":
         return window("sd15", 24, 512, "auto", 25, 24)
+    if case == "w24-512-auto-12GiB":  # a 12 GB card's budget
+        return window("sd15", 24, 512, "auto", 25, 3, budget="12GiB")
     if case.startswith(("w24-", "w8-")):
         frames, _, dtype = case[1:].split("-")
         return window("sd15", int(frames), 512, dtype, 25, 3)
@@ -272,7 +306,9 @@ def main() -> None:
             print(f"{case}: {results[case]}", file=sys.stderr, flush=True)
         pairs = {"sd15 bfloat16 vs float32": ("cpu-sd15-bfloat16", "cpu-sd15-float32"),
                  "tiny bfloat16 vs float32": ("cpu-tiny-bfloat16", "cpu-tiny-float32"),
-                 "w8 auto vs float32": ("w8-512-auto", "w8-512-float32")}  # fmt: skip
+                 "w8 auto vs float32": ("w8-512-auto", "w8-512-float32"),
+                 "sd15 planned vs lean": ("cpu-sd15-float32", "cpu-sd15-float32-lean"),
+                 "tiny planned vs lean": ("cpu-tiny-float32", "cpu-tiny-float32-lean")}  # fmt: skip
         compared = {name: c for name, (a, b) in pairs.items() if (c := _compare(results, a, b)) is not None}
     for r in results.values():
         r.pop("latents", None)

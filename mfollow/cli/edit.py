@@ -167,10 +167,25 @@ TAIL = [
             typer.Option(
                 "--offload",
                 help="Keep only the models a phase needs on the device (CLIP, then PoCtr and ReCtr, then "
-                "the U-Net, then the VAE), the others on the CPU: less GPU memory, a little more time.",
+                "the U-Net, then the VAE), the others on the CPU: less GPU memory, a little more time. "
+                "The memory planner turns it on by itself where the edit needs it.",
             ),
         ],
         DEFAULT.offload,
+    ),
+    _option(
+        "max_memory",
+        Annotated[
+            str | None,
+            typer.Option(
+                "--max-memory",
+                metavar="SIZE",
+                help="The memory the edit may use (12GiB, 800MiB): the planner picks the fastest way to run "
+                "within it (activation checkpointing, --offload, batched passes, VAE decoding chunk; "
+                "docs/editing.md). Default: what the device has free.",
+            ),
+        ],
+        DEFAULT.max_memory,
     ),
     _option("json_out", JsonOpt, False),
     _option("progress", ProgressOpt, ProgressChoice.auto),

@@ -20,8 +20,6 @@ from mfollow.io.video.write import average_rate
 from mfollow.models.bundle import ModelBundle
 from mfollow.preprocess.pose.warp import warp_person
 
-DECODE_CHUNK = 4  # frames decoded and written at a time
-
 
 def decode(bundle: ModelBundle, z: torch.Tensor, chunk: int = 4) -> np.ndarray:
     """(1, C, F, h, w) latents -> (F, H, W, 3) uint8 frames through the VAE, a few at a time."""
@@ -88,9 +86,9 @@ def write_output(
         output, out_w, out_h, time_base=clip.time_base, audio_from=clip.audio_from, audio_window=clip.audio_window,
         rate_hint=rate,
     ) as writer:  # fmt: skip
-        for start in range(0, n, DECODE_CHUNK):  # decode and encode a few frames at a time
-            stop = min(n, start + DECODE_CHUNK)
-            frames = decode(bundle, z_e[:, :, start:stop])
+        for start in range(0, n, s.decode_chunk):  # decode and encode a few frames at a time
+            stop = min(n, start + s.decode_chunk)
+            frames = decode(bundle, z_e[:, :, start:stop], chunk=s.decode_chunk)
             # read once for the warp and the compositing (which needs the working frames only
             # when writing at the working size)
             M_r = clip.source_masks.get(start, stop) if s.warp_person or margin is not None else None

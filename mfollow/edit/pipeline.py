@@ -19,10 +19,11 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from dataclasses import fields
+from dataclasses import asdict, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from mfollow.edit.plan import resident_bytes
 from mfollow.edit.preflight import check_memory, preflight
 from mfollow.edit.prepare import StagePlan, prepare_stages
 from mfollow.edit.request import PATH_FIELDS, PATH_OPTIONS, EditRequest
@@ -155,7 +156,7 @@ class MotionFollowerPipeline:
         )  # fmt: skip
         project = preflight(request)
         spec = get_preset(self.bundle.preset)
-        check_memory(request, spec)
+        check_memory(request, spec, resident=resident_bytes(self.bundle, self.device))
         if progress != "auto":
             return self.run(request, project, note=note, progress=progress)  # type: ignore[arg-type]
         from mfollow.runtime.progress import Reporter
@@ -245,7 +246,11 @@ def run_request(
                 )
             inputs = EditInputs(r.source, target=r.target, **given)  # type: ignore[arg-type]
         preview = None if r.preview_every is None or project is None else project / PREVIEW_DIR
-        settings = r.settings(spec, inputs, device, preview)
+        # the preflight's plan, on this rank's device (with what a loaded model already holds there)
+        plan = check_memory(
+            r, spec, str(device), resident=resident_bytes(model[0], device) if isinstance(model, tuple) else 0
+        )
+        settings = r.settings(spec, inputs, device, preview, plan)
         clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
         puppet_segdit = (prepared.get("mask_backend") or {}).get("edit") == "segdit" and _bundled("segdit", r.weights)
         warnings = (
@@ -278,6 +283,7 @@ def run_request(
             return report
         report["exchange"] = {"bytes_sent": group.exchanged, "bytes_gathered": group.gathered} if distributed else None
         report["weights"] = weights_id
+        report["memory_plan"] = asdict(plan)  # checkpointing, offload, batched passes, decode chunk; bytes
         report["weights_source"] = bundle.source  # the folder(s) the model was loaded from
         if bundled_default and is_synthetic_pair(r.source):  # on real footage the forecast warned already
             say(

@@ -12,6 +12,7 @@ from mfollow.runtime.devices import check_device
 from mfollow.runtime.errors import UsageError
 
 if TYPE_CHECKING:
+    from mfollow.edit.plan import MemoryPlan
     from mfollow.io.video.probe import VideoInfo
     from mfollow.models.presets import Preset
 
@@ -112,16 +113,24 @@ def _edit_length(r: EditRequest, source: VideoInfo | None, target: VideoInfo | N
     return min(n, edit, masks)
 
 
-def check_memory(r: EditRequest, spec: Preset) -> None:
-    """Refuse a working size whose sampling cannot fit the device's free memory, before any stage
-    or model: the estimate is a window's frames (``--window`` for ``long``, else ``--max-frames``,
-    at most the clip's) times the working pixels times what a guided step of the preset holds per
-    frame and pixel (:attr:`Preset.memory_per_pixel`, measured), plus the frames themselves in
-    float64 while they are resized. Nothing is refused where the free memory cannot be read."""
+def check_memory(r: EditRequest, spec: Preset, device: str | None = None, resident: int = 0) -> MemoryPlan:
+    """How the edit runs within its memory (:func:`mfollow.edit.plan.plan_memory`), decided before
+    any stage or model: the window is ``--window`` frames for ``long``, else ``--max-frames`` (at
+    most the clip's), at the working size; the memory is ``--max-memory`` when given, else what
+    ``device`` (default: the request's) has free, plus the ``resident`` bytes a loaded model
+    already holds there. Nothing is refused where the free memory cannot be read (the fastest
+    plan runs).
+
+    Raises:
+        UsageError: when not even the leanest plan fits.
+    """
+    from mfollow.edit.plan import Window, parse_size, plan_memory
     from mfollow.io.media import media_info
     from mfollow.io.video.read import FramePolicy, working_geometry
-    from mfollow.runtime.memory import available_bytes, human
+    from mfollow.runtime.devices import auto_dtype
+    from mfollow.runtime.memory import available_bytes
 
+    device = device or r.device
     source = r.source if r.case is None else r.case / "source_images"
     assert source is not None
     info = media_info(source)
@@ -130,12 +139,12 @@ def check_memory(r: EditRequest, spec: Preset) -> None:
     frames = r.window if r.long else r.max_frames
     if info.frame_count > 1:  # a video or a folder of frames (a still stands for the target's length)
         frames = max(1, min(frames, info.frame_count - r.start))
-    pixels = geo.width * geo.height
-    need = frames * pixels * (spec.memory_per_pixel + 3 * 8)
-    free = available_bytes(r.device)
-    if free is not None and need > free:
-        raise UsageError(
-            f"--size {size}: a {frames}-frame window at {geo.width}x{geo.height} needs about {human(need)} with the "
-            f"{spec.name} model, more than the {human(free)} free on {r.device}",
-            hint="lower --size (or --window), or use a device with more memory",
-        )
+    window = Window(
+        frames, geo.width, geo.height, auto_dtype(device) if r.dtype == "auto" else r.dtype,
+        guided=r.guidance != "none", cfg=(spec.cfg if r.cfg is None else r.cfg) != 1.0,
+        kind=device.split(":")[0],
+    )  # fmt: skip
+    free = available_bytes(device)
+    budget = parse_size(r.max_memory) if r.max_memory is not None else None if free is None else free + resident
+    where = "--max-memory" if r.max_memory is not None else f"free on {device}"
+    return plan_memory(spec, window, budget, offload=r.offload, where=where, option=f"--size {size}")

@@ -15,6 +15,7 @@ from mfollow.sampling import OVERLAP, WINDOW, BlendScheme, GuidanceMode
 
 if TYPE_CHECKING:
     from mfollow.edit.inputs import EditInputs
+    from mfollow.edit.plan import MemoryPlan
     from mfollow.edit.settings import EditSettings
     from mfollow.models.presets import Preset
 
@@ -67,11 +68,15 @@ class EditRequest:
     device: Device = "cpu"
     offload: bool = False  # only the models a phase needs on the device, the others on the CPU
     dtype: Dtype = "auto"  # the networks' precision; latents, guidance and DDIM stay float32
+    max_memory: str | None = None  # the memory the edit may use ("12GiB"); None: what the device has free
 
-    def settings(self, spec: Preset, inputs: EditInputs, device: str, preview: Path | None) -> EditSettings:
+    def settings(
+        self, spec: Preset, inputs: EditInputs, device: str, preview: Path | None, plan: MemoryPlan
+    ) -> EditSettings:
         """The run's settings: the one place where the model preset's defaults fill what the
         request leaves open (steps, CFG, guidance step size, working size, --warp-person).
-        ``preview``: the folder of ``--preview-every``'s estimates (None: none)."""
+        ``preview``: the folder of ``--preview-every``'s estimates (None: none); ``plan``: the
+        memory planner's choices (:func:`mfollow.edit.preflight.check_memory`)."""
         from mfollow.edit.settings import EditSettings, PreviewSettings
         from mfollow.runtime.devices import auto_dtype
         from mfollow.sampling.state import SamplerSettings
@@ -86,6 +91,7 @@ class EditRequest:
             window=self.window,
             overlap=self.overlap,
             blend=self.blend,
+            batch_passes=plan.batch_passes,
         )
         # --warp-person as given, else the preset's default where both poses are keypoint files
         # (a folder of pose images carries no keypoints to move the person along)
@@ -96,7 +102,7 @@ class EditRequest:
             sampler=sampler, seed=self.seed, noise=self.noise, short_side=self.size or spec.working_size,
             start=self.start, frames=self.frames, max_frames=None if self.long else self.max_frames, fit=self.fit,
             colors=self.pose_colors, device=device, dtype=auto_dtype(device) if self.dtype == "auto" else self.dtype,
-            camera=self.camera, offload=self.offload,
+            camera=self.camera, offload=plan.offload, checkpointing=plan.checkpointing, decode_chunk=plan.decode_chunk,
             output_size=self.output_size, composite=self.composite, composite_margin=self.composite_margin,
             warp_person=warp, preview=None if preview is None or self.preview_every is None
             else PreviewSettings(self.preview_every, preview),
@@ -137,6 +143,12 @@ class EditRequest:
                     raise UsageError(f"{name} {value!r}: choose from {', '.join(allowed)}")
             elif f.name in FLAGS and not isinstance(value, bool) and not (value is None and f.name == "warp_person"):
                 raise UsageError(f"{name}: true or false is needed, not {value!r}")
+        if self.max_memory is not None:
+            from mfollow.edit.plan import parse_size
+
+            if not isinstance(self.max_memory, str):
+                raise UsageError(f"--max-memory: a size such as 12GiB is needed, not {self.max_memory!r}")
+            parse_size(self.max_memory)
         if self.seed >= 2**63:
             raise UsageError(f"--seed {self.seed}: must be below 2**63")
         if self.size is not None and self.size % 64:

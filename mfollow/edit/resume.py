@@ -60,6 +60,7 @@ def run_key(inputs: EditInputs, s: EditSettings, weights: str) -> str:
             raise MediaError(f"{p}: no such file or folder")
         h.update(fingerprint(p).sha256.encode())
     sampling = {k: v for k, v in asdict(s).items() if k not in OUTPUT_ONLY}
+    sampling["sampler"].pop("batch_passes")  # the memory plan's: the same state up to float rounding
     h.update(repr(sorted(sampling.items())).encode())
     h.update(weights.encode())
     return h.hexdigest()

@@ -13,7 +13,9 @@ from mfollow.preprocess.pose.render import ColorOrder
 from mfollow.sampling.state import SamplerSettings
 
 # settings that do not change the sampler's state: a long run resumes across a change of them (run_key)
-OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview", "offload")
+# (the memory plan's choices among them: they change the result by float rounding at most)
+OUTPUT_ONLY = ("output_size", "composite", "composite_margin", "warp_person", "preview", "offload", "checkpointing",
+               "decode_chunk")  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,7 @@ class EditSettings:
     dtype: str = "float32"
     checkpointing: bool = True  # recompute activations in the guided backward pass: less memory
     offload: bool = False  # only the models a phase needs on the device (ModelBundle.place)
+    decode_chunk: int = 4  # frames the VAE decodes at once
     camera: bool = False  # masked K/V injection from the reconstruction (large camera motion)
     output_size: OutputSize = "source"  # write at the source's size or the model's
     composite: bool = True  # the source's own pixels outside the people (mfollow.edit.compositing)

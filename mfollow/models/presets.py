@@ -10,6 +10,10 @@ from typing import Any
 from mfollow.preprocess.pose import PUPPET_ALIGN
 from mfollow.runtime.errors import UsageError
 
+# benchmarks/memory.py --preset sd15 (8 frames at 256², the CPU, 2026-12-07)
+SD15_MEMORY = {"guided_ckpt": 4654, "guided_full": 13500, "pass": 727, "pair": 1706, "decode": 3380}
+SD15_PARAMETERS = {"unet": 1390099524, "poctr": 1086480, "vae": 83653863, "image_encoder": 303966208}
+
 
 @dataclass(frozen=True)
 class Preset:
@@ -25,12 +29,21 @@ class Preset:
     # default --warp-person: the source person's own pixels moved into the edit pose over the model's
     # drawing (mfollow.preprocess.pose.warp); for a model that cannot draw the person crisply itself
     warp_person: bool = False
-    # bytes a guided sampling step holds per frame and working pixel (activation checkpointing on,
-    # float32), measured with benchmarks/sampler.py: what the preflight's memory estimate scales
     # the align stage's settings an edit with this model asks for (over ALIGN_DEFAULTS); the tiny
     # model was trained on the synthetic world, whose ground truth aligns the puppet way
     align: dict[str, Any] = field(default_factory=dict)
-    memory_per_pixel: int = 4736  # sd15: 2368 MiB for 8 frames at 256² (step-paper-ckpt, CPU)
+    # What the memory planner (mfollow.edit.plan) scales: bytes held per frame and working pixel in
+    # float32, measured by benchmarks/memory.py (sd15: 8 frames at 256², tiny: 24 frames at 256²,
+    # the CPU): the guided editing pass with activation checkpointing (memory_per_pixel) and
+    # without (memory_full), one U-Net pass without grad (memory_pass), the reconstruction and
+    # unconditional passes as one call of batch 2 (memory_pair), the VAE decoding a frame
+    # (memory_decode); and each network's parameter count.
+    memory_per_pixel: int = SD15_MEMORY["guided_ckpt"]
+    memory_full: int = SD15_MEMORY["guided_full"]
+    memory_pass: int = SD15_MEMORY["pass"]
+    memory_pair: int = SD15_MEMORY["pair"]
+    memory_decode: int = SD15_MEMORY["decode"]
+    parameters: dict[str, int] = field(default_factory=lambda: dict(SD15_PARAMETERS))
 
     @property
     def vae_factor(self) -> int:
@@ -142,7 +155,13 @@ TINY = Preset(
     cfg=1.0,  # CFG lowers PSNR on the bundled model (docs/benchmarks.md, quality); it also skips a pass
     steps=1,  # fewer steps score better on the bundled model, one best (docs/benchmarks.md, quality)
     align=dict(PUPPET_ALIGN),
-    memory_per_pixel=305,  # 457 MiB for 24 frames at 256² (benchmarks/sampler.py step-paper-ckpt)
+    # benchmarks/memory.py --preset tiny (24 frames at 256², the CPU; the larger of two runs)
+    memory_per_pixel=426,
+    memory_full=1174,
+    memory_pass=59,
+    memory_pair=156,
+    memory_decode=445,
+    parameters={"unet": 5133488, "poctr": 22824, "vae": 1000099, "image_encoder": 24960},
     warp_person=True,  # the person +3.3 dB / SSIM +0.39 against the registered truth (docs/benchmarks.md, quality)
 )
 

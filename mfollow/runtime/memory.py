@@ -8,12 +8,12 @@ import os
 
 def available_bytes(device: str) -> int | None:
     """Free memory on ``device``: the system's available memory for ``cpu`` (Linux's MemAvailable,
-    else the physical total), the free memory of the current CUDA device for ``cuda``; None where
+    else the physical total), the free memory of that CUDA device for ``cuda`` / ``cuda:N``; None where
     it cannot be read (then nothing is refused)."""
-    if device == "cuda":
+    if device.startswith("cuda"):
         import torch
 
-        return int(torch.cuda.mem_get_info()[0])
+        return int(torch.cuda.mem_get_info(torch.device(device))[0])
     if device != "cpu":
         return None
     try:

@@ -5,7 +5,8 @@ noise and advance together. At every step t, for every window of frames:
 
 1. reconstruction pass (no grad): its v updates z_r, its decoder features are F_r;
 2. editing pass (grad w.r.t. z_e on guided steps): v and F_e; with CFG (cfg != 1) an
-   unconditional pass (zero CLIP context) too;
+   unconditional pass (zero CLIP context) too, in one batch with the reconstruction pass
+   (``settings.batch_passes``; not under camera mode);
 3. guidance g = dL_fg/dz_e M_e + dL_bg/dz_e (1 - M_e) (Eqs. 2-7);
 4. Eq. 13 in eps form, eps_hat = eps + sqrt(1 - abar_t) scale g (descent on the losses), x0 kept
    consistent with eps_hat, and the DDIM update of z_e.
@@ -24,7 +25,7 @@ import torch
 
 from mfollow.sampling import camera as camera_mode
 from mfollow.sampling.ddim import alphas_at, ddim_step
-from mfollow.sampling.passes import Losses, edit_prediction, features_of, predict
+from mfollow.sampling.passes import Losses, edit_prediction, features_of, paired_predictions, predict
 from mfollow.sampling.state import Conditioning, SamplerSettings, SamplerState
 from mfollow.sampling.sweep import Sweep
 from mfollow.sampling.windows import Window
@@ -59,18 +60,25 @@ def sample_paper(
         a_t, a_prev = alphas_at(alphas_cumprod, timesteps, i)
         guided = settings.guidance == "paper" and settings.guidance_scale != 0 and a_t > 1e-6
         cam = camera if camera is not None and i >= settings.camera_start * n else None
+        # the reconstruction's and the unconditional pass batched: not under camera mode, where the
+        # reconstruction's keys and values must be saved before the editing branch reads them
+        paired = settings.batch_passes and settings.cfg != 1.0 and camera is None
         losses: list[Losses] = []
 
         def window_step(window: Window, z_e: torch.Tensor, z_r: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
             c = condition(window)
             with camera_mode.window(cam, c.M_e, c.M_r):  # the reconstruction saves K/V, the editing reads them
-                with torch.no_grad():  # 1. reconstruction branch: z_r -> z_r_prev, and F_r
-                    out_r = predict(unet, z_r, t, c.context, c.pose_r, c)
+                v_u = None  # the unconditional pass, when it runs beside the reconstruction's
+                if paired:  # 1. (and 2.'s unconditional pass) in one U-Net call of batch 2
+                    out_r, v_u = paired_predictions(unet, z_r, z_e, t, c)
+                else:
+                    with torch.no_grad():  # 1. reconstruction branch: z_r -> z_r_prev, and F_r
+                        out_r = predict(unet, z_r, t, c.context, c.pose_r, c)
                 camera_mode.switch(cam, "inject")
                 z_r_prev = ddim_step(z_r, out_r.sample, a_t, a_prev, None)
                 F_r = [f.detach() for f in features_of(out_r)]
                 # 2-3. editing branch: v (with CFG) and the guidance gradient of Eqs. 2-7
-                v, g, loss = edit_prediction(unet, z_e, t, c, settings, F_r, guided)
+                v, g, loss = edit_prediction(unet, z_e, t, c, settings, F_r, guided, v_u)
             if loss is not None:
                 losses.append(loss)
             # 4. Eq. 13 and the DDIM update of the editing branch

@@ -40,11 +40,36 @@ def features_of(out: Prediction) -> list[torch.Tensor]:
     return [out.features[k] for k in sorted(out.features)]
 
 
+def paired_predictions(
+    unet: Any, z_r: torch.Tensor, z_e: torch.Tensor, t: int, c: Conditioning
+) -> tuple[Prediction, torch.Tensor]:
+    """The reconstruction pass (source poses, the CLIP context) and the editing branch's
+    unconditional pass (edit poses, the zero context) as one U-Net call of batch 2, without grad:
+    what :func:`predict` gives for each, up to float rounding, in one pass over the weights.
+    ``z_r``, ``z_e``: (1, C, F, h, w). Returns the reconstruction's prediction (v and features,
+    batch 1) and the unconditional v (1, C, F, h, w)."""
+    z = torch.cat([z_r, z_e])  # 2 x (1, C, F, h, w) -> (2, C, F, h, w): batch 0 the reconstruction
+    context = torch.cat([c.context, torch.zeros_like(c.context)])  # 2 x (1, F, D) -> (2, F, D)
+    pose = torch.cat([c.pose_r, c.pose_e])  # 2 x (1, C0, F, h, w) -> (2, C0, F, h, w)
+    with torch.no_grad():
+        out = predict(unet, z, t, context, pose, c)  # ReCtr's features are shared by the batch
+    features = {k: f[:1] for k, f in out.features.items()}  # (2, C, F, h', w') -> the reconstruction's
+    return Prediction(out.sample[:1], features), out.sample[1:]
+
+
 def edit_prediction(
-    unet: Any, z_e: torch.Tensor, t: int, c: Conditioning, s: SamplerSettings, F_r: list[torch.Tensor], guided: bool
+    unet: Any,
+    z_e: torch.Tensor,
+    t: int,
+    c: Conditioning,
+    s: SamplerSettings,
+    F_r: list[torch.Tensor],
+    guided: bool,
+    v_u: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None, Losses | None]:
     """The editing branch at one step: the CFG-combined v (cfg != 1: v_u + cfg (v - v_u), with the
-    zero CLIP context as the unconditional one) and, when ``guided``, the Eq. 7 gradient
+    zero CLIP context as the unconditional one; ``v_u`` when already predicted, by
+    :func:`paired_predictions`) and, when ``guided``, the Eq. 7 gradient
     dL_fg/dz_e M_e + dL_bg/dz_e (1 - M_e) of the losses between its features F_e and the
     reconstruction's ``F_r`` (Eqs. 2-6), with the losses."""
     z_in = z_e.detach().requires_grad_(guided)
@@ -59,7 +84,8 @@ def edit_prediction(
             losses = (float(L_fg.detach()), float(L_bg.detach()))
     v = out_e.sample.detach()
     if s.cfg != 1.0:
-        with torch.no_grad():
-            v_u = predict(unet, z_e, t, torch.zeros_like(c.context), c.pose_e, c).sample
+        if v_u is None:
+            with torch.no_grad():
+                v_u = predict(unet, z_e, t, torch.zeros_like(c.context), c.pose_e, c).sample
         v = v_u + s.cfg * (v - v_u)
     return v, gradient, losses

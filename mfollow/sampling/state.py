@@ -28,6 +28,9 @@ class SamplerSettings:
     blend: BlendScheme = "tent"
     seed: int = 0  # the official sampler's SDE noise: drawn from (seed, frame, step)
     camera_start: float = 0.4  # camera mode acts from this fraction of the steps (release: 20 of 50)
+    # the reconstruction pass and the unconditional (CFG) pass as one U-Net call of batch 2
+    # (``paper``; equal up to float rounding; the memory planner turns it off where it does not fit)
+    batch_passes: bool = True
 
 
 @dataclass

@@ -332,6 +332,7 @@ def test_official_defaults_to_the_releases_50_steps() -> None:
     """Under ``--guidance official`` the default is the release's 50 steps (its schedule is written
     in step indices of a 50-step run); an explicit ``--steps`` wins; other guidance keeps the
     preset's default. The run's settings and the progress total agree."""
+    from mfollow.edit.plan import MemoryPlan
     from mfollow.edit.request import OFFICIAL_STEPS, EditRequest
     from mfollow.models.presets import SD15, TINY
 
@@ -340,7 +341,7 @@ def test_official_defaults_to_the_releases_50_steps() -> None:
         assert EditRequest(guidance="official", steps=7).sampling_steps(spec) == 7
         assert EditRequest(guidance="paper").sampling_steps(spec) == spec.sampling_steps(None)
     inputs = EditInputs(Path("s.mp4"), Path("a.json"), Path("b.json"), Path("m"), Path("e"))
-    assert EditRequest(guidance="official").settings(TINY, inputs, "cpu", None).sampler.steps == 50
+    assert EditRequest(guidance="official").settings(TINY, inputs, "cpu", None, MemoryPlan()).sampler.steps == 50
 
 
 def test_release_noise_runs_one_window_only(tmp_path: Path, bundle: ModelBundle, pair: Path) -> None:

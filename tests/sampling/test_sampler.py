@@ -346,3 +346,30 @@ def test_dtype_auto_picks_the_devices_precision(monkeypatch: pytest.MonkeyPatch)
     assert auto_dtype("cuda") == auto_dtype("cuda:1") == "bfloat16"
     monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
     assert auto_dtype("cuda") == "float16"
+
+
+def test_batched_passes_give_the_same_edit_in_fewer_unet_calls(nets: tuple, conditioning: Conditioning) -> None:
+    """The reconstruction pass and the unconditional (CFG) pass in one U-Net call of batch 2: the
+    same latents as three calls of batch 1 (up to float rounding), two calls a window and step."""
+    unet, _ = nets
+    timesteps, abar = schedule(SCHEDULER, 3)
+    out, batches = {}, {}
+    for paired in (True, False):
+        calls: list[int] = []
+
+        class Counting(torch.nn.Module):
+            dtype = torch.float32
+
+            def forward(self, z: torch.Tensor, *a: object, seen: list[int] = calls, **k: object) -> object:
+                seen.append(z.shape[0])  # each call's batch
+                return unet(z, *a, **k)
+
+        s = SamplerSettings(steps=3, cfg=2.0, guidance="paper", guidance_scale=5.0, window=4, overlap=2,
+                            batch_passes=paired)  # fmt: skip
+        out[paired] = sample(Counting(), start(), timesteps, abar, window_of(conditioning), s)
+        batches[paired] = calls
+    windows = 2  # 6 frames in windows of 4 overlapping by 2
+    assert batches[False] == [1] * 3 * windows * 3
+    assert batches[True] == [2, 1] * windows * 3  # the pair, then the guided editing pass
+    torch.testing.assert_close(out[True].z_e, out[False].z_e, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(out[True].z_r, out[False].z_r, atol=1e-5, rtol=1e-5)
