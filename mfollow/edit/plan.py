@@ -23,7 +23,7 @@ measured by ``benchmarks/memory.py``) scaled by the dtype's size, plus the frame
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from mfollow.models.presets import Preset
@@ -127,14 +127,24 @@ def plan_memory(
     assert lean is not None
     from mfollow.runtime.memory import human
 
+    fits = next((f for f in range(w.frames - 1, 0, -1) if _fits(spec, replace(w, frames=f), budget, offload)), None)
+    first = f"a {fits}-frame window fits ('mfollow long --window {fits}'); " if fits else ""
+
     what = f"{option}: " if option else ""
     raise UsageError(
         f"{what}a {w.frames}-frame window at {w.width}x{w.height} needs about {human(lean.estimate)} with the "
         f"{spec.name} model in {w.dtype} (checkpointing{', offloading' if lean.offload else ''}, decoding "
         f"{lean.decode_chunk} frame{'s' if lean.decode_chunk > 1 else ''} at a time), more than the "
         f"{human(budget or 0)} {where}",
-        hint="lower --size (or --window), use --dtype bfloat16, or a device with more memory",
+        hint=f"{first}lower --size (or --window), use --dtype bfloat16, or a device with more memory",
     )
+
+
+def _fits(spec: Preset, w: Window, budget: int | None, offload: bool) -> bool:
+    """Whether the leanest choices for ``w`` fit ``budget``."""
+    leanest = estimate(spec, w, checkpointing=w.guided, offload=offload or w.kind != "cpu",
+                       batch_passes=False, decode_chunk=1)  # fmt: skip
+    return budget is None or leanest <= budget
 
 
 def resident_bytes(bundle: Any, device: str) -> int:

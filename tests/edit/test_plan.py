@@ -66,6 +66,7 @@ def test_a_plan_that_cannot_fit_is_refused_with_what_it_needs() -> None:
     with pytest.raises(UsageError) as caught:
         plan_memory(SPEC, W, 100, where="free on cuda", option="--size 64")
     leanest = (100 + 10) * 4 + 10 * 16 + FRAME_BYTES * 16  # offloaded, checkpointing
+    assert caught.value.hint.startswith("lower --size")  # not even one frame fits
     assert str(caught.value).split(" (lower --size")[0] == (
         f"--size 64: a 4-frame window at 2x2 needs about {leanest} B with the tiny model in float32 "
         "(checkpointing, offloading, decoding 1 frame at a time), more than the 100 B free on cuda"
@@ -95,3 +96,10 @@ def test_the_presets_parameter_counts_are_their_networks(spec) -> None:  # type:
         nets = {"unet": UNet3D(**spec.unet), "poctr": PoseController(**spec.poctr), "vae": AutoencoderKL(**spec.vae),
                 "image_encoder": CLIPVisionModelWithProjection(CLIPVisionConfig(**spec.image_encoder))}  # fmt: skip
     assert spec.parameters == {k: sum(p.numel() for p in n.parameters()) for k, n in nets.items()}
+
+
+def test_a_refusal_names_the_longest_window_that_fits() -> None:
+    """Per frame the leanest plan needs (10 + 24) x 4 px plus the offloaded U-Net's 440 B."""
+    with pytest.raises(UsageError) as caught:
+        plan_memory(SPEC, replace(W, frames=24), 440 + 34 * 4 * 9)
+    assert caught.value.hint.startswith("a 9-frame window fits ('mfollow long --window 9')")
