@@ -246,10 +246,10 @@ def run_request(
                 )
             inputs = EditInputs(r.source, target=r.target, **given)  # type: ignore[arg-type]
         preview = None if r.preview_every is None or project is None else project / PREVIEW_DIR
-        # the preflight's plan, on this rank's device (with what a loaded model already holds there)
-        plan = check_memory(
-            r, spec, str(device), resident=resident_bytes(model[0], device) if isinstance(model, tuple) else 0
-        )
+        # the preflight's plan (with what a loaded model already holds on the device), rank 0's for
+        # every rank: the same choices give the same bits for any number of ranks
+        held_there = resident_bytes(model[0], device) if isinstance(model, tuple) else 0
+        plan = group.on_main(lambda: check_memory(r, spec, str(device), resident=held_there))
         settings = r.settings(spec, inputs, device, preview, plan)
         clip = group.agree(lambda: open_clip(inputs, settings))  # lengths and sizes, before the model loads
         puppet_segdit = (prepared.get("mask_backend") or {}).get("edit") == "segdit" and _bundled("segdit", r.weights)

@@ -33,10 +33,10 @@ BLAZE_TO_OPENPOSE = {0: 0, 2: 12, 3: 14, 4: 16, 5: 11, 6: 13, 7: 15, 8: 24, 9: 2
                      14: 5, 15: 2, 16: 8, 17: 7}  # fmt: skip
 #: BlazePose's hips sit lower than DWPose's, whose skeletons the released model was trained on.
 #: Measured on the six people of the authors' three real cases (benchmarks/realcases.py, their
-#: DWPose renders of the sources and the targets): BlazePose's mid-hip lies 4.8-7.0% of the
-#: neck-to-mid-hip length further from the neck for five of them, and 1.6% nearer for case 6's
-#: target (a tight dress to mid-thigh: DWPose puts her hips lower). The hips are moved the median,
-#: 5.2%, towards the neck.
+#: DWPose renders of the sources and the targets): BlazePose's mid-hip lies about 4.8-7.0% of the
+#: neck-to-mid-hip length further from the neck for five of them, and about 1.6% nearer for case
+#: 6's target (a tight dress to mid-thigh: DWPose puts her hips lower). The hips are moved the
+#: median, 5.2%, towards the neck.
 HIP_TO_DWPOSE = 0.052
 #: our feet order: L big toe, L small toe, L heel, R big toe, R small toe, R heel (-1: none)
 BLAZE_FEET = (31, -1, 29, 32, -1, 30)
