@@ -151,7 +151,7 @@ def test_sigterm_stops_long_as_ctrl_c_does_and_it_resumes(world: Path, tmp_path:
 
     from mfollow.io.video import read_frames
 
-    extra = ("--window", "8", "--overlap", "3", "--guidance", "none", "--steps", "6", "--no-warp-person")
+    extra = ("--window", "8", "--overlap", "3", "--guidance", "none", "--steps", "3", "--no-warp-person")
     ref = mfollow("long", *args(world, "-o", str(tmp_path / "ref.mp4"), "-p", str(tmp_path / "ref"), *extra))
     assert ref.returncode == 0, ref.stderr
     project = tmp_path / "proj"

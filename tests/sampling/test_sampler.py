@@ -285,14 +285,27 @@ def test_release_noise_is_the_releases_stream(nets: tuple, conditioning: Conditi
     timesteps, abar = schedule(SCHEDULER, 50)
     s = SamplerSettings(steps=50, guidance="official", cfg=1.0, guidance_scale=0.0, seed=42)
     state = SamplerState(z.float(), z.float().clone(), 0)
-    out = sample(unet, state, timesteps, abar, window_of(conditioning), s, generator=generator)
+    at: dict[int, torch.Tensor] = {}  # z_e after the SDE steps (step 20)
+    out = sample(unet, state, timesteps, abar, window_of(conditioning), s, generator=generator,
+                 callback=lambda e: at.setdefault(e["step"], e["state"].z_e))  # fmt: skip
     assert torch.isfinite(out.z_e).all()
     assert torch.equal(torch.randn(shape, generator=generator, dtype=torch.float16), expected[10])  # 1 + 9 drawn
     # the SDE noise came from the stream: another stream (same initial latent) moves the result
     _, other = release_noise(43, shape)
-    moved = sample(unet, SamplerState(z.float(), z.float().clone(), 0), timesteps, abar, window_of(conditioning), s,
-                   generator=other)  # fmt: skip
-    assert not torch.equal(moved.z_e, out.z_e)
+
+    def stop(e: dict) -> None:
+        if e["step"] == 20:
+            raise _Stopped(e["state"].z_e)
+
+    with pytest.raises(_Stopped) as moved:  # (the steps after 20 draw nothing: no need to run them)
+        sample(unet, SamplerState(z.float(), z.float().clone(), 0), timesteps, abar, window_of(conditioning), s,
+               generator=other, callback=stop)  # fmt: skip
+    assert not torch.equal(moved.value.z_e, at[20])
+
+
+class _Stopped(Exception):
+    def __init__(self, z_e: torch.Tensor) -> None:
+        self.z_e = z_e
 
 
 def _half(c: Conditioning, dtype: torch.dtype, empty: bool = False) -> Conditioning:
