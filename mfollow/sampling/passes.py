@@ -53,7 +53,9 @@ def paired_predictions(
     pose = torch.cat([c.pose_r, c.pose_e])  # 2 x (1, C0, F, h, w) -> (2, C0, F, h, w)
     with torch.no_grad():
         out = predict(unet, z, t, context, pose, c)  # ReCtr's features are shared by the batch
-    features = {k: f[:1] for k, f in out.features.items()}  # (2, C, F, h', w') -> the reconstruction's
+    # (2, C, F, h', w') -> the reconstruction's (1, C, F, h', w'), copied: F_r is held through the
+    # guided pass, and a view would keep the unconditional half's features alive with it
+    features = {k: f[:1].clone() for k, f in out.features.items()}
     return Prediction(out.sample[:1], features), out.sample[1:]
 
 
