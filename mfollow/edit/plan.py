@@ -131,12 +131,13 @@ def plan_memory(
     first = f"a {fits}-frame window fits ('mfollow long --window {fits}'); " if fits else ""
 
     what = f"{option}: " if option else ""
+    half = "use --dtype bfloat16, " if w.dtype == "float32" else ""  # already half: no such advice
     raise UsageError(
         f"{what}a {w.frames}-frame window at {w.width}x{w.height} needs about {human(lean.estimate)} with the "
         f"{spec.name} model in {w.dtype} (checkpointing{', offloading' if lean.offload else ''}, decoding "
         f"{lean.decode_chunk} frame{'s' if lean.decode_chunk > 1 else ''} at a time), more than the "
         f"{human(budget or 0)} {where}",
-        hint=f"{first}lower --size (or --window), use --dtype bfloat16, or a device with more memory",
+        hint=f"{first}lower --size (or --window), {half}or a device with more memory",
     )
 
 

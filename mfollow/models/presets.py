@@ -11,7 +11,7 @@ from mfollow.preprocess.pose import PUPPET_ALIGN
 from mfollow.runtime.errors import UsageError
 
 # benchmarks/memory.py --preset sd15 (8 frames at 256², the CPU, 2026-12-07)
-SD15_MEMORY = {"guided_ckpt": 4654, "guided_full": 13500, "pass": 727, "pair": 1706, "decode": 3380}
+SD15_MEMORY = {"guided_ckpt": 2445, "guided_full": 8664, "pass": 727, "pair": 1706, "decode": 3380}
 SD15_PARAMETERS = {"unet": 1390099524, "poctr": 1086480, "vae": 83653863, "image_encoder": 303966208}
 
 
@@ -156,8 +156,8 @@ TINY = Preset(
     steps=1,  # fewer steps score better on the bundled model, one best (docs/benchmarks.md, quality)
     align=dict(PUPPET_ALIGN),
     # benchmarks/memory.py --preset tiny (24 frames at 256², the CPU; the larger of two runs)
-    memory_per_pixel=426,
-    memory_full=1174,
+    memory_per_pixel=256,
+    memory_full=766,
     memory_pass=59,
     memory_pair=156,
     memory_decode=445,

@@ -11,6 +11,9 @@ name), plus
   layer's transformer (or resnet), before that layer's motion module and the downsampler;
 - the PoCtr features added to the ``conv_in`` output;
 - feature taps: the outputs of chosen up blocks (default 1 and 2), the guidance features F.
+  A pass that differentiates only them (the guidance, Eqs. 2-7: ``sample_grad=False``) runs the
+  layers after the last tap without autograd, so their activations are never kept for a backward
+  that would not reach them (at sd15 the last up block, the largest at full latent resolution).
 
 Frames are folded into the batch for every spatial op, so spatial layers (GroupNorms included)
 work per frame and frames interact only through the motion modules. Each frame has its own CLIP
@@ -135,6 +138,7 @@ class UNet3D(ModelMixin, ConfigMixin):
         pose_features: torch.Tensor | None = None,
         appearance: list[torch.Tensor] | None = None,
         taps: Sequence[int] | None = None,
+        sample_grad: bool = True,
     ) -> UNetOutput:
         """Predict the model output for noisy latents.
 
@@ -147,6 +151,9 @@ class UNet3D(ModelMixin, ConfigMixin):
             appearance: ReCtr features from :meth:`appearance_features` (batch B*F, or F when
                 shared by every batch element, e.g. both CFG halves).
             taps: up-block indices whose outputs to return (default: the config's).
+            sample_grad: False: the prediction carries no gradient; the up blocks after the last
+                tap and the output head run under ``torch.no_grad`` (same values), so only the
+                tapped features' graph is recorded.
 
         Returns:
             :class:`UNetOutput` with the (B, C, F, H, W) prediction and the tapped features.
@@ -178,14 +185,17 @@ class UNet3D(ModelMixin, ConfigMixin):
             skips += block_skips
         x = self._mid(x, temb, ctx, frames)
         features: dict[int, torch.Tensor] = {}
+        last_tap = max(taps, default=-1) if not sample_grad else len(self.up_blocks)
         for i, block in enumerate(self.up_blocks):
             n = len(block.resnets)
             block_skips, skips = skips[-n:], skips[:-n]
             size = skips[-1].shape[2:] if skips else None
-            x = self._up(block, x, block_skips, temb, ctx, frames, size)
+            with torch.set_grad_enabled(torch.is_grad_enabled() and i <= last_tap):
+                x = self._up(block, x, block_skips, temb, ctx, frames, size)
             if i in taps:
                 features[i] = unfold(x, frames)
-        x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
+        with torch.set_grad_enabled(torch.is_grad_enabled() and sample_grad):
+            x = self.conv_out(self.conv_act(self.conv_norm_out(x)))
         return UNetOutput(unfold(x, frames), features)
 
     def _down(

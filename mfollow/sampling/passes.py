@@ -24,14 +24,22 @@ class Prediction:
 
 
 def predict(
-    unet: Any, z: torch.Tensor, t: int, context: torch.Tensor, pose: torch.Tensor, c: Conditioning
+    unet: Any,
+    z: torch.Tensor,
+    t: int,
+    context: torch.Tensor,
+    pose: torch.Tensor,
+    c: Conditioning,
+    *,
+    sample_grad: bool = True,
 ) -> Prediction:
     """One U-Net pass on float32 latents ``z`` (B, C, F, h, w): the model runs in its own dtype
     (float32, or bfloat16/float16 under mixed precision: the cast is where a guided pass's gradient
     goes back to float32), and v comes back in float32, so that the DDIM updates and the guidance
-    (whose losses are float32 too) keep full precision."""
+    (whose losses are float32 too) keep full precision. ``sample_grad=False``: under autograd only
+    the features are differentiable (the U-Net's layers after its last tap keep no activations)."""
     dtype = getattr(unet, "dtype", z.dtype)  # diffusers' ModelMixin.dtype; a bare module runs on z's
-    out = unet(z.to(dtype), t, context, pose_features=pose, appearance=c.appearance)
+    out = unet(z.to(dtype), t, context, pose_features=pose, appearance=c.appearance, sample_grad=sample_grad)
     return Prediction(out.sample.float(), out.features)
 
 
@@ -77,7 +85,8 @@ def edit_prediction(
     z_in = z_e.detach().requires_grad_(guided)
     gradient, losses = None, None
     with torch.set_grad_enabled(guided):
-        out_e = predict(unet, z_in, t, c.context, c.pose_e, c)
+        # v is not differentiated (Eq. 7 takes the losses' gradient only): no graph after the taps
+        out_e = predict(unet, z_in, t, c.context, c.pose_e, c, sample_grad=False)
         if guided:
             L_fg, L_bg = consistency_losses(
                 features_of(out_e), F_r, c.M_e, c.M_r, variant=s.guidance, weights=s.weights

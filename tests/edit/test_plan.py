@@ -103,3 +103,7 @@ def test_a_refusal_names_the_longest_window_that_fits() -> None:
     with pytest.raises(UsageError) as caught:
         plan_memory(SPEC, replace(W, frames=24), 440 + 34 * 4 * 9)
     assert caught.value.hint.startswith("a 9-frame window fits ('mfollow long --window 9')")
+    assert "--dtype bfloat16" in caught.value.hint  # float32 networks: half precision would help
+    with pytest.raises(UsageError) as caught:
+        plan_memory(SPEC, replace(W, frames=24, dtype="bfloat16"), 440)
+    assert "--dtype" not in caught.value.hint  # already half precision: no such advice

@@ -213,6 +213,43 @@ def test_gradient_checkpointing_gives_the_same_gradients_in_eval_mode() -> None:
     torch.testing.assert_close(grad(), plain, atol=1e-6, rtol=1e-5)
 
 
+def test_a_features_only_pass_records_no_graph_after_the_last_tap() -> None:
+    """``sample_grad=False`` (the guided pass: only the features are differentiated): the up blocks
+    after the last tap and the head run without autograd, the prediction has no graph, the
+    features' gradient is the same bits, and fewer activations are saved."""
+    unet = tiny_unet()
+    randomise_motion_modules(unet)
+    x, ctx = inputs(frames=3)
+    grad_on: dict[str, bool] = {}
+    for name in ("up_blocks.0", "up_blocks.1", "up_blocks.2", "up_blocks.3", "conv_out"):
+        module = unet.get_submodule(f"{name}.resnets.0" if name.startswith("up") else name)  # the block's first layer
+        module.register_forward_pre_hook(
+            lambda _m, _a, name=name: grad_on.__setitem__(name, torch.is_grad_enabled())
+        )
+
+    def run(sample_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
+        z = x.clone().requires_grad_(True)
+        saved: list[int] = []
+
+        def pack(t: torch.Tensor) -> torch.Tensor:
+            saved.append(t.numel() * t.element_size())
+            return t
+
+        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            out = unet(z, 400, ctx, sample_grad=sample_grad)
+        loss = out.features[1].square().mean() + out.features[2].mean()
+        return out.sample, out.features[2], torch.autograd.grad(loss, z)[0], sum(saved)
+
+    v, f, g, full = run(True)
+    assert all(grad_on.values()) and v.grad_fn is not None
+    v_tail, f_tail, g_tail, lean = run(False)
+    assert grad_on == {"up_blocks.0": True, "up_blocks.1": True, "up_blocks.2": True,
+                       "up_blocks.3": False, "conv_out": False}  # fmt: skip
+    assert v_tail.grad_fn is None and not v_tail.requires_grad and f_tail.grad_fn is not None
+    assert torch.equal(v_tail, v.detach()) and torch.equal(f_tail, f) and torch.equal(g_tail, g)
+    assert lean < full
+
+
 def test_attention_uses_sdpa() -> None:
     from diffusers.models.attention_processor import Attention, AttnProcessor2_0
 

@@ -363,10 +363,11 @@ def test_dtype_auto_picks_the_devices_precision(monkeypatch: pytest.MonkeyPatch)
 
 def test_batched_passes_give_the_same_edit_in_fewer_unet_calls(nets: tuple, conditioning: Conditioning) -> None:
     """The reconstruction pass and the unconditional (CFG) pass in one U-Net call of batch 2: the
-    same latents as three calls of batch 1 (up to float rounding), two calls a window and step."""
+    same latents as three calls of batch 1 (up to float rounding), two calls a window and step.
+    The one call with autograd on, the guided pass, asks for no graph after the feature taps."""
     unet, _ = nets
     timesteps, abar = schedule(SCHEDULER, 3)
-    out, batches = {}, {}
+    out, batches, graphs = {}, {}, []
     for paired in (True, False):
         calls: list[int] = []
 
@@ -375,6 +376,8 @@ def test_batched_passes_give_the_same_edit_in_fewer_unet_calls(nets: tuple, cond
 
             def forward(self, z: torch.Tensor, *a: object, seen: list[int] = calls, **k: object) -> object:
                 seen.append(z.shape[0])  # each call's batch
+                if torch.is_grad_enabled():
+                    graphs.append(k["sample_grad"])
                 return unet(z, *a, **k)
 
         s = SamplerSettings(steps=3, cfg=2.0, guidance="paper", guidance_scale=5.0, window=4, overlap=2,
@@ -384,5 +387,6 @@ def test_batched_passes_give_the_same_edit_in_fewer_unet_calls(nets: tuple, cond
     windows = 2  # 6 frames in windows of 4 overlapping by 2
     assert batches[False] == [1] * 3 * windows * 3
     assert batches[True] == [2, 1] * windows * 3  # the pair, then the guided editing pass
+    assert graphs == [False] * windows * 2 * 2  # every guided pass (steps 2-3: step 1 is at abar 0), both ways
     torch.testing.assert_close(out[True].z_e, out[False].z_e, atol=1e-5, rtol=1e-5)
     torch.testing.assert_close(out[True].z_r, out[False].z_r, atol=1e-5, rtol=1e-5)
