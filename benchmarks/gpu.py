@@ -89,7 +89,7 @@ def window(
     import torch
     from sampler import _setup  # benchmarks/sampler.py: random networks and conditioning at a size
 
-    from mfollow.edit.plan import MemoryPlan, Window, estimate, parse_size, plan_memory
+    from mfollow.edit.plan import Footprint, MemoryPlan, estimate, parse_size, plan_memory
     from mfollow.models.presets import SCHEDULER, get_preset
     from mfollow.runtime.memory import available_bytes
     from mfollow.sampling.ddim import initial_noise, schedule
@@ -97,7 +97,7 @@ def window(
     from mfollow.sampling.state import Conditioning, SamplerSettings, SamplerState
 
     p, dt = get_preset(preset), getattr(torch, _dtype(dtype))
-    w = Window(frames, size, size, _dtype(dtype), kind=DEVICE.split(":")[0])
+    w = Footprint(frames, size, size, _dtype(dtype), kind=DEVICE.split(":")[0])
     plan = MemoryPlan(checkpointing=True, batch_passes=False) if lean else plan_memory(
         p, w, parse_size(budget) if budget else available_bytes(DEVICE))  # fmt: skip
     # the planner's estimate of the sampling (the networks all resident, as here; VAE and CLIP included)

@@ -141,7 +141,7 @@ def test_the_planners_estimate_bounds_the_peak_on_cuda(tmp_path: Path, pair: Pat
     """What the memory planner expects of a tiny edit (the networks and the sampling or decoding,
     mfollow.edit.plan.estimate) is at least the CUDA allocator's peak while it runs, with and
     without activation checkpointing."""
-    from mfollow.edit.plan import Window, estimate
+    from mfollow.edit.plan import Footprint, estimate
     from mfollow.models.presets import TINY
 
     s = EditSettings(sampler=FAST, short_side=64, device="cuda", checkpointing=checkpointing, decode_chunk=4)
@@ -150,6 +150,6 @@ def test_the_planners_estimate_bounds_the_peak_on_cuda(tmp_path: Path, pair: Pat
     base = torch.cuda.memory_allocated()
     run_edit(ModelBundle.random("tiny", seed=0).eval(), _inputs(pair), s, tmp_path / "o.mp4")
     peak = torch.cuda.max_memory_allocated() - base
-    w = Window(FAST.window, 64, 64, "float32", kind="cuda")
+    w = Footprint(FAST.window, 64, 64, "float32", kind="cuda")
     need = estimate(TINY, w, checkpointing=checkpointing, offload=False, batch_passes=True, decode_chunk=4)
     assert 0 < peak <= need, (peak, need)

@@ -36,7 +36,7 @@ UNITS = {"": 1, "b": 1, "k": 2**10, "kb": 10**3, "kib": 2**10, "m": 2**20, "mb":
 
 
 @dataclass(frozen=True)
-class Window:
+class Footprint:
     """What one sampling window asks of memory: ``frames`` at ``width`` x ``height`` working pixels,
     the networks' ``dtype`` (``float32``, ``bfloat16``, ``float16``), whether steps are ``guided``
     (consistency guidance) and whether CFG runs (``cfg`` != 1), on a device ``kind`` (``cpu``,
@@ -83,7 +83,7 @@ def dtype_bytes(dtype: str) -> int:
 
 
 def estimate(
-    spec: Preset, w: Window, *, checkpointing: bool, offload: bool, batch_passes: bool, decode_chunk: int
+    spec: Preset, w: Footprint, *, checkpointing: bool, offload: bool, batch_passes: bool, decode_chunk: int
 ) -> int:
     """The estimated peak memory (bytes) of an edit window run with these choices (module doc)."""
     size = dtype_bytes(w.dtype)
@@ -102,7 +102,13 @@ def estimate(
 
 
 def plan_memory(
-    spec: Preset, w: Window, budget: int | None, *, offload: bool = False, where: str = "--max-memory", option: str = ""
+    spec: Preset,
+    w: Footprint,
+    budget: int | None,
+    *,
+    offload: bool = False,
+    where: str = "--max-memory",
+    option: str = "",
 ) -> MemoryPlan:
     """The fastest choices (module doc) whose estimate fits ``budget`` bytes (None: the fastest of
     all); ``offload``: asked for (``--offload``), so kept; ``where``: what the budget is, for the
@@ -141,7 +147,7 @@ def plan_memory(
     )
 
 
-def _fits(spec: Preset, w: Window, budget: int | None, offload: bool) -> bool:
+def _fits(spec: Preset, w: Footprint, budget: int | None, offload: bool) -> bool:
     """Whether the leanest choices for ``w`` fit ``budget``."""
     leanest = estimate(spec, w, checkpointing=w.guided, offload=offload or w.kind != "cpu",
                        batch_passes=False, decode_chunk=1)  # fmt: skip

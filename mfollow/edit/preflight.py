@@ -124,7 +124,7 @@ def check_memory(r: EditRequest, spec: Preset, device: str | None = None, reside
     Raises:
         UsageError: when not even the leanest plan fits.
     """
-    from mfollow.edit.plan import Window, parse_size, plan_memory
+    from mfollow.edit.plan import Footprint, parse_size, plan_memory
     from mfollow.io.media import media_info
     from mfollow.io.video.read import FramePolicy, working_geometry
     from mfollow.runtime.devices import auto_dtype
@@ -139,7 +139,7 @@ def check_memory(r: EditRequest, spec: Preset, device: str | None = None, reside
     frames = r.window if r.long else r.max_frames
     if info.frame_count > 1:  # a video or a folder of frames (a still stands for the target's length)
         frames = max(1, min(frames, info.frame_count - r.start))
-    window = Window(
+    window = Footprint(
         frames, geo.width, geo.height, auto_dtype(device) if r.dtype == "auto" else r.dtype,
         guided=r.guidance != "none", cfg=(spec.cfg if r.cfg is None else r.cfg) != 1.0,
         kind=device.split(":")[0],

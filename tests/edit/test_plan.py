@@ -7,7 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from mfollow.edit.plan import FRAME_BYTES, MemoryPlan, Window, estimate, parse_size, plan_memory
+from mfollow.edit.plan import FRAME_BYTES, Footprint, MemoryPlan, estimate, parse_size, plan_memory
 from mfollow.models.presets import SD15, TINY
 from mfollow.runtime.errors import UsageError
 
@@ -15,7 +15,7 @@ from mfollow.runtime.errors import UsageError
 # grad, two as one call, the VAE per decoded frame; parameters per network
 SPEC = replace(TINY, memory_per_pixel=10, memory_full=30, memory_pass=3, memory_pair=6, memory_decode=5,
                parameters={"unet": 100, "poctr": 10, "vae": 20, "image_encoder": 30})  # fmt: skip
-W = Window(frames=4, width=2, height=2, kind="cuda")  # 16 frame-pixels
+W = Footprint(frames=4, width=2, height=2, kind="cuda")  # 16 frame-pixels
 WEIGHTS = (100 + 10 + 20 + 30) * 4  # float32
 
 

@@ -223,9 +223,7 @@ def test_a_features_only_pass_records_no_graph_after_the_last_tap() -> None:
     grad_on: dict[str, bool] = {}
     for name in ("up_blocks.0", "up_blocks.1", "up_blocks.2", "up_blocks.3", "conv_out"):
         module = unet.get_submodule(f"{name}.resnets.0" if name.startswith("up") else name)  # the block's first layer
-        module.register_forward_pre_hook(
-            lambda _m, _a, name=name: grad_on.__setitem__(name, torch.is_grad_enabled())
-        )
+        module.register_forward_pre_hook(lambda _m, _a, name=name: grad_on.__setitem__(name, torch.is_grad_enabled()))
 
     def run(sample_grad: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, int]:
         z = x.clone().requires_grad_(True)
