@@ -5,7 +5,7 @@ Four choices trade memory for time; the planner takes the fastest combination wh
 peak fits, in this order of preference:
 
 - activation checkpointing off (the guided pass keeps its activations for the backward pass:
-  about 25% faster a guided step, about 3x the memory; docs/benchmarks.md);
+  about 25% faster a guided step, about 3-3.5x the memory; docs/benchmarks.md);
 - the networks all resident (``--offload`` moves each phase's networks onto the device and the
   others to the CPU: less memory, a few transfers an edit; never on the CPU, where it saves nothing);
 - the reconstruction and the unconditional (CFG) pass batched into one U-Net call
