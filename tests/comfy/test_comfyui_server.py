@@ -51,6 +51,7 @@ OPT_IN = "MFOLLOW_COMFYUI"  # 1: run this module (a prepared MFOLLOW_COMFY_VENV 
 pytestmark = [
     pytest.mark.slow,
     pytest.mark.timeout(1500),
+    pytest.mark.xdist_group("comfyui"),  # one worker: one ComfyUI environment and server for the module
     pytest.mark.skipif(
         not (os.environ.get(OPT_IN) == "1" or os.environ.get("MFOLLOW_COMFY_VENV")),
         reason=f"a real ComfyUI: 137 s and 5.5 GB of downloads to build its environment, about 4 min in all, "
