@@ -11,6 +11,7 @@ and hard links: :func:`same_file`) is refused, so nothing the user owns can be o
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
 from collections.abc import Iterable
@@ -101,28 +102,26 @@ def check_output(path: Path, inputs: Iterable[tuple[str, Path]], *, label: str =
 
 
 def check_writable_folder(folder: Path, label: str) -> None:
-    """``folder`` exists or can be created, and a file can be created in it. Folders created to
-    find out are removed again, so a command refused by a later check leaves nothing behind; the
-    writers create them when they write."""
-    missing = []  # the folders to create, innermost first
-    at = folder
-    while not at.exists() and at != at.parent:
-        missing.append(at)
+    """``folder`` exists or can be created, and a file can be created in it: a probe file is made
+    and removed in the folder or, where it does not exist yet, in its nearest existing ancestor
+    (where its first missing folder would be made: the same permission), and the missing folders'
+    names must fit the file system. No folder is created to find out, so nothing is left behind
+    and processes probing one folder at once (every rank under torchrun runs the preflight) cannot
+    remove what another is probing."""
+    at, missing = folder, []
+    while not at.exists() and at != at.parent:  # exists() is False under a file, too
+        missing.append(at.name)
         at = at.parent
-    created: list[Path] = []
     try:
-        for each in reversed(missing):  # outermost first
-            each.mkdir()
-            created.append(each)
-        probe_file = folder / f".mfollow-write-test-{secrets.token_hex(4)}"
+        limit = os.pathconf(at, "PC_NAME_MAX") if at.is_dir() else None
+        too_long = [name for name in missing if limit is not None and len(os.fsencode(name)) > limit]
+        if too_long:
+            raise OSError(errno.ENAMETOOLONG, f"a name longer than {limit} bytes: {too_long[0][:40]}...")
+        probe_file = at / f".mfollow-write-test-{secrets.token_hex(4)}"
         probe_file.touch(exist_ok=False)
         probe_file.unlink()
     except OSError as exc:
         raise MediaError(f"{label}: cannot write in {folder} ({exc.strerror or exc})") from exc
-    finally:
-        for each in reversed(created):  # innermost first; only what this check made, and only if empty
-            with contextlib.suppress(OSError):
-                each.rmdir()
 
 
 def check_project(path: Path) -> None:

@@ -158,7 +158,7 @@ def test_writable_folder_check_leaves_no_folder_behind(tmp_path: Path) -> None:
     from mfollow.runtime.errors import MediaError
 
     check_writable_folder(tmp_path / "a" / "b" / "c", "-o x")
-    assert list(tmp_path.iterdir()) == []  # a, a/b and a/b/c were made to find out, then removed
+    assert list(tmp_path.iterdir()) == []  # probed where a would be made; nothing made
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "keep.txt").write_text("mine")
     check_writable_folder(tmp_path / "mine", "-o x")
@@ -166,7 +166,40 @@ def test_writable_folder_check_leaves_no_folder_behind(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a folder")
     with pytest.raises(MediaError, match="cannot write in"):
         check_writable_folder(tmp_path / "file" / "sub", "-o x")
+    with pytest.raises(MediaError, match=r"cannot write in .*\(a name longer than 255 bytes"):
+        check_writable_folder(tmp_path / "ok" / ("x" * 300) / "y", "-o x")  # mkdir would fail there
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine"]
+
+
+def test_processes_probing_one_missing_folder_at_once_all_pass(tmp_path: Path) -> None:
+    """Every rank under torchrun runs the preflight, so several processes probe the same new
+    project folder at once: one's removal of the folder it made must not fail another's probe (a
+    3-rank `long` failed with exit 5 on a loaded machine, "cannot write in"). Threads stand in for
+    the processes (the file system calls release the GIL)."""
+    import threading
+
+    from mfollow.io.checks import check_writable_folder
+
+    errors: list[BaseException] = []
+    for round_ in range(60):
+        start = threading.Barrier(4)
+        folder = tmp_path / f"r{round_}" / "project"
+
+        def probe(folder: Path = folder, start: threading.Barrier = start) -> None:
+            start.wait()
+            for _ in range(20):
+                try:
+                    check_writable_folder(folder, "project")
+                except BaseException as exc:  # collected: the assertion names them
+                    errors.append(exc)
+
+        threads = [threading.Thread(target=probe) for _ in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    assert errors == []
+    assert all(not any(p.iterdir()) for p in tmp_path.rglob("*") if p.is_dir())  # no probe file left
 
 
 @pytest.mark.slow
