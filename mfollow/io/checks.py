@@ -113,7 +113,7 @@ def check_writable_folder(folder: Path, label: str) -> None:
         missing.append(at.name)
         at = at.parent
     try:
-        limit = os.pathconf(at, "PC_NAME_MAX") if at.is_dir() else None
+        limit = _name_max(at) if missing else None
         too_long = [name for name in missing if limit is not None and len(os.fsencode(name)) > limit]
         if too_long:
             raise OSError(errno.ENAMETOOLONG, f"a name longer than {limit} bytes: {too_long[0][:40]}...")
@@ -122,6 +122,14 @@ def check_writable_folder(folder: Path, label: str) -> None:
         probe_file.unlink()
     except OSError as exc:
         raise MediaError(f"{label}: cannot write in {folder} ({exc.strerror or exc})") from exc
+
+
+def _name_max(folder: Path) -> int | None:
+    """The longest file name ``folder``'s file system takes, in bytes (None where it does not say)."""
+    try:
+        return os.pathconf(folder, "PC_NAME_MAX")  # POSIX
+    except (AttributeError, OSError, ValueError):  # no pathconf (Windows), not a folder, not reported
+        return None
 
 
 def check_project(path: Path) -> None:
