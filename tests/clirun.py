@@ -8,11 +8,20 @@ import sys
 from pathlib import Path
 
 
+def _env(*drop: str) -> dict[str, str]:
+    """This environment without ``drop``, and this process's torch thread count for the CLI: float
+    sums depend on the count, so a test comparing its own frames with a CLI's gets the same bits
+    (under pytest-xdist each worker runs one thread)."""
+    import torch
+
+    return {k: v for k, v in os.environ.items() if k not in drop} | {"OMP_NUM_THREADS": str(torch.get_num_threads())}
+
+
 def mfollow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "MFOLLOW_DEBUG"}
     return subprocess.run(
-        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=600
-    )
+        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=_env("MFOLLOW_DEBUG"),
+        timeout=600,
+    )  # fmt: skip
 
 
 def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles: str) -> None:
@@ -26,7 +35,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles
 
 
 def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k not in ("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")}
+    base = _env("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")
     return subprocess.run(
         [sys.executable, "-m", "mfollow", *args],
         capture_output=True, text=True, cwd=cwd, env=base | (env or {}), timeout=600,

@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
-    # two workers on two cores: one torch thread each, in-process (the CLIs that tests start keep
-    # torch's default; a test that compares its own bits with a CLI's gives the CLI its thread
-    # count, since float sums depend on it)
+    # two workers on two cores: one torch thread each (the CLIs that tests start through
+    # tests/clirun.py get the same count; the golden CLI runs pin the two they were recorded with)
     import torch
 
     torch.set_num_threads(1)

@@ -110,6 +110,8 @@ def check_writable_folder(folder: Path, label: str) -> None:
     remove what another is probing."""
     at, missing = folder, []
     while not at.exists() and at != at.parent:  # exists() is False under a file, too
+        if at.is_symlink():  # a link to nothing: no folder can be made there
+            raise MediaError(f"{label}: cannot write in {folder} ({at} is a broken link)")
         missing.append(at.name)
         at = at.parent
     try:

@@ -168,7 +168,10 @@ def test_writable_folder_check_leaves_no_folder_behind(tmp_path: Path) -> None:
         check_writable_folder(tmp_path / "file" / "sub", "-o x")
     with pytest.raises(MediaError, match=r"cannot write in .*\(a name longer than 255 bytes"):
         check_writable_folder(tmp_path / "ok" / ("x" * 300) / "y", "-o x")  # mkdir would fail there
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "mine"]
+    (tmp_path / "gone").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(MediaError, match=r"cannot write in .*gone is a broken link"):
+        check_writable_folder(tmp_path / "gone" / "sub", "-o x")  # mkdir would fail there too
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file", "gone", "mine"]
 
 
 def test_processes_probing_one_missing_folder_at_once_all_pass(tmp_path: Path) -> None:
