@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 
-def _env(*drop: str) -> dict[str, str]:
+def cli_env(*drop: str) -> dict[str, str]:
     """This environment without ``drop``, and this process's torch thread count for the CLI: float
     sums depend on the count, so a test comparing its own frames with a CLI's gets the same bits
     (under pytest-xdist each worker runs one thread)."""
@@ -19,7 +19,7 @@ def _env(*drop: str) -> dict[str, str]:
 
 def mfollow(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=_env("MFOLLOW_DEBUG"),
+        [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, cwd=cwd, env=cli_env("MFOLLOW_DEBUG"),
         timeout=600,
     )  # fmt: skip
 
@@ -35,7 +35,7 @@ def one_line_error(result: subprocess.CompletedProcess[str], code: int, *needles
 
 
 def run(*args: str, cwd: Path | None = None, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    base = _env("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")
+    base = cli_env("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")
     return subprocess.run(
         [sys.executable, "-m", "mfollow", *args],
         capture_output=True, text=True, cwd=cwd, env=base | (env or {}), timeout=600,

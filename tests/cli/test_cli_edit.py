@@ -7,7 +7,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from clirun import mfollow, one_line_error
+from clirun import cli_env, mfollow, one_line_error
 
 from mfollow.io.video import probe
 
@@ -143,7 +143,6 @@ def test_sigterm_stops_long_as_ctrl_c_does_and_it_resumes(world: Path, tmp_path:
     """SIGTERM (what SLURM, Kubernetes and `timeout` send) during `long`: exit 143, its last
     step's checkpoint kept, its spilled conditioning removed; the same command then resumes and
     writes the frames of an uninterrupted run."""
-    import os
     import signal
     import subprocess
     import sys
@@ -156,8 +155,8 @@ def test_sigterm_stops_long_as_ctrl_c_does_and_it_resumes(world: Path, tmp_path:
     assert ref.returncode == 0, ref.stderr
     project = tmp_path / "proj"
     argv = ["long", *args(world, "-o", str(tmp_path / "out.mp4"), "-p", str(project), *extra)]
-    env = {k: v for k, v in os.environ.items() if k != "MFOLLOW_DEBUG"}
-    proc = subprocess.Popen([sys.executable, "-m", "mfollow", *argv], env=env, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "mfollow", *argv], env=cli_env("MFOLLOW_DEBUG"),
+                            stderr=subprocess.PIPE, text=True)  # fmt: skip
     state = project / "long" / "state.safetensors"
     deadline = time.monotonic() + 300
     while not state.exists() and proc.poll() is None and time.monotonic() < deadline:

@@ -3,21 +3,20 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
-from clirun import one_line_error
+from clirun import cli_env, one_line_error
 from official import write_official
 
 from mfollow.models.bundle import ModelBundle
 
 
 def run(*args: str, home: Path) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k not in ("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")}
+    env = cli_env("MFOLLOW_DEBUG", "MFOLLOW_WEIGHTS")
     env.update(XDG_DATA_HOME=str(home / "xdg"), HF_HUB_CACHE=str(home / "hf"), HF_HUB_OFFLINE="1")
     return subprocess.run(
         [sys.executable, "-m", "mfollow", *args], capture_output=True, text=True, env=env, timeout=300

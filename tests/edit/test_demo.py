@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 import torch
+from clirun import cli_env
 
 from mfollow.io.hashing import sha256_file
 from mfollow.weights import registry as W
@@ -21,7 +21,7 @@ def bare_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]
     """No user weights anywhere: only what ships with the package."""
     monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))
     monkeypatch.delenv(W.ENV_VAR, raising=False)
-    return {k: v for k, v in os.environ.items() if k != "MFOLLOW_DEBUG"}
+    return cli_env("MFOLLOW_DEBUG")
 
 
 @pytest.mark.parametrize("name", ["tiny", "segdit"])
